@@ -1,0 +1,53 @@
+"""What a result ran on: software versions, GPU, driver and the code's git commit."""
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def git_state(repo: Path = _REPO) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout holding this package; (None, None) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def describe_environment(device: torch.device, driver: str | None = None) -> dict:
+    """JSON-ready description of the machine and software for a record."""
+    commit, dirty = git_state()
+    cuda = device.type == "cuda"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "driver": driver,
+        "gpu_name": torch.cuda.get_device_name(device) if cuda else None,
+        "device": device.type,
+        "cpu": platform.processor() or platform.machine(),
+        "hostname": socket.gethostname(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name`` if given, else CUDA when present, else CPU."""
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            from speedrun.errors import SpeedrunError
+            raise SpeedrunError(f"--device {name}: CUDA is not available here; use --device cpu")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

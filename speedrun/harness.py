@@ -1,0 +1,169 @@
+"""Seeded runs of a recipe, their summary, and the record that holds them.
+
+``run_benchmark`` is what ``python -m speedrun`` does: load the data, move it to the device
+once (timed apart), build and warm up the model once (timed apart), then train N seeded runs,
+print a line per epoch and a summary, and write one JSON record atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from speedrun.data import Cifar10, load_cifar10
+from speedrun.environment import describe_environment, pick_device
+from speedrun.model import ResNet9
+from speedrun.nvml import NvmlSampler
+from speedrun.recipes import Recipe
+from speedrun.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
+from speedrun.stats import summarize
+from speedrun.timing import synchronize
+from speedrun.train import TIMER_RULE, DeviceData, EpochLog, RunResult, Trainer
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    """How many runs, on what, and where the record goes; the recipe says how each run trains."""
+
+    runs: int = 1
+    seed: int = 0
+    target: float | None = None          # None: the recipe's
+    device: str | None = None            # None: CUDA if present, else CPU
+    compile: bool | None = None          # None: on for CUDA, off for CPU
+    data_dir: str | None = None
+    download: bool = True
+    train_subset: int | None = None
+    test_subset: int | None = None
+    out: str | None = "results"          # a folder (a fresh name is chosen) or a .json path; None: no record
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise ValueError(f"runs must be at least 1, got {self.runs}")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.94; got {self.target}")
+
+
+def record_path(out: str, recipe: str, kind: str = "train") -> Path:
+    path = Path(out)
+    return path if path.suffix == ".json" else default_record_path(path, recipe, kind)
+
+
+def format_epoch(entry: EpochLog) -> str:
+    test = "   -   " if entry.test_acc is None else f"{entry.test_acc:7.4f}"
+    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {entry.train_loss:10.4f}  {entry.train_acc:9.4f}  "
+            f"{test}  {entry.elapsed_s:9.2f}")
+
+
+EPOCH_HEADER = "epoch         lr  train_loss  train_acc  test_acc  elapsed_s"
+
+
+def summarize_runs(runs: Sequence[RunResult]) -> dict:
+    """The record's summary: accuracy and time-to-target distributions over the runs."""
+    completed = [r for r in runs if r.status == "ok" and r.final_test_acc is not None]
+    reached = [r for r in completed if r.reached_target]
+    utils = [r.nvml["gpu_util_pct"]["mean"] for r in runs if "gpu_util_pct" in r.nvml]
+    return {
+        "runs": len(runs),
+        "completed": len(completed),
+        "failed": len(runs) - len(completed),
+        "reached": len(reached),
+        "accuracy": summarize([r.final_test_acc for r in completed]).to_dict(),
+        "time_to_target": summarize([r.time_to_target_s for r in reached]).to_dict(),
+        "train_time": summarize([r.train_time_s for r in completed]).to_dict(),
+        "gpu_util_mean": sum(utils) / len(utils) if utils else None,
+    }
+
+
+def format_summary(summary: dict, target: float) -> str:
+    acc, ttt = summary["accuracy"], summary["time_to_target"]
+    lines = [f"runs: {summary['runs']}  completed: {summary['completed']}  failed: {summary['failed']}  "
+             f"reached {target:.4f}: {summary['reached']}/{summary['runs']}"]
+    if acc["n"]:
+        lines.append(f"accuracy: {acc['mean']:.4f} ± {acc['std']:.4f} (std), "
+                     f"95% CI [{acc['ci95_low']:.4f}, {acc['ci95_high']:.4f}] over {acc['n']} runs")
+    if ttt["n"]:
+        lines.append(f"time to {target:.4f}: mean {ttt['mean']:.2f}s  median {ttt['median']:.2f}s  "
+                     f"min {ttt['min']:.2f}s  max {ttt['max']:.2f}s  (95% CI [{ttt['ci95_low']:.2f}, {ttt['ci95_high']:.2f}])")
+    else:
+        lines.append(f"time to {target:.4f}: no run reached the target")
+    if summary.get("gpu_util_mean") is not None:
+        lines.append(f"GPU utilization (timed part): {summary['gpu_util_mean']:.1f}%")
+    return "\n".join(lines)
+
+
+def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
+                  log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
+    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``)."""
+    device = pick_device(options.device)
+    compile_model = options.compile if options.compile is not None else device.type == "cuda"
+    target = options.target if options.target is not None else recipe.target
+    if device.type == "cpu":
+        log("warning: no GPU; training on the CPU is slow (a full ResNet-9 run takes hours). "
+            "For a short real run use --epochs, --train-subset and --test-subset.")
+    if data is None:
+        data = load_cifar10(options.data_dir, download=options.download)
+    data = data.subset(options.train_subset, options.test_subset)
+
+    t0 = time.perf_counter()
+    device_data = DeviceData.from_cifar(data, device)
+    synchronize(device)
+    data_to_device_s = time.perf_counter() - t0
+
+    trainer = Trainer(ResNet9(recipe.model), device_data, augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=recipe.train, compile_model=compile_model)
+    total_steps = trainer.steps_per_epoch * recipe.train.epochs
+    schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
+    lr = schedule.lr.to(device=device, dtype=torch.float32)
+    momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
+
+    compile_warmup_s = None
+    if compile_model:
+        log("compiling (one-time warm-up on random pixels, not timed)...")
+        compile_warmup_s = trainer.warmup(lr)
+        log(f"compile warm-up: {compile_warmup_s:.1f}s")
+
+    runs: list[RunResult] = []
+    for i in range(options.runs):
+        seed = options.seed + i
+        log(f"run {i + 1}/{options.runs}  seed {seed}  target {target}")
+        log(EPOCH_HEADER)
+        runs.append(trainer.run(seed, lr, momentum, target=target, log=lambda e: log(format_epoch(e))))
+        if runs[-1].status != "ok":
+            log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
+
+    summary = summarize_runs(runs)
+    log(format_summary(summary, target))
+    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
+    record = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "kind": "train",
+        "created": utc_now(),
+        "command": list(command) if command is not None else list(sys.argv),
+        "recipe": recipe.name,
+        "target": target,
+        "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
+                   "compile": compile_model, "device": str(device)},
+        "dataset": {"name": data.source, "origin": str(data.origin), "train_size": len(data.train_labels),
+                    "test_size": len(data.test_labels)},
+        "environment": describe_environment(device, driver),
+        "timer_rule": TIMER_RULE,
+        "schedule": {**schedule.describe(), "steps_per_epoch": trainer.steps_per_epoch,
+                     "lr": [float(v) for v in schedule.lr],
+                     "momentum": None if schedule.momentum is None else [float(v) for v in schedule.momentum]},
+        "setup": {"data_to_device_s": data_to_device_s, "compile_warmup_s": compile_warmup_s},
+        "runs": [r.to_dict() for r in runs],
+        "summary": summary,
+        "nvml": {"available": any(r.nvml.get("available") for r in runs),
+                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
+    }
+    if options.out:
+        path = write_record(record, record_path(options.out, recipe.name))
+        log(f"record: {path}")
+        record["_path"] = str(path)
+    return record

@@ -1,0 +1,55 @@
+"""Wall-time measurement that does not disturb the GPU queue.
+
+On CUDA, events are recorded into the stream and read only when the caller syncs anyway
+(at an epoch end), so timing adds no host sync inside an epoch. On CPU, work is synchronous
+and ``time.perf_counter`` is exact.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+class Stopwatch:
+    """Accumulates time over start/stop intervals; ``elapsed_s`` syncs only on CUDA, once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._closed: list[tuple] = []
+        self._open: tuple | None = None
+        self._total_s = 0.0
+
+    def start(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._open = (event,)
+        else:
+            self._open = (time.perf_counter(),)
+
+    def stop(self) -> None:
+        if self._open is None:
+            raise RuntimeError("Stopwatch.stop() without start()")
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._closed.append((self._open[0], event))
+        else:
+            self._total_s += time.perf_counter() - self._open[0]
+        self._open = None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Total of the closed intervals, in seconds."""
+        if self.cuda and self._closed:
+            self._closed[-1][1].synchronize()
+            self._total_s += sum(a.elapsed_time(b) for a, b in self._closed) / 1000.0
+            self._closed.clear()
+        return self._total_s
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work; a no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
