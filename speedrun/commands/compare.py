@@ -1,0 +1,31 @@
+"""``speedrun compare A B``: is record B faster than A, and did accuracy change?"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speedrun.compare import compare_records
+from speedrun.records import read_record
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand; its handler is also set as ``args.handler``."""
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two records: time and accuracy differences with 95%% CIs and Welch p-values",
+        description="Compare record B against baseline A with Welch's t-test on the runs' raw values.",
+    )
+    p.add_argument("a", metavar="A", help="baseline record (JSON)")
+    p.add_argument("b", metavar="B", help="record to compare against A (JSON)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read both records (RecordError names a bad one), compare, print."""
+    a = {**read_record(args.a), "source_file": str(args.a)}
+    b = {**read_record(args.b), "source_file": str(args.b)}
+    comparison = compare_records(a, b)
+    sys.stdout.write(comparison.to_json() if args.format == "json" else comparison.to_text())
+    return 0

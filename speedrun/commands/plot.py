@@ -1,0 +1,32 @@
+"""``speedrun plot RECORD --out-dir DIR``: accuracy, schedule and GPU-telemetry PNGs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from speedrun.plots import plot_record
+from speedrun.records import read_record
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``plot`` subcommand; its handler is also set as ``args.handler``."""
+    p = subparsers.add_parser(
+        "plot",
+        help="draw a record's accuracy curves, lr/momentum schedule and GPU telemetry as PNGs",
+        description="Write <record>-accuracy.png, <record>-schedule.png and <record>-gpu.png "
+        "(needs matplotlib: pip install 'speedrun[plot]'). Existing files are never overwritten.",
+    )
+    p.add_argument("record", metavar="RECORD", help="a result record (JSON)")
+    p.add_argument("--out-dir", default=None, metavar="DIR", help="folder for the PNGs (default: beside the record)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the record, plot it, print the paths written."""
+    record_path = Path(args.record)
+    record = read_record(record_path)
+    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
+    for path in plot_record(record, out_dir, prefix=record_path.stem):
+        print(path)
+    return 0
