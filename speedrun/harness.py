@@ -17,7 +17,6 @@ import torch
 
 from speedrun.data import Cifar10, load_cifar10
 from speedrun.environment import describe_environment, pick_device
-from speedrun.model import ResNet9
 from speedrun.nvml import NvmlSampler
 from speedrun.recipes import Recipe
 from speedrun.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
@@ -114,8 +113,8 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     synchronize(device)
     data_to_device_s = time.perf_counter() - t0
 
-    trainer = Trainer(ResNet9(recipe.model), device_data, augment=recipe.augment, optimizer=recipe.optimizer,
-                      train=recipe.train, compile_model=compile_model)
+    trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
     total_steps = trainer.steps_per_epoch * recipe.train.epochs
     schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
     lr = schedule.lr.to(device=device, dtype=torch.float32)

@@ -28,6 +28,9 @@ class ResNet9Config:
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
+    def build(self) -> "ResNet9":
+        return ResNet9(self)
+
 
 def conv_bn_relu(c_in: int, c_out: int, *, pool: bool = False, bn_momentum: float = 0.1) -> nn.Sequential:
     """3x3 conv (no bias: BN supplies it), optional 2x2 max-pool, batch norm, ReLU."""

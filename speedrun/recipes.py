@@ -53,6 +53,7 @@ class Recipe:
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleSpec = ScheduleSpec()
     train: TrainConfig = TrainConfig()
+    extensions: tuple = ()               # Extension configs: SWA, snapshots, plateau, lookahead...
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)

@@ -12,16 +12,18 @@ warm-up are measured separately and are not in it.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, augment_batch, batch_order, normalize
+from speedrun.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, apply_augment, batch_order, normalize,
+                              sample_augment_params)
 from speedrun.data import Cifar10
 from speedrun.nvml import NvmlSampler
 from speedrun.optim import OptimizerConfig, ParamGroup, ScheduledOptimizer, build_optimizer
@@ -34,6 +36,10 @@ TIMER_RULE = (
 )
 
 
+TTA_MODES = ("none", "flip", "multi")
+FLIP_MODES = ("random", "alternate")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a run trains and when it is evaluated."""
@@ -41,7 +47,9 @@ class TrainConfig:
     epochs: int = 24
     batch_size: int = 512
     label_smoothing: float = 0.0
-    tta: bool = True              # evaluate on the image and its mirror, summing logits
+    tta: str = "flip"             # test-time views: "none", "flip" (image + mirror) or "multi" (+ 1-px shifts)
+    flip_mode: str = "random"     # "random": each image flipped with p=1/2 every epoch; "alternate":
+                                  # a random first epoch, then each image flipped in every other epoch
     eval_every: int = 1           # evaluate every k-th epoch (and always after the last)
     eval_batch_size: int = 1000
     stop_at_target: bool = True   # end a run at the first evaluation that reaches the target
@@ -52,6 +60,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
+        if self.flip_mode not in FLIP_MODES:
+            raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got {self.flip_mode!r}")
 
 
 @dataclass
@@ -105,10 +117,36 @@ class RunResult:
         return asdict(self)
 
 
-class EpochHook(Protocol):
-    """Called on the host after each epoch's evaluation (e.g. reduce-on-plateau)."""
+@dataclass
+class RunHooks:
+    """Behaviour an extension adds to one run. Device-side hooks must not sync with the host.
 
-    def __call__(self, epoch: int, log: EpochLog) -> None: ...
+    after_step:  device work after each optimizer step (EMA, lookahead).
+    after_epoch: device work at an epoch's end, before its evaluation (SWA averaging,
+                 saving a snapshot); gets the 1-based epoch.
+    after_log:   host work after the epoch's one sync, with its log (reduce-on-plateau).
+    eval_model:  which function to evaluate with (e.g. EMA or SWA weights); None: the model.
+    finish:      after the last epoch, inside the timed part: returns a device accuracy that
+                 replaces the final one (SWA after its BN update, a snapshot ensemble), or None.
+    """
+
+    after_step: Sequence[Callable[[], None]] = ()
+    after_epoch: Sequence[Callable[[int], None]] = ()
+    after_log: Sequence[Callable[[int, "EpochLog"], None]] = ()
+    eval_model: Callable[[], Callable[[Tensor], Tensor]] | None = None
+    finish: Callable[[], Tensor | None] | None = None
+
+
+class Extension(Protocol):
+    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
+
+    def make(self, trainer: "Trainer", optimizer: ScheduledOptimizer) -> RunHooks: ...
+
+
+class ModelConfig(Protocol):
+    """What a recipe's model config provides: the network, its init, its parameter groups."""
+
+    def build(self) -> nn.Module: ...
 
 
 def autocast_for(device: torch.device):
@@ -128,23 +166,44 @@ def reinitialize(model: nn.Module, seed: int) -> None:
             module.reset_running_stats()
 
 
-def default_param_groups(model: nn.Module) -> list[ParamGroup]:
+def default_param_groups(model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]:
     return [ParamGroup([p for p in model.parameters() if p.requires_grad])]
+
+
+def test_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
+    """Weighted views of a normalized batch for test-time augmentation.
+
+    "flip": the image and its mirror, equally weighted. "multi": those two at weight 1/4
+    each, plus the mirror pair of two 1-pixel diagonal shifts (reflect-padded) at 1/8 each.
+    """
+    if mode == "none":
+        return [(1.0, x)]
+    views = [(0.5, x), (0.5, x.flip(-1))]
+    if mode == "flip":
+        return views
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
+    return [(0.5 * wt, v) for wt, v in views] + [(0.125, v) for s in shifted for v in (s, s.flip(-1))]
 
 
 @torch.no_grad()
 def evaluate(model: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, *, batch_size: int,
-             tta: bool) -> Tensor:
-    """Test accuracy as a device scalar (no sync); with ``tta``, logits of image + mirror are summed."""
+             tta: str = "flip") -> Tensor:
+    """Test accuracy as a device scalar (no sync), from the weighted logits of the ``tta`` views."""
     correct = torch.zeros((), dtype=torch.long, device=images.device)
     for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size], CIFAR10_MEAN, CIFAR10_STD)
-        with autocast_for(images.device):
-            logits = model(x)
-            if tta:
-                logits = logits + model(x.flip(-1))
+        logits = predict(model, images[start:start + batch_size], tta)
         correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
     return correct.float() / len(images)
+
+
+@torch.no_grad()
+def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "flip") -> Tensor:
+    """Float32 logits of a uint8 batch under the ``tta`` views (used by ensembles too)."""
+    x = normalize(images_u8, CIFAR10_MEAN, CIFAR10_STD)
+    with autocast_for(images_u8.device):
+        return sum(weight * model(view).float() for weight, view in test_views(x, tta))
 
 
 class Trainer:
@@ -152,16 +211,20 @@ class Trainer:
 
     Reusing one (re-initialized) model across runs means ``torch.compile`` traces once, and
     the warm-up can exercise the compiled code without training any measured model.
+    The model config may offer ``initialize(model, seed, train_images)`` (e.g. a data-dependent
+    first layer) and ``param_groups(model, optimizer_config)``; defaults are a plain re-init
+    and one group.
     """
 
-    def __init__(self, model: nn.Module, data: DeviceData, *, augment: AugmentConfig, optimizer: OptimizerConfig,
-                 train: TrainConfig, compile_model: bool,
-                 param_groups: Callable[[nn.Module], list[ParamGroup]] = default_param_groups) -> None:
+    def __init__(self, model_config: ModelConfig, data: DeviceData, *, augment: AugmentConfig,
+                 optimizer: OptimizerConfig, train: TrainConfig, compile_model: bool,
+                 extensions: Sequence[Extension] = ()) -> None:
         self.device = data.device
-        self.model = model.to(self.device, memory_format=torch.channels_last)
+        self.model_config = model_config
+        self.model = model_config.build().to(self.device, memory_format=torch.channels_last)
         self.forward: Callable[[Tensor], Tensor] = torch.compile(self.model) if compile_model else self.model
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
-        self.param_groups = param_groups
+        self.extensions = tuple(extensions)
         if len(data.train_images) < train.batch_size:
             raise ValueError(f"batch_size {train.batch_size} is larger than the training set "
                              f"({len(data.train_images)} images): lower --batch-size or --train-subset")
@@ -169,6 +232,23 @@ class Trainer:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.data.train_images) // self.config.batch_size
+
+    def param_groups(self) -> list[ParamGroup]:
+        groups = getattr(self.model_config, "param_groups", None)
+        return groups(self.model, self.optimizer_config) if groups else default_param_groups(self.model, self.optimizer_config)
+
+    def initialize(self, seed: int) -> None:
+        init = getattr(self.model_config, "initialize", None)
+        if init is None:
+            reinitialize(self.model, seed)
+        else:
+            init(self.model, seed, self.data.train_images)
+
+    def evaluate(self, model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Test accuracy (device scalar) of ``model`` (default: the compiled model) in eval mode."""
+        self.model.eval()
+        return evaluate(model or self.forward, self.data.test_images, self.data.test_labels,
+                        batch_size=self.config.eval_batch_size, tta=self.config.tta)
 
     def warmup(self, lr: Tensor, steps: int = 3) -> float:
         """Run a few steps on random pixels and one evaluation, then report the seconds spent.
@@ -179,21 +259,27 @@ class Trainer:
         stopwatch = Stopwatch(self.device)
         stopwatch.start()
         gen = torch.Generator(device=self.device).manual_seed(12345)
-        fake = torch.randint(0, 256, self.data.train_images[: self.config.batch_size].shape,
-                             generator=gen, device=self.device, dtype=torch.uint8)
-        labels = torch.randint(0, 10, (len(fake),), generator=gen, device=self.device)
-        opt = build_optimizer(self.param_groups(self.model), self.optimizer_config, lr)
+        n = self.config.batch_size
+        fake = torch.randint(0, 256, (n, *self.data.train_images.shape[1:]), generator=gen, device=self.device,
+                             dtype=torch.uint8)
+        labels = torch.randint(0, 10, (n,), generator=gen, device=self.device)
+        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr)
         self.model.train()
         for _ in range(steps):
-            self._train_step(fake, labels, opt, gen)
-        self.model.eval()
-        evaluate(self.forward, self.data.test_images, self.data.test_labels,
-                 batch_size=self.config.eval_batch_size, tta=self.config.tta)
+            self._train_step(fake, labels, opt, self._flips(gen, torch.arange(n, device=self.device), 1, None))
+        self.evaluate()
         stopwatch.stop()
         return stopwatch.elapsed_s
 
-    def _train_step(self, images: Tensor, labels: Tensor, opt: ScheduledOptimizer, gen: torch.Generator):
-        x = normalize(augment_batch(images, self.augment, gen), CIFAR10_MEAN, CIFAR10_STD)
+    def _flips(self, gen: torch.Generator, indices: Tensor, epoch: int, first_flips: Tensor | None):
+        """Sampled augmentation for one batch; with alternating flips, the flip mask is replaced."""
+        params = sample_augment_params(len(indices), self.augment, gen, image_size=self.data.train_images.shape[-1])
+        if self.config.flip_mode == "alternate" and first_flips is not None and self.augment.flip:
+            params = dataclasses.replace(params, flip=first_flips[indices] ^ (epoch % 2 == 0))
+        return params
+
+    def _train_step(self, images: Tensor, labels: Tensor, opt: ScheduledOptimizer, params) -> tuple[Tensor, Tensor]:
+        x = normalize(apply_augment(images, params, self.augment), CIFAR10_MEAN, CIFAR10_STD)
         with autocast_for(self.device):
             logits = self.forward(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
@@ -203,34 +289,42 @@ class Trainer:
         return loss.detach(), (logits.argmax(1) == labels).sum()
 
     def run(self, seed: int, lr: Tensor, momentum: Tensor | None = None, *, target: float | None = None,
-            log: Callable[[EpochLog], None] = lambda _: None, hooks: tuple[EpochHook, ...] = ()) -> RunResult:
+            log: Callable[[EpochLog], None] = lambda _: None) -> RunResult:
         """Train one run from ``seed`` under the per-step ``lr`` (and ``momentum``) schedule."""
         cfg, data = self.config, self.data
-        reinitialize(self.model, seed)
+        self.initialize(seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        opt = build_optimizer(self.param_groups(self.model), self.optimizer_config, lr, momentum)
+        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr, momentum)
+        hooks = [ext.make(self, opt) for ext in self.extensions]
+        eval_model = next((h.eval_model for h in reversed(hooks) if h.eval_model), lambda: self.forward)
+        first_flips = torch.rand(len(data.train_images), generator=gen, device=self.device) < 0.5
         result = RunResult(seed=seed)
         stopwatch, sampler = Stopwatch(self.device), NvmlSampler(self.device)
         sampler.start()
+        seen = self.steps_per_epoch * cfg.batch_size
         for epoch in range(1, cfg.epochs + 1):
             stopwatch.start()
             self.model.train()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), dtype=torch.long, device=self.device)
-            order = batch_order(len(data.train_images), gen)
-            for indices in order[: self.steps_per_epoch * cfg.batch_size].view(-1, cfg.batch_size):
-                loss, hits = self._train_step(data.train_images[indices], data.train_labels[indices], opt, gen)
+            for indices in batch_order(len(data.train_images), gen)[:seen].view(-1, cfg.batch_size):
+                params = self._flips(gen, indices, epoch, first_flips)
+                loss, hits = self._train_step(data.train_images[indices], data.train_labels[indices], opt, params)
                 loss_sum += loss
                 correct += hits
-            evaluate_now = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-            test_acc = None
-            if evaluate_now:
-                self.model.eval()
-                test_acc = evaluate(self.forward, data.test_images, data.test_labels,
-                                    batch_size=cfg.eval_batch_size, tta=cfg.tta)
+                for h in hooks:
+                    for fn in h.after_step:
+                        fn()
+            for h in hooks:
+                for fn in h.after_epoch:
+                    fn(epoch)
+            last = epoch == cfg.epochs
+            test_acc = self.evaluate(eval_model()) if epoch % cfg.eval_every == 0 or last else None
+            if last:
+                for h in hooks:
+                    test_acc = (h.finish() if h.finish else None) or test_acc
             stopwatch.stop()
             # The one host sync of the epoch.
-            seen = self.steps_per_epoch * cfg.batch_size
             entry = EpochLog(epoch=epoch, lr=float(opt.current_lr()), train_loss=float(loss_sum) / self.steps_per_epoch,
                              train_acc=float(correct) / seen, test_acc=None if test_acc is None else float(test_acc),
                              elapsed_s=stopwatch.elapsed_s)
@@ -245,8 +339,9 @@ class Trainer:
                     result.reached_target, result.time_to_target_s = True, entry.elapsed_s
                     if cfg.stop_at_target:
                         break
-            for hook in hooks:
-                hook(epoch, entry)
+            for h in hooks:
+                for fn in h.after_log:
+                    fn(epoch, entry)
         sampler.stop()
         result.train_time_s = stopwatch.elapsed_s
         result.nvml = sampler.summary()

@@ -42,7 +42,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-padding", type=int, help="random-crop padding in pixels; 0 disables")
     g.add_argument("--no-flip", dest="flip", action="store_false", default=None, help="no random horizontal flip")
     g.add_argument("--cutout", type=int, dest="cutout_size", help="cutout square side; 0 disables")
-    g.add_argument("--no-tta", dest="tta", action="store_false", default=None, help="evaluate without the mirror view")
+    g.add_argument("--tta", choices=("none", "flip", "multi"), help="test-time views: none, flip, or multi (flip + 1-px shifts)")
+    g.add_argument("--flip-mode", choices=("random", "alternate"), help="random flips, or each image flipped every other epoch")
     g.add_argument("--eval-every", type=int, help="evaluate every k-th epoch (always after the last)")
     g.add_argument("--full-budget", dest="stop_at_target", action="store_false", default=None,
                    help="train the whole epoch budget even after reaching the target")
@@ -65,7 +66,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return recipe.replace(
         model=model,
         train=_replace_given(recipe.train, epochs=args.epochs, batch_size=args.batch_size,
-                             label_smoothing=args.label_smoothing, tta=args.tta, eval_every=args.eval_every,
+                             label_smoothing=args.label_smoothing, tta=args.tta, flip_mode=args.flip_mode, eval_every=args.eval_every,
                              stop_at_target=args.stop_at_target),
         optimizer=_replace_given(recipe.optimizer, name=args.optimizer, momentum=args.momentum,
                                  weight_decay=args.weight_decay, nesterov=args.nesterov),
