@@ -1,0 +1,889 @@
+"""Learning-rate (and momentum) schedules as precomputed per-step tensors.
+
+The training loop reads ``lr[t]`` and ``momentum[t]`` from a device tensor indexed by a
+device-side step counter, so no step waits on the host and nothing recompiles when the
+learning rate changes. Every policy here is therefore evaluated once, up front, for the
+whole run.
+
+Semantics follow ``torch.optim.lr_scheduler``: ``schedule.lr[t]`` is the learning rate that
+PyTorch's scheduler has put in the optimizer for the optimizer's ``t``-th step, i.e. the
+value in effect before its ``t``-th ``scheduler.step()`` call, counting from 0. Each policy
+function is named after its PyTorch scheduler in snake_case and takes PyTorch's parameter
+names and defaults; the base learning rate, which PyTorch reads from the optimizer, is an
+explicit argument. Where PyTorch does something surprising, we match it and say so.
+
+Stepping interval
+-----------------
+Every policy takes ``interval`` and ``steps_per_epoch``:
+
+* ``interval="step"`` (default): the equivalent PyTorch scheduler is stepped after every
+  optimizer step, and duration parameters (``step_size``, ``milestones``, ``T_max``, ``T_0``,
+  ``step_size_up``, knot positions, ...) count optimizer steps.
+* ``interval="epoch"``: the equivalent scheduler is stepped once per epoch, duration
+  parameters count epochs, and each epoch's value is held for all ``steps_per_epoch`` steps
+  of that epoch. The last epoch may be partial when ``total_steps`` is not a multiple of
+  ``steps_per_epoch``.
+
+``total_steps`` is always the number of optimizer steps, whatever the interval. Mixing these
+up is the classic scheduling mistake, so :attr:`Schedule.interval` records which was used.
+
+The last part of this module is the command-line surface: :func:`add_schedule_arguments`
+and :func:`schedule_from_args`, where durations may also be given in epochs (``10ep``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+import numbers
+import re
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+
+INTERVALS = ("step", "epoch")
+CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+CYCLIC_SCALE_MODES = ("cycle", "iterations")
+ANNEAL_STRATEGIES = ("cos", "linear")
+WARMUP_MODES = ("linear", "constant")
+
+# Parameters every policy takes that describe the run rather than the policy itself.
+_RUN_PARAMETERS = ("total_steps", "interval", "steps_per_epoch")
+
+
+# --------------------------------------------------------------------------------------
+# The schedule object
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Schedule:
+    """A whole run's learning rate (and optionally momentum), one value per optimizer step.
+
+    ``lr`` is float64 on the CPU when built, so the values are exact; :meth:`to` moves it to
+    the training device in the dtype the loop wants. ``momentum`` is the per-step momentum
+    (or Adam's beta1) for policies that cycle it, else ``None`` (leave the optimizer's own).
+    ``params`` are the policy's parameters as given, JSON-serialisable, for the result record.
+    ``interval`` says how often the equivalent PyTorch scheduler would be stepped ("step" or
+    "epoch"); ``steps_per_epoch`` is recorded when known (always for "epoch").
+    """
+
+    lr: torch.Tensor
+    momentum: torch.Tensor | None
+    name: str
+    params: dict
+    interval: str
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lr, torch.Tensor) or self.lr.ndim != 1 or len(self.lr) == 0:
+            raise ValueError("lr must be a non-empty 1-D tensor")
+        if not self.lr.is_floating_point():
+            raise ValueError(f"lr must be a floating-point tensor, got {self.lr.dtype}")
+        if self.momentum is not None and (
+            not isinstance(self.momentum, torch.Tensor) or self.momentum.shape != self.lr.shape
+        ):
+            raise ValueError("momentum must be None or a tensor of the same shape as lr")
+        _check_interval(self.interval, self.steps_per_epoch)
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Schedule:
+        """Copy the values to ``device`` as ``dtype`` (float32 by default, what the loop reads)."""
+        momentum = None if self.momentum is None else self.momentum.to(device=device, dtype=dtype)
+        return dataclasses.replace(self, lr=self.lr.to(device=device, dtype=dtype), momentum=momentum)
+
+    def describe(self, include_values: bool = False) -> dict:
+        """A JSON-friendly summary for result records; the per-step values only on request."""
+        lr = self.lr.detach().to("cpu", torch.float64)
+        summary: dict[str, Any] = {
+            "name": self.name,
+            "params": self.params,
+            "interval": self.interval,
+            "steps": len(self),
+            "steps_per_epoch": self.steps_per_epoch,
+            "lr_first": float(lr[0]),
+            "lr_peak": float(lr.max()),
+            "lr_last": float(lr[-1]),
+            "cycles_momentum": self.momentum is not None,
+        }
+        if include_values:
+            summary["lr"] = lr.tolist()
+            if self.momentum is not None:
+                summary["momentum"] = self.momentum.detach().to("cpu", torch.float64).tolist()
+        return summary
+
+
+# --------------------------------------------------------------------------------------
+# Parameter checks: every user-fixable problem is a ValueError naming the parameter
+# --------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(name: str, value: object, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: object, *, low: float | None = None, high: float | None = None,
+          low_open: bool = False, high_open: bool = False) -> float:
+    """Check a finite real number against optional (open or closed) bounds."""
+    ok = _is_real(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        where = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+    return float(value)
+
+
+def _choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+def _check_interval(interval: object, steps_per_epoch: object) -> None:
+    _choice("interval", interval, INTERVALS)
+    if steps_per_epoch is None:
+        if interval == "epoch":
+            raise ValueError('steps_per_epoch is required when interval="epoch"')
+    else:
+        _int_at_least("steps_per_epoch", steps_per_epoch, 1)
+
+
+def _callable_name(fn: Callable) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+# --------------------------------------------------------------------------------------
+# The one shared builder: units (steps or epochs) -> per-step tensor
+# --------------------------------------------------------------------------------------
+
+# A policy's curve: value for each scheduler-step index (an int64 array) -> (lr, momentum).
+Curve = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+def unit_count(total_steps: int, interval: str = "step", steps_per_epoch: int | None = None) -> int:
+    """How many scheduler steps (units) a run of ``total_steps`` optimizer steps spans."""
+    _int_at_least("total_steps", total_steps, 1)
+    _check_interval(interval, steps_per_epoch)
+    if interval == "step":
+        return int(total_steps)
+    return -(-int(total_steps) // int(steps_per_epoch))  # ceil: a partial last epoch counts
+
+
+def _per_step(values: np.ndarray, total_steps: int, interval: str, steps_per_epoch: int | None) -> np.ndarray:
+    """Expand per-unit values to per-step values: an epoch's value holds for all its steps."""
+    if interval == "step":
+        return values
+    return np.repeat(values, steps_per_epoch)[:total_steps]
+
+
+def _build(name: str, params: dict, total_steps: int, interval: str, steps_per_epoch: int | None,
+           curve: Curve) -> Schedule:
+    units = np.arange(unit_count(total_steps, interval, steps_per_epoch), dtype=np.int64)
+    lr, momentum = curve(units)
+    lr = np.asarray(lr, dtype=np.float64)
+    if not np.all(np.isfinite(lr)):
+        raise ValueError(f"{name}: the parameters give a non-finite learning rate")
+    lr_steps = torch.from_numpy(_per_step(lr, total_steps, interval, steps_per_epoch).copy())
+    momentum_steps = None
+    if momentum is not None:
+        momentum = np.asarray(momentum, dtype=np.float64)
+        momentum_steps = torch.from_numpy(_per_step(momentum, total_steps, interval, steps_per_epoch).copy())
+    return Schedule(lr=lr_steps, momentum=momentum_steps, name=name, params=params,
+                    interval=interval, steps_per_epoch=steps_per_epoch)
+
+
+# --------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------
+
+
+def constant_lr(total_steps: int, base_lr: float, factor: float = 1.0 / 3, total_iters: int = 5, *,
+                interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's ConstantLR: ``base_lr * factor`` for the first ``total_iters`` units, then ``base_lr``.
+
+    ``factor=1`` gives a plain constant schedule. PyTorch divides by ``factor`` to undo it,
+    so it crashes for ``factor=0``; we give ``base_lr`` there. ``total_iters`` must be >= 1
+    (with 0 PyTorch's stepped and closed forms disagree).
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    factor = _real("factor", factor, low=0, high=1)
+    total_iters = _int_at_least("total_iters", total_iters, 1)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return base_lr * np.where(u < total_iters, factor, 1.0), None
+
+    params = {"base_lr": base_lr, "factor": factor, "total_iters": total_iters}
+    return _build("constant_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def linear_lr(total_steps: int, base_lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+              total_iters: int = 5, *, interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's LinearLR: the factor moves linearly from ``start_factor`` to ``end_factor``
+    over ``total_iters`` units, then stays at ``end_factor``."""
+    base_lr = _real("base_lr", base_lr, low=0)
+    start_factor = _real("start_factor", start_factor, low=0, high=1, low_open=True)
+    end_factor = _real("end_factor", end_factor, low=0, high=1)
+    total_iters = _int_at_least("total_iters", total_iters, 1)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        done = np.minimum(u, total_iters)
+        return base_lr * (start_factor + (end_factor - start_factor) * done / total_iters), None
+
+    params = {"base_lr": base_lr, "start_factor": start_factor, "end_factor": end_factor,
+              "total_iters": total_iters}
+    return _build("linear_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def step_lr(total_steps: int, base_lr: float, step_size: int, gamma: float = 0.1, *,
+            interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's StepLR: multiply by ``gamma`` every ``step_size`` units.
+
+    PyTorch multiplies recursively; we use the closed form ``base_lr * gamma**(t // step_size)``,
+    equal to rounding.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    step_size = _int_at_least("step_size", step_size, 1)
+    gamma = _real("gamma", gamma, low=0, low_open=True)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return base_lr * gamma ** (u // step_size).astype(np.float64), None
+
+    params = {"base_lr": base_lr, "step_size": step_size, "gamma": gamma}
+    return _build("step_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def multistep_lr(total_steps: int, base_lr: float, milestones: Sequence[int], gamma: float = 0.1, *,
+                 interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's MultiStepLR: multiply by ``gamma`` at each milestone (a unit index).
+
+    As in PyTorch, a milestone listed n times multiplies by ``gamma**n``, and a milestone
+    at 0 already applies to the first step. Milestones must be non-negative integers in
+    non-decreasing order.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    gamma = _real("gamma", gamma, low=0, low_open=True)
+    if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
+        raise ValueError(f"milestones must be a sequence of integers, got {milestones!r}")
+    marks = [_int_at_least("milestones", m, 0) for m in milestones]
+    if any(b < a for a, b in zip(marks, marks[1:])):
+        raise ValueError(f"milestones must be sorted in non-decreasing order, got {marks}")
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        passed = np.searchsorted(np.asarray(marks, dtype=np.int64), u, side="right")
+        return base_lr * gamma ** passed.astype(np.float64), None
+
+    params = {"base_lr": base_lr, "milestones": marks, "gamma": gamma}
+    return _build("multistep_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def exponential_lr(total_steps: int, base_lr: float, gamma: float, *,
+                   interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's ExponentialLR: multiply by ``gamma`` every unit (closed form, equal to rounding)."""
+    base_lr = _real("base_lr", base_lr, low=0)
+    gamma = _real("gamma", gamma, low=0, low_open=True)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return base_lr * gamma ** u.astype(np.float64), None
+
+    params = {"base_lr": base_lr, "gamma": gamma}
+    return _build("exponential_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def polynomial_lr(total_steps: int, base_lr: float, total_iters: int = 5, power: float = 1.0, *,
+                  interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's PolynomialLR: ``base_lr * (1 - min(t, total_iters) / total_iters) ** power``."""
+    base_lr = _real("base_lr", base_lr, low=0)
+    total_iters = _int_at_least("total_iters", total_iters, 1)
+    power = _real("power", power, low=0)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return base_lr * (1.0 - np.minimum(u, total_iters) / total_iters) ** power, None
+
+    params = {"base_lr": base_lr, "total_iters": total_iters, "power": power}
+    return _build("polynomial_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def _cosine(base_lr: float, eta_min: float, t: np.ndarray, period: np.ndarray | int) -> np.ndarray:
+    """Half-cosine from ``base_lr`` (t=0) to ``eta_min`` (t=period), in PyTorch's operation order."""
+    return eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * t / period)) / 2
+
+
+def cosine_annealing_lr(total_steps: int, base_lr: float, T_max: int | None = None, eta_min: float = 0.0, *,
+                        interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's CosineAnnealingLR: half a cosine from ``base_lr`` down to ``eta_min`` over ``T_max`` units.
+
+    PyTorch steps a recursive form; it agrees with the closed form used here to rounding as
+    long as nothing else changes the optimizer's lr. Like both of PyTorch's forms, past
+    ``T_max`` the cosine continues back up towards ``base_lr`` (period ``2*T_max``): it does
+    not stay at ``eta_min``. ``T_max`` defaults to the schedule's length in units (PyTorch
+    requires it); with that default ``eta_min`` is reached one unit after the last step.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    eta_min = _real("eta_min", eta_min, low=0)
+    if T_max is None:
+        T_max = unit_count(total_steps, interval, steps_per_epoch)
+    T_max = _int_at_least("T_max", T_max, 1)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return _cosine(base_lr, eta_min, u, T_max), None
+
+    params = {"base_lr": base_lr, "T_max": T_max, "eta_min": eta_min}
+    return _build("cosine_annealing_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def cosine_annealing_warm_restarts(total_steps: int, base_lr: float, T_0: int, T_mult: int = 1,
+                                   eta_min: float = 0.0, *, interval: str = "step",
+                                   steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's CosineAnnealingWarmRestarts (SGDR): cosine cycles restarting at ``base_lr``.
+
+    The first cycle lasts ``T_0`` units and each next one ``T_mult`` times longer. As in
+    PyTorch stepped without an epoch argument, a cycle restarts instead of reaching
+    ``eta_min``, so ``eta_min`` itself is never used.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    T_0 = _int_at_least("T_0", T_0, 1)
+    T_mult = _int_at_least("T_mult", T_mult, 1)
+    eta_min = _real("eta_min", eta_min, low=0)
+    n_units = unit_count(total_steps, interval, steps_per_epoch)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        starts, lengths = [0], [T_0]
+        while starts[-1] + lengths[-1] < n_units:  # integer cycle boundaries, no logarithms
+            starts.append(starts[-1] + lengths[-1])
+            lengths.append(lengths[-1] * T_mult)
+        cycle = np.searchsorted(np.asarray(starts, dtype=np.int64), u, side="right") - 1
+        t_cur = u - np.asarray(starts, dtype=np.int64)[cycle]
+        return _cosine(base_lr, eta_min, t_cur, np.asarray(lengths, dtype=np.int64)[cycle]), None
+
+    params = {"base_lr": base_lr, "T_0": T_0, "T_mult": T_mult, "eta_min": eta_min}
+    return _build("cosine_annealing_warm_restarts", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def cyclic_lr(total_steps: int, base_lr: float, max_lr: float, step_size_up: float = 2000,
+              step_size_down: float | None = None, mode: str = "triangular", gamma: float = 1.0,
+              scale_fn: Callable[[float], float] | None = None, scale_mode: str = "cycle",
+              cycle_momentum: bool = True, base_momentum: float = 0.8, max_momentum: float = 0.9, *,
+              interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's CyclicLR: triangle cycles between ``base_lr`` and ``max_lr``.
+
+    Matches PyTorch, including its surprises: the schedule starts at ``base_lr`` whatever the
+    optimizer's lr was; momentum is cycled inversely (``max_momentum`` at ``base_lr``,
+    ``base_momentum`` at the peak) and follows the same amplitude scaling; ``exp_range``
+    scales by ``gamma ** t`` with ``t`` the total unit count, not the count within the cycle;
+    a given ``scale_fn`` overrides ``mode``, and without one ``scale_mode`` is set by ``mode``
+    (cycle for the triangular modes, iterations for ``exp_range``). ``step_size_up`` and
+    ``step_size_down`` may be fractional, as in PyTorch. We additionally require
+    ``max_lr >= base_lr`` and ``base_momentum <= max_momentum``.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    max_lr = _real("max_lr", max_lr, low=0)
+    if max_lr < base_lr:
+        raise ValueError(f"max_lr ({max_lr}) must be >= base_lr ({base_lr})")
+    up = _real("step_size_up", step_size_up, low=0, low_open=True)
+    down = up if step_size_down is None else _real("step_size_down", step_size_down, low=0, low_open=True)
+    gamma = _real("gamma", gamma, low=0, low_open=True)
+    if scale_fn is None:
+        mode = _choice("mode", mode, CYCLIC_MODES)
+        scale_mode = "iterations" if mode == "exp_range" else "cycle"
+    elif not callable(scale_fn):
+        raise ValueError(f"scale_fn must be callable, got {scale_fn!r}")
+    else:
+        scale_mode = _choice("scale_mode", scale_mode, CYCLIC_SCALE_MODES)
+    if cycle_momentum:
+        base_momentum = _real("base_momentum", base_momentum, low=0, high=1)
+        max_momentum = _real("max_momentum", max_momentum, low=0, high=1)
+        if base_momentum > max_momentum:
+            raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
+
+    def scale(x: np.ndarray) -> np.ndarray:
+        if scale_fn is not None:
+            return np.asarray([float(scale_fn(v)) for v in x.tolist()], dtype=np.float64)
+        if mode == "triangular":
+            return np.ones(len(x))
+        if mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return gamma ** x.astype(np.float64)
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        total_size = up + down
+        step_ratio = up / total_size
+        cycle = np.floor(1 + u / total_size)
+        x = 1.0 + u / total_size - cycle
+        rising = x <= step_ratio
+        scale_factor = np.where(rising, x / step_ratio, (x - 1) / (step_ratio - 1 if step_ratio != 1 else 1.0))
+        amplitude = scale(cycle.astype(np.int64) if scale_mode == "cycle" else u)
+        lr = base_lr + (max_lr - base_lr) * scale_factor * amplitude
+        if not cycle_momentum:
+            return lr, None
+        return lr, max_momentum - (max_momentum - base_momentum) * scale_factor * amplitude
+
+    params = {"base_lr": base_lr, "max_lr": max_lr, "step_size_up": step_size_up,
+              "step_size_down": step_size_down, "mode": mode, "gamma": gamma,
+              "scale_fn": None if scale_fn is None else _callable_name(scale_fn),
+              "scale_mode": scale_mode, "cycle_momentum": bool(cycle_momentum)}
+    if cycle_momentum:
+        params.update(base_momentum=base_momentum, max_momentum=max_momentum)
+    return _build("cyclic_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def _anneal(strategy: str, start: float, end: float, pct: np.ndarray) -> np.ndarray:
+    if strategy == "cos":
+        return end + (start - end) / 2.0 * (np.cos(np.pi * pct) + 1)
+    return (end - start) * pct + start
+
+
+def one_cycle_lr(total_steps: int, max_lr: float, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False, *,
+                 interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's OneCycleLR: warm up from ``max_lr/div_factor`` to ``max_lr``, then anneal down
+    to ``max_lr/div_factor/final_div_factor`` (with ``three_phase``, first back to the start
+    value, then down).
+
+    PyTorch's cycle is ``total_steps`` scheduler steps long (here: the schedule's length in
+    units), and its phases end at the fractional steps ``pct_start*n - 1`` (and
+    ``2*pct_start*n - 2``) and ``n - 1``: the last optimizer step runs at exactly the final
+    lr, and the lr that PyTorch computes on the final ``scheduler.step()`` is never used.
+    Momentum is cycled inversely (and stays at ``max_momentum`` in the third phase).
+    Deviations: where a phase has zero length (``pct_start*n == 1``) PyTorch divides by zero;
+    we use the phase's start value. ``pct_start`` must lie strictly inside (0, 1) (PyTorch
+    also allows 0 and 1), and ``base_momentum <= max_momentum``.
+    """
+    max_lr = _real("max_lr", max_lr, low=0)
+    pct_start = _real("pct_start", pct_start, low=0, high=1, low_open=True, high_open=True)
+    anneal_strategy = _choice("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
+    div_factor = _real("div_factor", div_factor, low=0, low_open=True)
+    final_div_factor = _real("final_div_factor", final_div_factor, low=0, low_open=True)
+    if cycle_momentum:
+        base_momentum = _real("base_momentum", base_momentum, low=0, high=1)
+        max_momentum = _real("max_momentum", max_momentum, low=0, high=1)
+        if base_momentum > max_momentum:
+            raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
+    n_units = unit_count(total_steps, interval, steps_per_epoch)
+    initial_lr = max_lr / div_factor
+    min_lr = initial_lr / final_div_factor
+
+    # (end unit, start lr, end lr, start momentum, end momentum) per phase, as PyTorch lays them out.
+    if three_phase:
+        phases = [
+            (float(pct_start * n_units) - 1, initial_lr, max_lr, max_momentum, base_momentum),
+            (float(2 * pct_start * n_units) - 2, max_lr, initial_lr, base_momentum, max_momentum),
+            (n_units - 1, initial_lr, min_lr, max_momentum, max_momentum),
+        ]
+    else:
+        phases = [
+            (float(pct_start * n_units) - 1, initial_lr, max_lr, max_momentum, base_momentum),
+            (n_units - 1, max_lr, min_lr, base_momentum, max_momentum),
+        ]
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        t = u.astype(np.float64)
+        lr = np.empty_like(t)
+        momentum = np.empty_like(t)
+        todo = np.ones(len(t), dtype=bool)
+        start = 0.0
+        for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
+            here = todo & ((t <= end) | (i == len(phases) - 1))
+            span = end - start
+            pct = (t[here] - start) / span if span != 0 else np.zeros(int(here.sum()))
+            lr[here] = _anneal(anneal_strategy, lr0, lr1, pct)
+            if cycle_momentum:
+                momentum[here] = _anneal(anneal_strategy, m0, m1, pct)
+            todo &= ~here
+            start = end
+        return lr, (momentum if cycle_momentum else None)
+
+    params = {"max_lr": max_lr, "pct_start": pct_start, "anneal_strategy": anneal_strategy,
+              "cycle_momentum": bool(cycle_momentum), "div_factor": div_factor,
+              "final_div_factor": final_div_factor, "three_phase": bool(three_phase)}
+    if cycle_momentum:
+        params.update(base_momentum=base_momentum, max_momentum=max_momentum)
+    return _build("one_cycle_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def lambda_lr(total_steps: int, base_lr: float, lr_lambda: Callable[[int], float], *,
+              interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's LambdaLR: ``base_lr * lr_lambda(t)`` for unit index ``t``.
+
+    ``lr_lambda`` is called once per unit, here and now, so it must be a pure function of
+    its argument. A non-finite or negative factor is a ValueError.
+    """
+    base_lr = _real("base_lr", base_lr, low=0)
+    if not callable(lr_lambda):
+        raise ValueError(f"lr_lambda must be callable, got {lr_lambda!r}")
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        factors = np.asarray([float(lr_lambda(t)) for t in u.tolist()], dtype=np.float64)
+        bad = ~np.isfinite(factors) | (factors < 0)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ValueError(f"lr_lambda({first}) returned {factors[first]}; factors must be finite and >= 0")
+        return base_lr * factors, None
+
+    params = {"base_lr": base_lr, "lr_lambda": _callable_name(lr_lambda)}
+    return _build("lambda_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def piecewise_linear(total_steps: int, knots: Sequence[tuple[float, float]], *,
+                     interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """Linear interpolation between ``(position, lr)`` knots, constant before the first and
+    after the last: the form fast CIFAR-10 recipes use (e.g. ``[(0, 0), (5*spe, 0.4), (30*spe, 0)]``).
+
+    Positions are in units (steps, or epochs for ``interval="epoch"``), may be fractional,
+    and must be strictly increasing. PyTorch has no such scheduler; it equals LambdaLR with
+    an interpolating lambda.
+    """
+    if isinstance(knots, (str, bytes)) or not isinstance(knots, Sequence) or len(knots) == 0:
+        raise ValueError(f"knots must be a non-empty sequence of (position, lr) pairs, got {knots!r}")
+    xs, ys = [], []
+    for knot in knots:
+        if isinstance(knot, (str, bytes)) or not isinstance(knot, Sequence) or len(knot) != 2:
+            raise ValueError(f"knots must hold (position, lr) pairs, got {knot!r}")
+        xs.append(_real("knots position", knot[0]))
+        ys.append(_real("knots lr", knot[1], low=0))
+    if any(b <= a for a, b in zip(xs, xs[1:])):
+        raise ValueError(f"knots positions must be strictly increasing, got {xs}")
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        return np.interp(u.astype(np.float64), xs, ys), None
+
+    params = {"knots": [[x, y] for x, y in zip(xs, ys)]}
+    return _build("piecewise_linear", params, total_steps, interval, steps_per_epoch, curve)
+
+
+def with_warmup(schedule: Schedule, warmup_steps: int, mode: str = "linear",
+                start_factor: float = 1.0 / 3) -> Schedule:
+    """Prefix ``schedule`` with ``warmup_steps`` steps of warmup towards its first value.
+
+    This is SequentialLR([LinearLR(start_factor, end_factor=1, total_iters=W), main],
+    milestones=[W]) (or ConstantLR(factor=start_factor, total_iters=W) for
+    ``mode="constant"``), stepped at the schedule's interval, with the optimizer's lr equal
+    to ``schedule.lr[0]``: the warmup runs from ``start_factor * lr[0]`` (linearly towards
+    ``lr[0]``, or held), then ``schedule`` starts from its own step 0. The result is
+    ``warmup_steps`` longer than ``schedule``, so build the main schedule for the remaining
+    steps. For an epoch-interval schedule ``warmup_steps`` must be whole epochs and the
+    warmup value is held per epoch. Momentum, if cycled, holds its first value during warmup.
+    Unlike LinearLR, ``start_factor`` may be 0 (warmup from zero).
+    """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    warmup_steps = _int_at_least("warmup_steps", warmup_steps, 0)
+    mode = _choice("mode", mode, WARMUP_MODES)
+    start_factor = _real("start_factor", start_factor, low=0, high=1)
+    if warmup_steps == 0:
+        return schedule
+    per_unit = 1
+    if schedule.interval == "epoch":
+        per_unit = schedule.steps_per_epoch
+        if warmup_steps % per_unit:
+            raise ValueError(f"warmup_steps ({warmup_steps}) must be whole epochs of {per_unit} steps "
+                             "for an epoch-interval schedule")
+    n_warm = warmup_steps // per_unit
+    lr0 = float(schedule.lr[0])
+    u = np.arange(n_warm, dtype=np.float64)
+    if mode == "linear":
+        factors = start_factor + (1.0 - start_factor) * u / n_warm
+    else:
+        factors = np.full(n_warm, start_factor)
+    warm = torch.from_numpy(np.repeat(lr0 * factors, per_unit)).to(schedule.lr.dtype)
+    lr = torch.cat([warm.to(schedule.lr.device), schedule.lr])
+    momentum = schedule.momentum
+    if momentum is not None:
+        momentum = torch.cat([momentum[:1].expand(warmup_steps), momentum])
+    params = dict(schedule.params)
+    params["warmup"] = {"steps": warmup_steps, "mode": mode, "start_factor": start_factor}
+    return dataclasses.replace(schedule, lr=lr, momentum=momentum, params=params)
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+SCHEDULES: Mapping[str, Callable[..., Schedule]] = MappingProxyType({
+    fn.__name__: fn
+    for fn in (
+        constant_lr, linear_lr, step_lr, multistep_lr, exponential_lr, polynomial_lr,
+        cosine_annealing_lr, cosine_annealing_warm_restarts, cyclic_lr, one_cycle_lr,
+        lambda_lr, piecewise_linear,
+    )
+})
+
+
+def policy_parameters(name: str) -> tuple[str, ...]:
+    """The parameters policy ``name`` takes, besides total_steps, interval and steps_per_epoch."""
+    policy = _lookup(name)
+    return tuple(p for p in inspect.signature(policy).parameters if p not in _RUN_PARAMETERS)
+
+
+def _lookup(name: str) -> Callable[..., Schedule]:
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in SCHEDULES:
+        raise ValueError(f"schedule {name!r} is unknown; known schedules: {', '.join(sorted(SCHEDULES))}")
+    return SCHEDULES[key]
+
+
+def build_schedule(name: str, total_steps: int, *, steps_per_epoch: int | None, interval: str = "step",
+                   **params: Any) -> Schedule:
+    """Build the schedule registered as ``name`` (hyphens allowed for underscores).
+
+    A parameter the policy does not take, or a missing required one, is a ValueError naming it.
+    """
+    policy = _lookup(name)
+    accepted = policy_parameters(policy.__name__)
+    unknown = [p for p in params if p not in accepted]
+    if unknown:
+        raise ValueError(f"schedule {policy.__name__!r} does not take {', '.join(unknown)}; "
+                         f"it takes {', '.join(accepted)}")
+    signature = inspect.signature(policy)
+    missing = [p for p in accepted if p not in params
+               and signature.parameters[p].default is inspect.Parameter.empty]
+    if missing:
+        raise ValueError(f"schedule {policy.__name__!r} needs {', '.join(missing)}")
+    return policy(total_steps, interval=interval, steps_per_epoch=steps_per_epoch, **params)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Duration:
+    """A length from the command line: ``amount`` in the schedule's units, or in epochs."""
+
+    amount: float
+    in_epochs: bool = False
+
+    def to_units(self, interval: str, steps_per_epoch: int) -> float:
+        """The length in units of ``interval`` (steps, or epochs)."""
+        if self.in_epochs and interval == "step":
+            return self.amount * steps_per_epoch
+        return self.amount
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ep)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> Duration:
+    """Parse ``"300"`` (units of ``--interval``) or ``"2.5ep"`` (epochs)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: use a number (in units of --interval) "
+                         "or a number of epochs like 10ep")
+    return Duration(float(match.group(1)), in_epochs=match.group(2) is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """One command-line flag: which parameter it sets and how its text is read."""
+
+    param: str
+    kind: str  # float | int | bool | choice | duration | whole | wholes | knots
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.param.replace("_", "-")
+
+
+_POLICY_FLAGS: tuple[_Flag, ...] = (
+    _Flag("base_lr", "float", "base (or, for cyclic_lr, lower) learning rate"),
+    _Flag("max_lr", "float", "peak learning rate (cyclic_lr, one_cycle_lr)"),
+    _Flag("mode", "choice", "cyclic_lr amplitude policy", CYCLIC_MODES),
+    _Flag("gamma", "float", "decay factor (step_lr, multistep_lr, exponential_lr, cyclic_lr exp_range)"),
+    _Flag("step_size", "whole", "step_lr decay period"),
+    _Flag("milestones", "wholes", "multistep_lr decay points, comma-separated (e.g. 30ep,60ep)"),
+    _Flag("T_max", "whole", "cosine_annealing_lr half-period (default: the whole run)"),
+    _Flag("T_0", "whole", "cosine_annealing_warm_restarts first cycle length"),
+    _Flag("T_mult", "int", "cosine_annealing_warm_restarts cycle growth factor (integer >= 1)"),
+    _Flag("eta_min", "float", "cosine floor learning rate"),
+    _Flag("pct_start", "float", "one_cycle_lr fraction of the run spent warming up, in (0, 1)"),
+    _Flag("anneal_strategy", "choice", "one_cycle_lr annealing shape", ANNEAL_STRATEGIES),
+    _Flag("div_factor", "float", "one_cycle_lr: initial lr = max_lr / div_factor"),
+    _Flag("final_div_factor", "float", "one_cycle_lr: final lr = initial lr / final_div_factor"),
+    _Flag("three_phase", "bool", "one_cycle_lr: anneal back to the initial lr before the final decay"),
+    _Flag("cycle_momentum", "bool", "cycle momentum inversely to the lr (cyclic_lr, one_cycle_lr)"),
+    _Flag("base_momentum", "float", "momentum at peak lr (cyclic_lr, one_cycle_lr)"),
+    _Flag("max_momentum", "float", "momentum at low lr (cyclic_lr, one_cycle_lr)"),
+    _Flag("step_size_up", "duration", "cyclic_lr rising half-cycle length"),
+    _Flag("step_size_down", "duration", "cyclic_lr falling half-cycle length (default: step-size-up)"),
+    _Flag("knots", "knots", "piecewise_linear POS:LR pairs, comma-separated (e.g. 0:0,5ep:0.4,30ep:0)"),
+    _Flag("factor", "float", "constant_lr factor"),
+    _Flag("start_factor", "float", "linear_lr start factor"),
+    _Flag("end_factor", "float", "linear_lr end factor"),
+    _Flag("total_iters", "whole", "constant_lr / linear_lr / polynomial_lr length"),
+    _Flag("power", "float", "polynomial_lr exponent"),
+)
+
+# Flags about the run rather than the policy: they apply whichever policy is chosen.
+_RUN_FLAGS: tuple[_Flag, ...] = (
+    _Flag("warmup", "whole", "prefix this much warmup (taken out of the run's length)"),
+    _Flag("warmup_mode", "choice", "warmup shape", WARMUP_MODES),
+    _Flag("warmup_start_factor", "float", "warmup starts at this fraction of the schedule's first lr "
+          "(default 1/3)"),
+    _Flag("interval", "choice", "step the schedule per optimizer step or per epoch (default: step)", INTERVALS),
+)
+
+_FLAGS_BY_PARAM = {f.param: f for f in _POLICY_FLAGS + _RUN_FLAGS}
+_NO_FLAG = ("lr_lambda", "scale_fn", "scale_mode")  # Python callables: API only
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--schedule NAME`` and one flag per schedule parameter, all defaulting to None.
+
+    Duration flags take a number in units of ``--interval`` (steps by default) or a number
+    of epochs with an ``ep`` suffix: ``--T-0 10ep`` means 10 epochs whatever the interval.
+    Durations that PyTorch counts in whole steps must come out whole.
+    """
+    group = parser.add_argument_group("learning-rate schedule")
+    group.add_argument("--schedule", metavar="NAME", default=None,
+                       help=f"schedule policy: {', '.join(sorted(SCHEDULES))}")
+    for spec in _POLICY_FLAGS + _RUN_FLAGS:
+        kwargs: dict[str, Any] = {"dest": spec.param, "default": None, "help": spec.help}
+        if spec.kind == "float":
+            kwargs["type"] = float
+        elif spec.kind == "int":
+            kwargs["type"] = int
+        elif spec.kind == "choice":
+            kwargs["choices"] = spec.choices
+        elif spec.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = {"wholes": "N[ep],...", "knots": "POS:LR,..."}.get(spec.kind, "N[ep]")
+        group.add_argument(spec.flag, **kwargs)
+
+
+def _as_duration(flag: str, value: object) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    if _is_real(value):
+        return Duration(float(value))
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
+
+
+def _to_units(flag: str, value: object, interval: str, steps_per_epoch: int, whole: bool) -> float | int:
+    units = _as_duration(flag, value).to_units(interval, steps_per_epoch)
+    if not whole:
+        return units
+    rounded = round(units)
+    if abs(units - rounded) > 1e-9 * max(1.0, abs(units)):
+        raise ValueError(f"{flag} {value} is {units:g} {interval}s; it must be a whole number of {interval}s")
+    return int(rounded)
+
+
+def _split(value: object) -> list:
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    return list(value)  # type: ignore[call-overload]
+
+
+def _convert(spec: _Flag, value: object, interval: str, steps_per_epoch: int) -> object:
+    """Turn a flag's value (text from argparse, or a Python default) into the policy's argument."""
+    if spec.kind == "duration":
+        return _to_units(spec.flag, value, interval, steps_per_epoch, whole=False)
+    if spec.kind == "whole":
+        return _to_units(spec.flag, value, interval, steps_per_epoch, whole=True)
+    if spec.kind == "wholes":
+        return [_to_units(spec.flag, v, interval, steps_per_epoch, whole=True) for v in _split(value)]
+    if spec.kind == "knots":
+        knots = []
+        for knot in _split(value):
+            if isinstance(knot, str):
+                pos, sep, lr = knot.partition(":")
+                if not sep:
+                    raise ValueError(f"{spec.flag}: {knot!r} is not POS:LR")
+            else:
+                pos, lr = knot
+            try:
+                lr_value = float(lr)
+            except (TypeError, ValueError):
+                raise ValueError(f"{spec.flag}: {lr!r} is not a learning rate") from None
+            knots.append((_to_units(spec.flag, pos, interval, steps_per_epoch, whole=False), lr_value))
+        return knots
+    return value
+
+
+def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_epoch: int,
+                       default_name: str = "one_cycle_lr", default_params: Mapping[str, Any] | None = None
+                       ) -> Schedule:
+    """Build the schedule the command line asks for (flags from :func:`add_schedule_arguments`).
+
+    ``default_params`` (keyed by parameter name, durations may be ``"10ep"`` strings) fill
+    in what the user did not give, and are silently skipped where the chosen policy does not
+    take them (so the CLI can offer e.g. both ``base_lr`` and ``max_lr`` from its ``--lr``).
+    A flag the user gave that the chosen policy does not take is a ValueError naming the
+    flag. ``--warmup`` is taken out of ``total_steps``: the main schedule gets the rest.
+    """
+    defaults = dict(default_params or {})
+    name = getattr(args, "schedule", None) or default_name
+    policy = _lookup(name)
+    accepted = policy_parameters(policy.__name__)
+
+    given = {spec.param: getattr(args, spec.param) for spec in _POLICY_FLAGS + _RUN_FLAGS
+             if getattr(args, spec.param, None) is not None}
+    rejected = [_FLAGS_BY_PARAM[p].flag for p in given if p not in accepted and p in
+                {spec.param for spec in _POLICY_FLAGS}]
+    if rejected:
+        takes = ", ".join(_FLAGS_BY_PARAM[p].flag for p in accepted if p in _FLAGS_BY_PARAM)
+        raise ValueError(f"{', '.join(rejected)}: not a parameter of schedule {policy.__name__!r} "
+                         f"(it takes {takes})")
+    run_params = {spec.param for spec in _RUN_FLAGS}
+    for param, value in defaults.items():
+        if param not in run_params and not any(param in policy_parameters(n) for n in SCHEDULES):
+            raise ValueError(f"default_params: no schedule takes a parameter {param!r}")
+        if param not in given and (param in accepted or param in run_params):
+            given[param] = value
+
+    interval = _choice("--interval", given.pop("interval", "step"), INTERVALS)
+    steps_per_epoch = _int_at_least("steps_per_epoch", steps_per_epoch, 1)
+    total_steps = _int_at_least("total_steps", total_steps, 1)
+    warmup = given.pop("warmup", None)
+    warmup_mode = given.pop("warmup_mode", "linear")
+    warmup_start_factor = given.pop("warmup_start_factor", 1.0 / 3)
+
+    params = {}
+    for param, value in given.items():
+        spec = _FLAGS_BY_PARAM.get(param)
+        params[param] = value if spec is None else _convert(spec, value, interval, steps_per_epoch)
+
+    warmup_steps = 0
+    if warmup is not None:
+        warmup_units = _convert(_FLAGS_BY_PARAM["warmup"], warmup, interval, steps_per_epoch)
+        warmup_steps = warmup_units * (steps_per_epoch if interval == "epoch" else 1)
+        if warmup_steps < 0 or warmup_steps >= total_steps:
+            raise ValueError(f"--warmup {warmup} is {warmup_steps} steps; it must be >= 0 and leave "
+                             f"some of the {total_steps} steps for the schedule")
+    schedule = build_schedule(policy.__name__, total_steps - warmup_steps, steps_per_epoch=steps_per_epoch,
+                              interval=interval, **params)
+    if warmup_steps:
+        schedule = with_warmup(schedule, warmup_steps, mode=_choice("--warmup-mode", warmup_mode, WARMUP_MODES),
+                               start_factor=_real("--warmup-start-factor", warmup_start_factor, low=0, high=1))
+    return schedule
