@@ -1,0 +1,158 @@
+"""Reduce-on-plateau for precomputed schedules.
+
+PyTorch's ReduceLROnPlateau changes the optimizer's lr after looking at a metric. Our
+training loop instead reads the lr from a per-step device tensor (see
+:mod:`speedrun.schedules`), so :class:`PlateauController` keeps PyTorch's bookkeeping on the
+host and, when it decides to reduce, rewrites the not-yet-used tail of that tensor in place
+with device-side operations. Nothing waits for the device and nothing recompiles: the loop
+simply reads smaller values from the next epoch on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import SupportsFloat
+
+import torch
+
+MODES = ("min", "max")
+THRESHOLD_MODES = ("rel", "abs")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauSettings:
+    """ReduceLROnPlateau's parameters, with its names, defaults and meaning.
+
+    ``factor`` multiplies the lr when the metric has not improved (by more than
+    ``threshold``, relative or absolute) for more than ``patience`` epochs; after a
+    reduction, ``cooldown`` epochs are ignored. The lr never goes below ``min_lr``, and a
+    reduction smaller than ``eps`` is skipped.
+    """
+
+    mode: str = "min"
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: str = "rel"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}; "
+                             f"got {self.threshold_mode!r}")
+        _check_real("factor", self.factor, low=0.0, high=1.0, open_low=True, open_high=True)
+        _check_int("patience", self.patience)
+        _check_real("threshold", self.threshold, low=0.0)
+        _check_int("cooldown", self.cooldown)
+        _check_real("min_lr", self.min_lr, low=0.0)
+        _check_real("eps", self.eps, low=0.0)
+
+    def is_better(self, value: float, best: float) -> bool:
+        """PyTorch's improvement test, including its quirk that relative thresholds on a
+        negative ``best`` move the bar the other way."""
+        if self.mode == "min":
+            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            return value < bar
+        bar = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
+        return value > bar
+
+
+def _check_int(name: str, value: object) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _check_real(name: str, value: object, *, low: float, high: float | None = None,
+                open_low: bool = False, open_high: bool = False) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low)
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        upper = "" if high is None else f" and {'<' if open_high else '<='} {high}"
+        raise ValueError(f"{name} must be a number {'>' if open_low else '>='} {low}{upper}, got {value!r}")
+
+
+class PlateauController:
+    """Host-side ReduceLROnPlateau that edits a device schedule tensor in place.
+
+    Call :meth:`step` once per epoch, after the epoch, with that epoch's metric, before the
+    next epoch's steps are enqueued. When PyTorch's ReduceLROnPlateau would reduce, every
+    value from the next epoch on (``lr[(epoch + 1) * steps_per_epoch:]``) becomes
+    ``max(value * factor, min_lr)``, except where that would change it by no more than
+    ``eps`` (PyTorch's rule, applied per step). On a constant schedule this reproduces
+    PyTorch exactly; on a decaying one it scales the rest of the curve.
+
+    The eps and min_lr comparisons happen in the tensor's dtype on its device (PyTorch
+    compares Python floats), so a float32 tensor can differ at the eps boundary.
+    """
+
+    def __init__(self, schedule_lr: torch.Tensor, steps_per_epoch: int, *, mode: str = "min",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
+                 eps: float = 1e-8) -> None:
+        if not isinstance(schedule_lr, torch.Tensor) or schedule_lr.ndim != 1 \
+                or not schedule_lr.is_floating_point():
+            raise ValueError("schedule_lr must be a 1-D floating-point tensor")
+        _check_int("steps_per_epoch", steps_per_epoch)
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
+        self.settings = PlateauSettings(mode=mode, factor=factor, patience=patience, threshold=threshold,
+                                        threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr,
+                                        eps=eps)
+        self.schedule_lr = schedule_lr
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch: int | None = None
+        self.reductions: list[int] = []  # epochs after which the rule fired
+
+    def step(self, metric: SupportsFloat, epoch: int) -> bool:
+        """Record ``epoch``'s metric; return True if the rule fired and the tail was rewritten.
+
+        True follows PyTorch's reduction point even where ``min_lr`` or ``eps`` left the
+        values as they were (knowing that would need a device sync).
+        """
+        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        if self.last_epoch is not None and epoch <= self.last_epoch:
+            raise ValueError(f"epoch must increase from call to call: got {epoch} after {self.last_epoch}")
+        self.last_epoch = int(epoch)
+        current = float(metric)
+        settings = self.settings
+
+        if settings.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs during cooldown do not count
+        if self.num_bad_epochs <= settings.patience:
+            return False
+
+        self._reduce_from((epoch + 1) * self.steps_per_epoch)
+        self.cooldown_counter = settings.cooldown
+        self.num_bad_epochs = 0
+        self.reductions.append(int(epoch))
+        return True
+
+    def _reduce_from(self, start: int) -> None:
+        tail = self.schedule_lr[start:]
+        if tail.numel() == 0:
+            return
+        with torch.no_grad():
+            reduced = torch.clamp(tail * self.settings.factor, min=self.settings.min_lr)
+            tail.copy_(torch.where(tail - reduced > self.settings.eps, reduced, tail))
+
+    def describe(self) -> dict:
+        """JSON-friendly settings and what happened, for the result record."""
+        return {**dataclasses.asdict(self.settings), "steps_per_epoch": self.steps_per_epoch,
+                "reduced_after_epochs": list(self.reductions)}
