@@ -180,8 +180,8 @@ def _callable_name(fn: Callable) -> str:
 # The one shared builder: units (steps or epochs) -> per-step tensor
 # --------------------------------------------------------------------------------------
 
-# A policy's curve: value for each scheduler-step index (an int64 array) -> (lr, momentum).
-Curve = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
+# A policy's curve: scheduler-step indices (an int64 array) -> (lr, momentum or None) per index.
+Curve = Callable[[np.ndarray], tuple]
 
 
 def unit_count(total_steps: int, interval: str = "step", steps_per_epoch: int | None = None) -> int:
@@ -361,8 +361,8 @@ def cosine_annealing_warm_restarts(total_steps: int, base_lr: float, T_0: int, T
     """PyTorch's CosineAnnealingWarmRestarts (SGDR): cosine cycles restarting at ``base_lr``.
 
     The first cycle lasts ``T_0`` units and each next one ``T_mult`` times longer. As in
-    PyTorch stepped without an epoch argument, a cycle restarts instead of reaching
-    ``eta_min``, so ``eta_min`` itself is never used.
+    PyTorch stepped without an epoch argument, a cycle restarts at ``base_lr`` one unit
+    before it would reach ``eta_min``, so the lr never equals ``eta_min`` exactly.
     """
     base_lr = _real("base_lr", base_lr, low=0)
     T_0 = _int_at_least("T_0", T_0, 1)
@@ -469,6 +469,8 @@ def one_cycle_lr(total_steps: int, max_lr: float, pct_start: float = 0.3, anneal
     ``2*pct_start*n - 2``) and ``n - 1``: the last optimizer step runs at exactly the final
     lr, and the lr that PyTorch computes on the final ``scheduler.step()`` is never used.
     Momentum is cycled inversely (and stays at ``max_momentum`` in the third phase).
+    Unlike PyTorch's ``OneCycleLR(epochs=, steps_per_epoch=)``, which still steps per batch,
+    ``steps_per_epoch`` here only matters with ``interval="epoch"``.
     Deviations: where a phase has zero length (``pct_start*n == 1``) PyTorch divides by zero;
     we use the phase's start value. ``pct_start`` must lie strictly inside (0, 1) (PyTorch
     also allows 0 and 1), and ``base_momentum <= max_momentum``.

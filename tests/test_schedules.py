@@ -17,7 +17,7 @@ from torch.optim import lr_scheduler as tls
 from speedrun import schedules as S
 
 RTOL = 1e-6
-FAST = settings(max_examples=25, deadline=None, derandomize=True)
+FAST = settings(max_examples=40, deadline=None, derandomize=True)
 
 # --------------------------------------------------------------------------------------
 # Reference: drive PyTorch's own scheduler on a dummy SGD optimizer
@@ -198,6 +198,7 @@ def test_epoch_interval_holds_each_epoch_value() -> None:
     lr = schedule.lr.numpy()
     assert np.all(lr[:20] == 1.0) and np.all(lr[20:40] == 0.5) and np.all(lr[40:] == 0.25)
     assert schedule.steps_per_epoch == 10
+    assert S.unit_count(50, "epoch", 10) == 5 and S.unit_count(51, "epoch", 10) == 6 and S.unit_count(51) == 51
 
 
 def test_step_and_epoch_intervals_differ_for_the_same_numbers() -> None:
