@@ -170,7 +170,7 @@ def default_param_groups(model: nn.Module, optimizer: OptimizerConfig) -> list[P
     return [ParamGroup([p for p in model.parameters() if p.requires_grad])]
 
 
-def test_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
+def tta_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
     """Weighted views of a normalized batch for test-time augmentation.
 
     "flip": the image and its mirror, equally weighted. "multi": those two at weight 1/4
@@ -203,7 +203,7 @@ def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "fl
     """Float32 logits of a uint8 batch under the ``tta`` views (used by ensembles too)."""
     x = normalize(images_u8, CIFAR10_MEAN, CIFAR10_STD)
     with autocast_for(images_u8.device):
-        return sum(weight * model(view).float() for weight, view in test_views(x, tta))
+        return sum(weight * model(view).float() for weight, view in tta_views(x, tta))
 
 
 class Trainer:
@@ -218,11 +218,12 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, data: DeviceData, *, augment: AugmentConfig,
                  optimizer: OptimizerConfig, train: TrainConfig, compile_model: bool,
-                 extensions: Sequence[Extension] = ()) -> None:
+                 extensions: Sequence[Extension] = (), compile_backend: str | Callable = "inductor") -> None:
         self.device = data.device
         self.model_config = model_config
         self.model = model_config.build().to(self.device, memory_format=torch.channels_last)
-        self.forward: Callable[[Tensor], Tensor] = torch.compile(self.model) if compile_model else self.model
+        self.forward: Callable[[Tensor], Tensor] = (torch.compile(self.model, backend=compile_backend)
+                                                    if compile_model else self.model)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
         self.extensions = tuple(extensions)
         if len(data.train_images) < train.batch_size:
@@ -288,33 +289,40 @@ class Trainer:
         opt.zero_grad()
         return loss.detach(), (logits.argmax(1) == labels).sum()
 
+    def train_epoch(self, epoch: int, opt: ScheduledOptimizer, gen: torch.Generator, first_flips: Tensor,
+                    hooks: Sequence[RunHooks] = ()) -> tuple[Tensor, Tensor]:
+        """One epoch of steps, entirely on the device: returns (summed loss, correct count) as tensors."""
+        data, batch_size = self.data, self.config.batch_size
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        order = batch_order(len(data.train_images), gen)[: self.steps_per_epoch * batch_size]
+        for indices in order.view(-1, batch_size):
+            params = self._flips(gen, indices, epoch, first_flips)
+            loss, hits = self._train_step(data.train_images[indices], data.train_labels[indices], opt, params)
+            loss_sum += loss
+            correct += hits
+            for h in hooks:
+                for fn in h.after_step:
+                    fn()
+        return loss_sum, correct
+
     def run(self, seed: int, lr: Tensor, momentum: Tensor | None = None, *, target: float | None = None,
             log: Callable[[EpochLog], None] = lambda _: None) -> RunResult:
         """Train one run from ``seed`` under the per-step ``lr`` (and ``momentum``) schedule."""
-        cfg, data = self.config, self.data
+        cfg = self.config
         self.initialize(seed)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         opt = build_optimizer(self.param_groups(), self.optimizer_config, lr, momentum)
         hooks = [ext.make(self, opt) for ext in self.extensions]
         eval_model = next((h.eval_model for h in reversed(hooks) if h.eval_model), lambda: self.forward)
-        first_flips = torch.rand(len(data.train_images), generator=gen, device=self.device) < 0.5
+        first_flips = torch.rand(len(self.data.train_images), generator=gen, device=self.device) < 0.5
         result = RunResult(seed=seed)
         stopwatch, sampler = Stopwatch(self.device), NvmlSampler(self.device)
         sampler.start()
-        seen = self.steps_per_epoch * cfg.batch_size
         for epoch in range(1, cfg.epochs + 1):
             stopwatch.start()
-            self.model.train()
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            for indices in batch_order(len(data.train_images), gen)[:seen].view(-1, cfg.batch_size):
-                params = self._flips(gen, indices, epoch, first_flips)
-                loss, hits = self._train_step(data.train_images[indices], data.train_labels[indices], opt, params)
-                loss_sum += loss
-                correct += hits
-                for h in hooks:
-                    for fn in h.after_step:
-                        fn()
+            loss_sum, correct = self.train_epoch(epoch, opt, gen, first_flips, hooks)
             for h in hooks:
                 for fn in h.after_epoch:
                     fn(epoch)
@@ -322,12 +330,14 @@ class Trainer:
             test_acc = self.evaluate(eval_model()) if epoch % cfg.eval_every == 0 or last else None
             if last:
                 for h in hooks:
-                    test_acc = (h.finish() if h.finish else None) or test_acc
+                    finished = h.finish() if h.finish else None
+                    test_acc = test_acc if finished is None else finished
             stopwatch.stop()
             # The one host sync of the epoch.
-            entry = EpochLog(epoch=epoch, lr=float(opt.current_lr()), train_loss=float(loss_sum) / self.steps_per_epoch,
-                             train_acc=float(correct) / seen, test_acc=None if test_acc is None else float(test_acc),
-                             elapsed_s=stopwatch.elapsed_s)
+            steps = self.steps_per_epoch
+            entry = EpochLog(epoch=epoch, lr=float(opt.current_lr()), train_loss=float(loss_sum) / steps,
+                             train_acc=float(correct) / (steps * cfg.batch_size),
+                             test_acc=None if test_acc is None else float(test_acc), elapsed_s=stopwatch.elapsed_s)
             result.epochs.append(entry)
             log(entry)
             if not math.isfinite(entry.train_loss):
