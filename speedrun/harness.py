@@ -19,6 +19,7 @@ from speedrun.data import Cifar10, load_cifar10
 from speedrun.environment import describe_environment, pick_device
 from speedrun.nvml import NvmlSampler
 from speedrun.recipes import Recipe
+from speedrun.schedules import Schedule
 from speedrun.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
 from speedrun.stats import summarize
 from speedrun.timing import synchronize
@@ -95,9 +96,17 @@ def format_summary(summary: dict, target: float) -> str:
     return "\n".join(lines)
 
 
+ScheduleFactory = Callable[[int, int], Schedule]
+
+
 def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
-                  log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
-    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``)."""
+                  log: Callable[[str], None] = print, command: Sequence[str] | None = None,
+                  schedule_override: ScheduleFactory | None = None) -> dict:
+    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``).
+
+    ``schedule_override(total_steps, steps_per_epoch)`` replaces the recipe's schedule (the
+    command line's ``--schedule``); the record stores whichever was used.
+    """
     device = pick_device(options.device)
     compile_model = options.compile if options.compile is not None else device.type == "cuda"
     target = options.target if options.target is not None else recipe.target
@@ -116,7 +125,11 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
                       train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
     total_steps = trainer.steps_per_epoch * recipe.train.epochs
-    schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
+    build = schedule_override or recipe.schedule.build
+    schedule = build(total_steps, trainer.steps_per_epoch)
+    if len(schedule) != total_steps:
+        raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "
+                         f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
 

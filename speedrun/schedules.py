@@ -833,6 +833,12 @@ def _convert(spec: _Flag, value: object, interval: str, steps_per_epoch: int) ->
     return value
 
 
+def schedule_args_given(args: argparse.Namespace) -> bool:
+    """Whether the command line names a schedule or any of its parameters."""
+    return getattr(args, "schedule", None) is not None or any(
+        getattr(args, spec.param, None) is not None for spec in _POLICY_FLAGS + _RUN_FLAGS)
+
+
 def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_epoch: int,
                        default_name: str = "one_cycle_lr", default_params: Mapping[str, Any] | None = None
                        ) -> Schedule:

@@ -8,6 +8,7 @@ import sys
 from speedrun.harness import HarnessOptions, run_benchmark
 from speedrun.optim import OPTIMIZER_NAMES
 from speedrun.recipes import RECIPES, Recipe, get_recipe
+from speedrun.schedules import add_schedule_arguments, schedule_args_given, schedule_from_args
 
 
 def add_harness_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,11 +88,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                           "and write one JSON record.")
     add_harness_arguments(p)
     add_recipe_arguments(p)
+    add_schedule_arguments(p)
     p.set_defaults(handler=run)
     return p
 
 
+def schedule_override_from_args(args: argparse.Namespace):
+    """A factory for the command line's schedule, or None to keep the recipe's."""
+    if not schedule_args_given(args):
+        return None
+    if args.schedule is None:
+        raise ValueError("schedule parameters were given without --schedule NAME; name the policy they belong to")
+
+    def build(total_steps: int, steps_per_epoch: int):
+        return schedule_from_args(args, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+    return build
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    run_benchmark(recipe, options_from_args(args), command=["speedrun", *sys.argv[1:]])
+    override = schedule_override_from_args(args)
+    run_benchmark(recipe, options_from_args(args), command=["speedrun", *sys.argv[1:]], schedule_override=override)
     return 0
