@@ -8,7 +8,8 @@ because two recipes rarely have the same spread:
 * relative time change ``mean_B / mean_A - 1`` with a 95% CI by the delta method:
   ``se(R) = R * sqrt(s_A^2 / (n_A mean_A^2) + s_B^2 / (n_B mean_B^2))``, and t on the
   Welch-Satterthwaite df of those two relative-variance terms. Symmetric, which suits the
-  "faster by 12% ± 3%" wording; it is accurate while the CIs are small next to the means.
+  "faster by 12% ± 3%" wording; it is accurate while the CIs are small next to the means (the
+  text report flags an interval reaching below -100% as too wide to trust).
 
 Accuracy uses every run's ``final_test_acc``; time uses the runs that reached the record's own
 target (so A and B should share a target, which the verdict checks). A side with fewer than two
@@ -95,7 +96,10 @@ class Comparison:
         lines.append(_describe("time-to-target", self.time_to_target, lambda x: f"{x:.3f} s", lambda x: f"{x:+.3f} s"))
         if self.relative_time is not None:
             r = self.relative_time
-            lines.append(f"  relative time change B/A - 1: {100 * r.change:+.1f}% (95% CI {100 * r.ci95_low:+.1f}% .. {100 * r.ci95_high:+.1f}%)")
+            line = f"  relative time change B/A - 1: {100 * r.change:+.1f}% (95% CI {100 * r.ci95_low:+.1f}% .. {100 * r.ci95_high:+.1f}%)"
+            if r.ci95_low <= -1:
+                line += " - too wide for the delta method to be trusted; add runs"
+            lines.append(line)
         return "\n".join(lines) + "\n"
 
 
@@ -150,7 +154,7 @@ def compare_records(a: dict, b: dict) -> Comparison:
     time = welch_difference(times_a, times_b)
     rel = relative_change(times_a, times_b)
     warnings = tuple(comparability_warnings(a, b))
-    verdict = _verdict(accuracy, time, rel, warnings)
+    verdict = write_verdict(accuracy, time, rel, warnings)
     return Comparison(_label(a), _label(b), accuracy, time, rel, warnings, verdict)
 
 
@@ -178,7 +182,9 @@ def format_p(p: float) -> str:
     return f"= {text}"
 
 
-def _verdict(accuracy: Difference, time: Difference, rel: RelativeChange | None, warnings: Sequence[str]) -> str:
+def write_verdict(accuracy: Difference, time: Difference, rel: RelativeChange | None,
+                  warnings: Sequence[str] = ()) -> str:
+    """The plain-words summary, by the wording rules in the module docstring."""
     parts = [_time_words(time, rel), _accuracy_words(accuracy)]
     text = "; ".join(parts)
     if warnings:
