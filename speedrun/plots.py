@@ -4,9 +4,10 @@ Three PNGs per record, named ``<prefix>-accuracy.png``, ``<prefix>-schedule.png`
 ``<prefix>-gpu.png``:
 
 * accuracy: test accuracy against wall time (``elapsed_s``) for every run, the target as a
-  horizontal line, and each run's time-to-target marked;
-* schedule: learning rate over optimizer steps with momentum on a second axis, and the epoch
-  boundaries as faint vertical lines;
+  horizontal line, and an x on the evaluation that established each run's time-to-target;
+* schedule: learning rate over optimizer steps with momentum on a second axis (the optimizer's
+  constant momentum from ``config.recipe.optimizer`` when the schedule does not vary it), and
+  the epoch boundaries as faint vertical lines;
 * gpu: utilization (top) and power (bottom) over the timed part from each run's
   ``nvml.samples``. When NVML recorded nothing (CPU runs, no driver) the picture is still
   written and says so with the recorded reason, so a plot folder always has the same three
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from speedrun.errors import SpeedrunError
+from speedrun.leaderboard import gpu_label
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
@@ -88,9 +90,7 @@ def _save_atomically(fig: Any, path: Path) -> None:
 
 
 def _title(record: dict, what: str) -> str:
-    env = record.get("environment", {})
-    device = env.get("gpu_name") or env.get("device") or "?"
-    return f"{record.get('recipe', '?')}: {what}\n{device} · {str(record.get('created', ''))[:19]}"
+    return f"{record.get('recipe', '?')}: {what}\n{gpu_label(record)} · {str(record.get('created', ''))[:19]}"
 
 
 def _say(ax: Any, text: str) -> None:
@@ -118,8 +118,10 @@ def _draw_accuracy(fig: Any, record: dict) -> None:
         status = "" if run.get("status") == "ok" else f" ({run.get('status')})"
         line, = ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.2, label=f"seed {run.get('seed')}{status}")
         ttt = run.get("time_to_target_s")
-        if run.get("reached_target") and isinstance(ttt, (int, float)) and isinstance(target, (int, float)):
-            ax.plot([ttt], [100 * target], marker="x", markersize=9, color=line.get_color())
+        if run.get("reached_target") and isinstance(ttt, (int, float)):
+            # Mark the evaluation that established the target, on the curve itself.
+            hit = min(points, key=lambda p: abs(p[0] - ttt))
+            ax.plot([hit[0]], [hit[1]], marker="x", markersize=10, markeredgewidth=2, color=line.get_color())
     if not drawn:
         _say(ax, "no evaluated epochs in this record (no test_acc values)")
         return
@@ -128,7 +130,7 @@ def _draw_accuracy(fig: Any, record: dict) -> None:
     ax.set_xlabel("wall time since start of the timed part (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", ncol=2 if drawn > 6 else 1, title="x = reached target", title_fontsize=8)
+    ax.legend(fontsize=8, loc="lower right", ncol=2 if drawn > 6 else 1, title="x = first evaluation at target", title_fontsize=8)
 
 
 def _draw_schedule(fig: Any, record: dict) -> None:
@@ -141,7 +143,7 @@ def _draw_schedule(fig: Any, record: dict) -> None:
         return
     steps = range(len(lr))
     ax.plot(steps, lr, color="tab:blue", linewidth=1.5, label="learning rate")
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel("optimizer step (faint vertical lines: epoch boundaries)")
     ax.set_ylabel("learning rate", color="tab:blue")
     ax.tick_params(axis="y", labelcolor="tab:blue")
     per_epoch = schedule.get("steps_per_epoch")
@@ -151,12 +153,26 @@ def _draw_schedule(fig: Any, record: dict) -> None:
     ax.grid(alpha=0.3, axis="y")
     handles = ax.get_lines()[:1]
     momentum = [_num(v) for v in schedule.get("momentum") or []]
+    label = "momentum"
+    constant = _constant_momentum(record)
+    if not momentum and constant is not None:
+        momentum, label = [constant] * len(lr), f"momentum {constant:g} (constant: optimizer config)"
     if momentum:
         ax2 = ax.twinx()
-        handles += ax2.plot(range(len(momentum)), momentum, color="tab:orange", linewidth=1.5, linestyle="-.", label="momentum")
+        handles += ax2.plot(range(len(momentum)), momentum, color="tab:orange", linewidth=1.5, linestyle="-.", label=label)
+        if constant is not None and label != "momentum":
+            ax2.set_ylim(0, max(1.0, constant * 1.1))
         ax2.set_ylabel("momentum", color="tab:orange")
         ax2.tick_params(axis="y", labelcolor="tab:orange")
-    ax.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize=8, loc="upper right")
+    # Below the axes, so it never covers either curve whatever the schedule's shape.
+    fig.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize=8, loc="outside lower center", ncols=2)
+
+
+def _constant_momentum(record: dict) -> float | None:
+    """The optimizer's fixed momentum when the schedule does not vary it (config.recipe.optimizer)."""
+    optimizer = ((record.get("config") or {}).get("recipe") or {}).get("optimizer") or {}
+    value = optimizer.get("momentum")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _draw_gpu(fig: Any, record: dict) -> None:
