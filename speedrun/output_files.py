@@ -1,0 +1,81 @@
+"""Writing a curve to a file: atomically, never over an existing file unless forced, PNG or CSV.
+
+Shared by the schedule and LR-finder outputs. A picture needs matplotlib, which is optional:
+without it (or for a ``.csv`` path) the same data is written as CSV, so the commands work on a
+bare install. Figures use matplotlib's object API on the Agg canvas (no pyplot, no global state).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from speedrun.errors import SpeedrunError
+
+
+def matplotlib_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_new_path(path: str | os.PathLike, *, force: bool, flag: str) -> Path:
+    """``path`` as a Path, after refusing to replace an existing file unless ``force``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise SpeedrunError(f"{path} already exists; pass --force to replace it or choose a new {flag} path")
+    if path.is_dir():
+        raise SpeedrunError(f"{path} is a folder; give {flag} a file name")
+    if not path.parent.is_dir():
+        raise SpeedrunError(f"{path.parent} is not a folder; create it or choose another {flag} path")
+    return path
+
+
+def write_atomically(path: Path, write: Callable[[Any], None], *, binary: bool) -> Path:
+    """Call ``write(file)`` on a temp file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV with ``header``; None cells are left empty and floats keep full precision (repr)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    text = csv_text(header, rows)
+    return write_atomically(path, lambda f: f.write(text), binary=False)
+
+
+def write_figure(path: Path, draw: Callable[[Any], None], *, size: tuple[float, float] = (8, 5)) -> Path:
+    """Draw on a fresh Agg figure with ``draw(fig)`` and save it as PNG at ``path``."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SpeedrunError("drawing a PNG needs matplotlib: pip install 'speedrun[plot]' "
+                            "(or give a .csv path)") from None
+    fig = Figure(figsize=size, dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    draw(fig)
+    return write_atomically(path, lambda f: fig.savefig(f, format="png"), binary=True)
