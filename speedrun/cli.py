@@ -19,7 +19,10 @@ COMMANDS = ("train", "schedule", "lr_find", "leaderboard", "compare", "plot", "a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speedrun", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="speedrun",
+        description="Train CIFAR-10 to a target accuracy on one GPU, compare schedules, rank result records.",
+        epilog="With no COMMAND, 'train' is meant: python -m speedrun --target 0.94")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
