@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from speedrun.errors import RecordError, SpeedrunError
 from speedrun.records import find_record_files, read_record
@@ -189,6 +189,13 @@ def check_benchmark_fields(record: dict, source: str = "record") -> None:
                     raise RecordError(f"{where}: field '{key}' must be a number or null")
             if run.get("reached_target") and run.get("time_to_target_s") is None:
                 raise RecordError(f"{where}: reached_target is true but time_to_target_s is missing")
+            epochs = run.get("epochs", [])
+            if not isinstance(epochs, list) or not all(
+                isinstance(e, dict) and _is_number(e.get("elapsed_s"))
+                and (e.get("test_acc") is None or _is_number(e.get("test_acc")))
+                for e in epochs
+            ):
+                raise RecordError(f"{where}: 'epochs' must be a list of {{elapsed_s: number, test_acc: number or null}}")
 
 
 def record_run_sets(record: dict, source: str = "record") -> list[RunSet]:
@@ -450,7 +457,7 @@ def _secs_bare(x: float) -> str:
     return f"{x:.2f}" if abs(x) < 100 else f"{x:.1f}"
 
 
-def _pm(mean: float | None, half: float | None, fmt_mean: Any, fmt_half: Any) -> str:
+def _pm(mean: float | None, half: float | None, fmt_mean: Callable[[float], str], fmt_half: Callable[[float], str]) -> str:
     if mean is None:
         return "-"
     return fmt_mean(mean) if half is None else f"{fmt_mean(mean)} ± {fmt_half(half)}"

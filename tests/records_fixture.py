@@ -12,13 +12,16 @@ Use from a test module::
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 from conftest import make_synthetic  # the project's learnable synthetic CIFAR-10 (tests/conftest.py)
 from speedrun.harness import HarnessOptions, run_benchmark
@@ -61,8 +64,25 @@ def _train(recipe, out: Path, *, runs: int, target: float, seed: int = 0) -> Pat
     return Path(record["_path"])
 
 
+@contextlib.contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """Tiny nets gain nothing from intra-op threads, and on a busy 2-core machine OpenMP's
+    spin-waiting made these runs 6-8x slower with two; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @functools.lru_cache(maxsize=None)
 def _make_cpu_records(root: Path) -> CpuRecords:
+    with _one_cpu_thread():
+        return _train_all(root)
+
+
+def _train_all(root: Path) -> CpuRecords:
     folder = root / "records"
     narrow = _recipe("tiny-narrow", (8, 16, 16, 32))
     wide = _recipe("tiny-wide", (16, 24, 32, 48))

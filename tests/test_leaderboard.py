@@ -177,6 +177,7 @@ _BAD_FILES = {
     "bad-accuracy-type": lambda good: json.dumps(
         {**json.loads(good), "runs": [{**r, "final_test_acc": "high"} for r in json.loads(good)["runs"]]}),
     "not-a-record": lambda good: json.dumps({"hello": "world"}),
+    "anchor-bad-sides": lambda good: json.dumps({**json.loads(good), "kind": "anchor", "sides": [{"label": 3}]}),
 }
 _EXPECTED = {
     "truncated": "was it cut short",
@@ -186,6 +187,7 @@ _EXPECTED = {
     "partial": "missing field 'runs'",
     "bad-accuracy-type": "final_test_acc' must be a number or null",
     "not-a-record": "not a speedrun record",
+    "anchor-bad-sides": "sides[0] must be an object with a string 'label' and a list 'runs'",
 }
 
 
