@@ -139,8 +139,8 @@ def draw_lr_find(fig: Any, result: LRFinderResult, title: str = "LR range test")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     if result.smoothed:
-        low, first = min(result.smoothed), result.smoothed[0]
-        ax.set_ylim(low - 0.1 * abs(low), max(first, low) * 1.25 + 1e-12)
+        low, first = min(min(result.smoothed), min(result.losses)), result.smoothed[0]
+        ax.set_ylim(low - 0.05 * abs(low), max(first, low) * 1.25 + 1e-12)   # divergence would flatten the rest
     s = result.suggestions
     marks = (("steepest_lr", "steepest", "tab:green"), ("min_loss_lr", "minimum", "tab:red"),
              ("one_cycle_max_lr", "one-cycle max_lr", "black"), ("cyclic_base_lr", "cyclical base_lr", "tab:purple"))
