@@ -21,6 +21,12 @@ from speedrun.plots import PLOT_NAMES, plot_record
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture
+def matplotlib():
+    """Skip before any training when the optional plot extra is absent (list it first)."""
+    return pytest.importorskip("matplotlib")
+
+
 def _assert_pngs(paths, folder, prefix):
     assert [p.name for p in paths] == [f"{prefix}-{name}.png" for name in PLOT_NAMES]
     for path in paths:
@@ -30,22 +36,19 @@ def _assert_pngs(paths, folder, prefix):
     assert not list(folder.glob(".*.tmp")), "no temp files left behind"
 
 
-def test_writes_accuracy_schedule_and_gpu_pictures(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_writes_accuracy_schedule_and_gpu_pictures(matplotlib, cpu_records, tmp_path):
     paths = plot_record(cpu_records.load("narrow"), tmp_path, prefix="narrow")
     _assert_pngs(paths, tmp_path, "narrow")
 
 
-def test_without_telemetry_the_gpu_picture_is_still_written(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_without_telemetry_the_gpu_picture_is_still_written(matplotlib, cpu_records, tmp_path):
     record = cpu_records.load("narrow")
     assert record["nvml"]["available"] is False  # CPU run: NVML had nothing to sample
     gpu = plot_record(record, tmp_path, prefix="cpu")[2]
     assert gpu.name == "cpu-gpu.png" and gpu.stat().st_size > 5_000
 
 
-def test_telemetry_samples_are_drawn(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_telemetry_samples_are_drawn(matplotlib, cpu_records, tmp_path):
     record = copy.deepcopy(cpu_records.load("narrow"))
     # Synthetic NVML samples [t_s, util_pct, mem_used_mib, power_w, sm_clock_mhz]: drawing check only.
     for i, run in enumerate(record["runs"]):
@@ -56,15 +59,13 @@ def test_telemetry_samples_are_drawn(cpu_records, tmp_path):
     assert with_samples != without
 
 
-def test_default_prefix_comes_from_the_record(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_default_prefix_comes_from_the_record(matplotlib, cpu_records, tmp_path):
     record = cpu_records.load("narrow")
     paths = plot_record(record, tmp_path)
     assert all(p.name.startswith(f"train-{record['recipe']}-") for p in paths)
 
 
-def test_existing_pictures_are_never_overwritten(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_existing_pictures_are_never_overwritten(matplotlib, cpu_records, tmp_path):
     record = cpu_records.load("narrow")
     first = plot_record(record, tmp_path, prefix="r")
     before = [p.read_bytes() for p in first]
@@ -73,8 +74,7 @@ def test_existing_pictures_are_never_overwritten(cpu_records, tmp_path):
     assert [p.read_bytes() for p in first] == before
 
 
-def test_a_record_without_a_schedule_or_curves_still_plots(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_a_record_without_a_schedule_or_curves_still_plots(matplotlib, cpu_records, tmp_path):
     record = copy.deepcopy(cpu_records.load("narrow"))
     record["schedule"] = {}
     for run in record["runs"]:
@@ -83,8 +83,7 @@ def test_a_record_without_a_schedule_or_curves_still_plots(cpu_records, tmp_path
     _assert_pngs(plot_record(record, tmp_path, prefix="bare"), tmp_path, "bare")
 
 
-def test_out_dir_that_is_a_file_is_refused(cpu_records, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_out_dir_that_is_a_file_is_refused(matplotlib, cpu_records, tmp_path):
     not_a_dir = tmp_path / "file.png"
     not_a_dir.write_bytes(b"x")
     with pytest.raises(SpeedrunError, match="is a file; pass a folder to --out-dir"):
@@ -102,8 +101,7 @@ def test_without_matplotlib_the_error_names_the_install(cpu_records, tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_command_names_the_pictures_after_the_record_file(cpu_records, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+def test_command_names_the_pictures_after_the_record_file(matplotlib, cpu_records, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="speedrun")
     plot_cmd.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["plot", str(cpu_records.wide), "--out-dir", str(tmp_path / "pics")])
