@@ -136,7 +136,8 @@ def _draw_accuracy(fig: Any, record: dict) -> None:
 def _draw_schedule(fig: Any, record: dict) -> None:
     ax = fig.add_subplot()
     schedule = record.get("schedule") or {}
-    ax.set_title(_title(record, f"schedule '{schedule.get('name', '?')}'"))
+    name = schedule.get("name")
+    ax.set_title(_title(record, f"schedule '{name}'" if name else "schedule"))
     lr = [_num(v) for v in schedule.get("lr") or []]
     if not lr:
         _say(ax, "no learning-rate schedule in this record")
