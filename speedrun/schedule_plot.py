@@ -73,4 +73,6 @@ def draw_schedule(fig: Any, schedule: Schedule, title: str | None = None) -> Non
     epochs = f", {len(steps) / per_epoch:g} epochs of {per_epoch} steps" if per_epoch else ""
     ax.set_title(title or f"{schedule.name} (interval={schedule.interval}{epochs})\n{describe_params(schedule)}",
                  fontsize=10)
-    ax.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize=8, loc="upper right")
+    # Below the axes: inside, it would hide part of one of the two curves.
+    fig.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize=8, loc="outside lower center",
+               ncols=len(handles))
