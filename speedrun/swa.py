@@ -13,6 +13,8 @@ averaged: averaging batch-norm running statistics would describe none of the ave
 weights, so at the end they are recomputed for the averaged weights instead (as
 ``torch.optim.swa_utils.update_bn`` does), over the un-augmented training images, which are
 what the test images look like. The run's final accuracy is then that of the averaged model.
+Evaluations before the last epoch (and so an early stop at the target) see the trained model:
+the average has no batch-norm statistics of its own until the end.
 """
 from __future__ import annotations
 
