@@ -141,7 +141,7 @@ def load_records(paths: Iterable[str | os.PathLike]) -> tuple[list[dict], list[s
     """
     paths = list(paths)
     if not paths:
-        raise RecordError("no record paths given; pass record files or a folder of them (e.g. runs/)")
+        raise RecordError("no record paths given; pass record files or a folder of them (e.g. results/)")
     files = find_record_files(paths)
     if not files:
         where = ", ".join(str(p) for p in paths)

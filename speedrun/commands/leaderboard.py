@@ -7,7 +7,7 @@ import sys
 from speedrun.commands.output import write_new_text_file
 from speedrun.leaderboard import FORMATS, build_leaderboard, load_records, render
 
-DEFAULT_PATHS = ("runs",)
+DEFAULT_PATHS = ("results",)  # where the harness writes records by default (HarnessOptions.out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "meets the target, one table per GPU model and target. Unreadable files are skipped and named on stderr.",
     )
     p.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), metavar="PATHS",
-                   help="record files or folders searched for *.json (default: runs/)")
+                   help="record files or folders searched for *.json (default: results/)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--target", type=float, default=None, metavar="T",
                    help="rank against this accuracy in (0, 1] instead of each record's own target")
