@@ -84,9 +84,12 @@ def add_extension_arguments(parser: argparse.ArgumentParser) -> None:
     plateau.add_argument("--plateau-metric", choices=tuple(PLATEAU_METRICS), default=None,
                          help="train_loss (min, default) or test_acc (max; tunes on the test set)")
     plateau.add_argument("--plateau-factor", type=float, default=None, help="default 0.1")
-    plateau.add_argument("--plateau-patience", type=int, default=None, help="epochs without improvement (default 10)")
-    plateau.add_argument("--plateau-threshold", type=float, default=None, help="relative improvement needed (default 1e-4)")
-    plateau.add_argument("--plateau-cooldown", type=int, default=None, help="epochs ignored after a reduction (default 0)")
+    plateau.add_argument("--plateau-patience", type=int, default=None,
+                         help="epochs without improvement (default 10)")
+    plateau.add_argument("--plateau-threshold", type=float, default=None,
+                         help="relative improvement needed (default 1e-4)")
+    plateau.add_argument("--plateau-cooldown", type=int, default=None,
+                         help="epochs ignored after a reduction (default 0)")
     plateau.add_argument("--plateau-min-lr", type=float, default=None, help="lower bound on the lr (default 0)")
 
 
@@ -186,7 +189,8 @@ def extensions_from_args(args: argparse.Namespace) -> tuple:
     """The extension configs the flags ask for, in the order plateau, SWA, snapshot ensemble."""
     extensions: list = []
     if getattr(args, "plateau", False):
-        given = {f: getattr(args, f"plateau_{f}") for f in _PLATEAU_FLAGS if getattr(args, f"plateau_{f}", None) is not None}
+        given = {f: getattr(args, f"plateau_{f}") for f in _PLATEAU_FLAGS
+                 if getattr(args, f"plateau_{f}", None) is not None}
         extensions.append(PlateauConfig(**given))
     else:
         _check_unused(args, "--plateau", _PLATEAU_FLAGS, "plateau")

@@ -69,20 +69,25 @@ def _output_paths(out: str | None, recipe: str) -> tuple[Path, Path, Path | None
     json_path.parent.mkdir(parents=True, exist_ok=True)
     check_new_path(json_path, force=False, flag="--out")
     csv_path = check_new_path(json_path.with_suffix(".csv"), force=False, flag="--out")
-    png_path = check_new_path(json_path.with_suffix(".png"), force=False, flag="--out") if matplotlib_available() else None
+    png_path = None
+    if matplotlib_available():
+        png_path = check_new_path(json_path.with_suffix(".png"), force=False, flag="--out")
     return json_path, csv_path, png_path
 
 
 def format_result(result: LRFinderResult) -> str:
     """Plain-words summary: how far the test went and what it suggests."""
     end = "stopped early (loss diverged)" if result.stopped_early else "ran all steps"
-    lines = [f"{len(result.lrs)} steps up to lr {result.lrs[-1]:.4g}; {end}" if result.lrs else "no finite loss recorded"]
+    if not result.lrs:
+        return "no finite loss recorded: lower --start-lr"
+    lines = [f"{len(result.lrs)} steps up to lr {result.lrs[-1]:.4g}; {end}"]
     s = result.suggestions
     if s["one_cycle_max_lr"] is None:
         lines.append("no suggestion: the smoothed loss never fell; lower --start-lr or raise --num-steps")
         return "\n".join(lines)
     lines += [
-        f"steepest descent at lr {s['steepest_lr']:.4g}; minimum at lr {s['min_loss_lr']:.4g} (/10: {s['min_div_10_lr']:.4g})",
+        f"steepest descent at lr {s['steepest_lr']:.4g}; "
+        f"minimum at lr {s['min_loss_lr']:.4g} (/10: {s['min_div_10_lr']:.4g})",
         f"one-cycle: max_lr {s['one_cycle_max_lr']:.4g} (lower bound {s['one_cycle_base_lr']:.4g})",
         f"cyclical:  base_lr {s['cyclic_base_lr']:.4g}  max_lr {s['cyclic_max_lr']:.4g}",
     ]

@@ -232,9 +232,11 @@ def resolve_auto_max_lr(recipe: "Recipe", options: "HarnessOptions", data: "Cifa
     result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config)
     max_lr = result.suggestions["one_cycle_max_lr"]
     if max_lr is None:
-        raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} found "
-                            "no falling loss; pass --max-lr as a number, or run `speedrun lr-find` with a lower --start-lr")
+        raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} "
+                            "found no falling loss; pass --max-lr as a number, or run `speedrun lr-find` with a "
+                            "lower --start-lr")
     s = result.suggestions
-    log(f"--max-lr auto: LR range test ({len(result.lrs)} steps{', stopped at divergence' if result.stopped_early else ''}) "
-        f"suggests max_lr {max_lr:.4g} (steepest {s['steepest_lr']:.4g}, min/10 {s['min_div_10_lr']:.4g})")
+    stopped = ", stopped at divergence" if result.stopped_early else ""
+    log(f"--max-lr auto: LR range test ({len(result.lrs)} steps{stopped}) suggests max_lr {max_lr:.4g} "
+        f"(steepest {s['steepest_lr']:.4g}, min/10 {s['min_div_10_lr']:.4g})")
     return max_lr

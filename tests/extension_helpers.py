@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 import torch
 from torch import nn
 
@@ -13,6 +14,16 @@ from speedrun.train import DeviceData, RunHooks, TrainConfig, Trainer
 
 TINY = ResNet9Config(widths=(8, 16, 32, 64))
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """Tiny models gain nothing from two threads, and on a busy 2-core box two threads spin
+    against other processes and run 5-10x slower; import this into a test module to use it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_trainer(data, *, epochs=3, batch_size=32, extensions=(), **train) -> Trainer:

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from extension_helpers import TINY
+from extension_helpers import TINY, one_cpu_thread  # noqa: F401
 from speedrun import extensions_cli
 from speedrun.assignment import assignment_recipe
 from speedrun.commands.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args

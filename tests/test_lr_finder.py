@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from extension_helpers import TINY
+from extension_helpers import TINY, one_cpu_thread  # noqa: F401
 from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.harness import HarnessOptions
 from speedrun.lr_find_report import run_lr_find

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from extension_helpers import Probe, constant_schedule, tiny_trainer
+from extension_helpers import Probe, constant_schedule, tiny_trainer, one_cpu_thread  # noqa: F401
 from speedrun.plateau_extension import PlateauConfig
 
 # An absolute threshold this large makes every epoch after the first "no improvement".

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import SWALR, update_bn
 
-from extension_helpers import TINY, Probe, constant_schedule, load_state, tiny_trainer
+from extension_helpers import TINY, Probe, constant_schedule, load_state, tiny_trainer, one_cpu_thread  # noqa: F401
 from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.swa import SWAConfig, WeightAverage, recompute_batchnorm_statistics, swa_phase_lr, write_swa_phase
 
