@@ -12,7 +12,7 @@ practice; epochs without an evaluation (``eval_every > 1``) are then skipped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from speedrun.plateau import PlateauController, PlateauSettings
@@ -37,7 +37,6 @@ class PlateauConfig:
     cooldown: int = 0
     min_lr: float = 0.0
     eps: float = 1e-8
-    extension: str = field(default="plateau", init=False)   # names the extension in a record
 
     def __post_init__(self) -> None:
         if self.metric not in PLATEAU_METRICS:

@@ -12,7 +12,7 @@ before it is a cycle end. The run's last epoch is always a member, as in the pap
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -30,7 +30,6 @@ class SnapshotEnsembleConfig:
     """Ensemble the weights at ``cycle_end_epochs`` (1-based); None: find the restarts in the schedule."""
 
     cycle_end_epochs: tuple[int, ...] | None = None
-    extension: str = field(default="snapshot_ensemble", init=False)   # names the extension in a record
 
     def __post_init__(self) -> None:
         if self.cycle_end_epochs is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -47,7 +47,6 @@ class SWAConfig:
     swa_lr: float
     anneal_epochs: int = 0
     anneal_strategy: str = "cos"
-    extension: str = field(default="swa", init=False)   # names the extension in a record
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:

@@ -127,7 +127,8 @@ def test_a_run_with_command_line_schedule_and_swa_writes_a_valid_record(make_syn
                            log=lambda _: None, command=["test"])
     saved = read_record(record["_path"])
     assert saved["config"]["recipe"]["schedule"]["name"] == "cosine_annealing_warm_restarts"
-    assert [e["extension"] for e in saved["config"]["recipe"]["extensions"]] == ["swa"]
+    (swa,) = saved["config"]["recipe"]["extensions"]
+    assert (swa["epochs"], swa["swa_lr"]) == (2, 0.02)
     assert saved["runs"][0]["status"] == "ok" and saved["runs"][0]["final_test_acc"] is not None
     json.dumps(saved)
 
