@@ -133,11 +133,9 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
 
-    compile_warmup_s = None
-    if compile_model:
-        log("compiling (one-time warm-up on random pixels, not timed)...")
-        compile_warmup_s = trainer.warmup(lr)
-        log(f"compile warm-up: {compile_warmup_s:.1f}s")
+    log("warm-up on random pixels" + (" (compiling)" if compile_model else "") + ", not timed...")
+    compile_warmup_s = trainer.warmup(lr)
+    log(f"warm-up: {compile_warmup_s:.1f}s")
 
     runs: list[RunResult] = []
     for i in range(options.runs):

@@ -59,7 +59,11 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """asdict, plus each model/extension config's class name (asdict alone drops it)."""
+        d = dataclasses.asdict(self)
+        d["model"] = {"type": type(self.model).__name__, **d["model"]}
+        d["extensions"] = [{"type": type(e).__name__, **dataclasses.asdict(e)} for e in self.extensions]
+        return d
 
 
 CLASSIC = Recipe(
@@ -72,12 +76,21 @@ CLASSIC = Recipe(
     train=TrainConfig(epochs=24, batch_size=512),
 )
 
-RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in (CLASSIC,)})
+# fast.py imports Recipe lazily (inside fast94_recipe), so importing it here makes no cycle.
+from speedrun.fast import fast94_recipe, fast_recipe_ablations  # noqa: E402
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in (CLASSIC, fast94_recipe())})
 
 
 def get_recipe(name: str) -> Recipe:
-    """The named recipe; ValueError lists the known names."""
-    try:
+    """The named recipe, or a one-technique ablation of fast94 (``fast94-no_lookahead``, ...).
+
+    ValueError lists the known names.
+    """
+    if name in RECIPES:
         return RECIPES[name]
-    except KeyError:
-        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+    ablations = {r.name: r for r in fast_recipe_ablations().values()}
+    if name in ablations:
+        return ablations[name]
+    raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}, "
+                     f"or an ablation: {', '.join(ablations)}")
