@@ -42,13 +42,11 @@ a small stand-in that really trains.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import importlib.metadata
 import io
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,15 +56,14 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from speedrun.compare import relative_change, welch_difference
-from speedrun.data import CIFAR10_CLASSES, Cifar10, load_cifar10
-from speedrun.environment import describe_environment, pick_device
+from speedrun.data import CIFAR10_CLASSES, Cifar10
+from speedrun.environment import pick_device
 from speedrun.errors import SpeedrunError
-from speedrun.harness import HarnessOptions, format_epoch, summarize_runs
+from speedrun.harness import HarnessOptions, base_record, format_epoch, prepare_run, save_record, summarize_runs, warm_up
 from speedrun.nvml import NvmlSampler
 from speedrun.recipes import Recipe
-from speedrun.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
-from speedrun.timing import Stopwatch, synchronize
-from speedrun.train import DeviceData, RunResult, Trainer
+from speedrun.timing import Stopwatch
+from speedrun.train import RunResult, Trainer
 
 ANCHOR_TIMER_RULE = (
     "each side's whole run call is timed with CUDA events (perf_counter on CPU): for speedrun, "
@@ -246,24 +243,10 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     The record is written when ``options.out`` is set. ``workdir`` keeps the anchor's data files
     there; by default they go to a temporary folder that is removed afterwards.
     """
-    device = pick_device(options.device)
-    side.check(device)
-    compile_model = options.compile if options.compile is not None else device.type == "cuda"
-    target = options.target if options.target is not None else recipe.target
-    if data is None:
-        data = load_cifar10(options.data_dir, download=options.download)
-    data = data.subset(options.train_subset, options.test_subset)
-
-    t0 = time.perf_counter()
-    device_data = DeviceData.from_cifar(data, device)
-    synchronize(device)
-    data_to_device_s = time.perf_counter() - t0
-    trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
-                      train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
-    total_steps = trainer.steps_per_epoch * recipe.train.epochs
-    schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
-    lr = schedule.lr.to(device=device, dtype=torch.float32)
-    momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
+    side.check(pick_device(options.device))
+    prepared = prepare_run(recipe, options, data=data, log=log)
+    device, trainer, target = prepared.device, prepared.trainer, prepared.target
+    data, lr, momentum = prepared.data, prepared.lr, prepared.momentum
     ours_label = f"speedrun {recipe.name}"
 
     with contextlib.ExitStack() as stack:
@@ -271,14 +254,12 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
             stack.enter_context(tempfile.TemporaryDirectory(prefix="speedrun-anchor-")))
         folder.mkdir(parents=True, exist_ok=True)
         write_anchor_data(data, folder / DATA_FOLDER)
-        setup = {"data_to_device_s": data_to_device_s, "compile_warmup_s": None}
+        setup = {"data_to_device_s": prepared.data_to_device_s}
         with working_directory(folder):
             setup["anchor_prepare_s"] = _seconds(lambda: side.prepare(device))
             log(f"warming up {side.label} (not timed)...")
             setup["anchor_warmup_s"] = _seconds(side.warmup)
-        if compile_model:
-            log("compiling (one-time warm-up on random pixels, not timed)...")
-            setup["compile_warmup_s"] = trainer.warmup(lr)
+        setup["compile_warmup_s"] = warm_up(prepared, log)
 
         ours: list[RunResult] = []
         theirs: list[RunResult] = []
@@ -305,40 +286,18 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     summary = anchor_summary(sides[0]["runs"], sides[1]["runs"], ours_label, side.label)
     for line in format_anchor_summary(summary, sides, target):
         log(line)
-    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
-    all_runs = ours + theirs
-    record = {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "kind": "anchor",
-        "created": utc_now(),
-        "command": list(command) if command is not None else list(sys.argv),
-        "recipe": recipe.name,
-        "target": target,
-        "config": {"recipe": recipe.to_dict(), "anchor": {"label": side.label, **side.describe()},
-                   "harness": dataclasses.asdict(options), "compile": compile_model, "device": str(device),
-                   "interleaving": "pair i: ours first when i is even, the anchor first when i is odd"},
-        "dataset": {"name": data.source, "origin": str(data.origin), "train_size": len(data.train_labels),
-                    "test_size": len(data.test_labels)},
-        "environment": describe_environment(device, driver),
-        "timer_rule": ANCHOR_TIMER_RULE,
-        "schedule": {**schedule.describe(), "steps_per_epoch": trainer.steps_per_epoch,
-                     "lr": [float(v) for v in schedule.lr],
-                     "momentum": None if schedule.momentum is None else [float(v) for v in schedule.momentum]},
+    record = base_record("anchor", recipe, options, prepared, timer_rule=ANCHOR_TIMER_RULE, runs=ours + theirs,
+                         command=command)
+    record["config"].update({"anchor": {"label": side.label, **side.describe()},
+                             "interleaving": "pair i: ours first when i is even, the anchor first when i is odd"})
+    record.update({
         "setup": setup,
         "order": order,
         "runs": [],                     # the runs are per side, below
         "sides": sides,
         "summary": summary,
-        "nvml": {"available": any(r.nvml.get("available") for r in all_runs),
-                 "reason": next((r.nvml.get("reason") for r in all_runs if r.nvml.get("reason")), None)},
-    }
-    if options.out:
-        out = Path(options.out)
-        path = write_record(record, out if out.suffix == ".json" else default_record_path(out, recipe.name, "anchor"))
-        log(f"record: {path}")
-        record["_path"] = str(path)
-    return record
+    })
+    return save_record(record, options, log)
 
 
 def _seconds(fn: Callable[[], None]) -> float:

@@ -99,17 +99,40 @@ def format_summary(summary: dict, target: float) -> str:
 ScheduleFactory = Callable[[int, int], Schedule]
 
 
-def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
-                  log: Callable[[str], None] = print, command: Sequence[str] | None = None,
-                  schedule_override: ScheduleFactory | None = None) -> dict:
-    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``).
+@dataclass
+class PreparedRun:
+    """Everything measured runs share: the device, the data on it, the trainer and the schedule."""
+
+    device: torch.device
+    compile_model: bool
+    target: float
+    data: Cifar10
+    trainer: Trainer
+    schedule: Schedule
+    lr: torch.Tensor
+    momentum: torch.Tensor | None
+    data_to_device_s: float
+
+    def schedule_record(self) -> dict:
+        s = self.schedule
+        return {**s.describe(), "steps_per_epoch": self.trainer.steps_per_epoch, "lr": [float(v) for v in s.lr],
+                "momentum": None if s.momentum is None else [float(v) for v in s.momentum]}
+
+    def dataset_record(self) -> dict:
+        d = self.data
+        return {"name": d.source, "origin": str(d.origin), "train_size": len(d.train_labels),
+                "test_size": len(d.test_labels)}
+
+
+def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
+                log: Callable[[str], None] = print, schedule_override: ScheduleFactory | None = None) -> PreparedRun:
+    """Load the data, move it to the device once (timed apart), build the trainer and the schedule.
 
     ``schedule_override(total_steps, steps_per_epoch)`` replaces the recipe's schedule (the
-    command line's ``--schedule``); the record stores whichever was used.
+    command line's ``--schedule``); records store whichever was used.
     """
     device = pick_device(options.device)
     compile_model = options.compile if options.compile is not None else device.type == "cuda"
-    target = options.target if options.target is not None else recipe.target
     if device.type == "cpu":
         log("warning: no GPU; training on the CPU is slow (a full ResNet-9 run takes hours). "
             "For a short real run use --epochs, --train-subset and --test-subset.")
@@ -125,55 +148,79 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
                       train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
     total_steps = trainer.steps_per_epoch * recipe.train.epochs
-    build = schedule_override or recipe.schedule.build
-    schedule = build(total_steps, trainer.steps_per_epoch)
+    schedule = (schedule_override or recipe.schedule.build)(total_steps, trainer.steps_per_epoch)
     if len(schedule) != total_steps:
         raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "
                          f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
+    target = options.target if options.target is not None else recipe.target
+    return PreparedRun(device, compile_model, target, data, trainer, schedule, lr, momentum, data_to_device_s)
 
-    log("warm-up on random pixels" + (" (compiling)" if compile_model else "") + ", not timed...")
-    compile_warmup_s = trainer.warmup(lr)
-    log(f"warm-up: {compile_warmup_s:.1f}s")
 
+def warm_up(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
+    """The untimed warm-up (compiling where on), logged; returns its seconds."""
+    log("warm-up on random pixels" + (" (compiling)" if prepared.compile_model else "") + ", not timed...")
+    seconds = prepared.trainer.warmup(prepared.lr)
+    log(f"warm-up: {seconds:.1f}s")
+    return seconds
+
+
+def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: PreparedRun, *,
+                timer_rule: str, runs: Sequence[RunResult], command: Sequence[str] | None) -> dict:
+    """The fields every record kind shares; callers add ``runs``, ``summary`` and their own."""
+    device = prepared.device
+    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created": utc_now(),
+        "command": list(command) if command is not None else list(sys.argv),
+        "recipe": recipe.name,
+        "target": prepared.target,
+        "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
+                   "compile": prepared.compile_model, "device": str(device)},
+        "dataset": prepared.dataset_record(),
+        "environment": describe_environment(device, driver),
+        "timer_rule": timer_rule,
+        "schedule": prepared.schedule_record(),
+        "nvml": {"available": any(r.nvml.get("available") for r in runs),
+                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
+    }
+
+
+def save_record(record: dict, options: HarnessOptions, log: Callable[[str], None] = print) -> dict:
+    """Write ``record`` atomically where ``options.out`` says (nothing when it is None)."""
+    if options.out:
+        path = write_record(record, record_path(options.out, record["recipe"], record["kind"]))
+        log(f"record: {path}")
+        record["_path"] = str(path)
+    return record
+
+
+def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
+                  log: Callable[[str], None] = print, command: Sequence[str] | None = None,
+                  schedule_override: ScheduleFactory | None = None) -> dict:
+    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``)."""
+    prepared = prepare_run(recipe, options, data=data, log=log, schedule_override=schedule_override)
+    warmup_s = warm_up(prepared, log)
     runs: list[RunResult] = []
     for i in range(options.runs):
         seed = options.seed + i
-        log(f"run {i + 1}/{options.runs}  seed {seed}  target {target}")
+        log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
         log(EPOCH_HEADER)
-        runs.append(trainer.run(seed, lr, momentum, target=target, log=lambda e: log(format_epoch(e))))
+        runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
+                                         log=lambda e: log(format_epoch(e))))
         if runs[-1].status != "ok":
             log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
 
     summary = summarize_runs(runs)
-    log(format_summary(summary, target))
-    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
-    record = {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "kind": "train",
-        "created": utc_now(),
-        "command": list(command) if command is not None else list(sys.argv),
-        "recipe": recipe.name,
-        "target": target,
-        "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
-                   "compile": compile_model, "device": str(device)},
-        "dataset": {"name": data.source, "origin": str(data.origin), "train_size": len(data.train_labels),
-                    "test_size": len(data.test_labels)},
-        "environment": describe_environment(device, driver),
-        "timer_rule": TIMER_RULE,
-        "schedule": {**schedule.describe(), "steps_per_epoch": trainer.steps_per_epoch,
-                     "lr": [float(v) for v in schedule.lr],
-                     "momentum": None if schedule.momentum is None else [float(v) for v in schedule.momentum]},
-        "setup": {"data_to_device_s": data_to_device_s, "compile_warmup_s": compile_warmup_s},
+    log(format_summary(summary, prepared.target))
+    record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
+    record.update({
+        "setup": {"data_to_device_s": prepared.data_to_device_s, "compile_warmup_s": warmup_s},
         "runs": [r.to_dict() for r in runs],
         "summary": summary,
-        "nvml": {"available": any(r.nvml.get("available") for r in runs),
-                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
-    }
-    if options.out:
-        path = write_record(record, record_path(options.out, recipe.name))
-        log(f"record: {path}")
-        record["_path"] = str(path)
-    return record
+    })
+    return save_record(record, options, log)

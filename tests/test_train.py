@@ -1,7 +1,6 @@
 """Behaviour of one training run: it learns, it records divergence, it stays on the device."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
