@@ -57,11 +57,9 @@ class CommandLineSchedule:
 
 
 def add_extension_arguments(parser: argparse.ArgumentParser) -> None:
-    """SWA, snapshot-ensemble and reduce-on-plateau flags, and ``--max-lr auto``; the schedule
-    flags of :func:`add_schedule_arguments` too, unless the parser has them already."""
-    if not any("--schedule" in action.option_strings for action in parser._actions):
-        add_schedule_arguments(parser)
-    allow_auto_max_lr(parser)
+    """The schedule policy flags of :func:`add_schedule_arguments` (with ``--max-lr auto``),
+    and the SWA, snapshot-ensemble and reduce-on-plateau flags."""
+    add_schedule_arguments(parser, max_lr_type=max_lr_value)
 
     swa = parser.add_argument_group("stochastic weight averaging")
     swa.add_argument("--swa-epochs", type=int, default=None, metavar="N",
@@ -96,22 +94,11 @@ def add_extension_arguments(parser: argparse.ArgumentParser) -> None:
 def max_lr_value(text: str) -> float | str:
     """``--max-lr``'s type: a number, or ``auto`` (run the LR range test)."""
     if text.strip().lower() == AUTO:
-        return AUTO
+        return AUTO  # --max-lr auto: the LR range test's one-cycle suggestion
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
-
-
-def allow_auto_max_lr(parser: argparse.ArgumentParser) -> None:
-    """Let the ``--max-lr`` flag that :func:`add_schedule_arguments` added also take ``auto``."""
-    for action in parser._actions:   # argparse offers no public way to retype an added flag
-        if "--max-lr" in action.option_strings:
-            action.type = max_lr_value
-            action.metavar = "LR|auto"
-            action.help = f"{action.help}; 'auto': the LR range test's one-cycle suggestion"
-            return
-    raise ValueError("allow_auto_max_lr: the parser has no --max-lr flag; call add_schedule_arguments first")
 
 
 def _schedule_flags_given(args: argparse.Namespace) -> dict[str, Any]:

@@ -96,9 +96,6 @@ def format_summary(summary: dict, target: float) -> str:
     return "\n".join(lines)
 
 
-ScheduleFactory = Callable[[int, int], Schedule]
-
-
 @dataclass
 class PreparedRun:
     """Everything measured runs share: the device, the data on it, the trainer and the schedule."""
@@ -125,12 +122,8 @@ class PreparedRun:
 
 
 def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
-                log: Callable[[str], None] = print, schedule_override: ScheduleFactory | None = None) -> PreparedRun:
-    """Load the data, move it to the device once (timed apart), build the trainer and the schedule.
-
-    ``schedule_override(total_steps, steps_per_epoch)`` replaces the recipe's schedule (the
-    command line's ``--schedule``); records store whichever was used.
-    """
+                log: Callable[[str], None] = print) -> PreparedRun:
+    """Load the data, move it to the device once (timed apart), build the trainer and the schedule."""
     device = pick_device(options.device)
     compile_model = options.compile if options.compile is not None else device.type == "cuda"
     if device.type == "cpu":
@@ -148,7 +141,7 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
                       train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
     total_steps = trainer.steps_per_epoch * recipe.train.epochs
-    schedule = (schedule_override or recipe.schedule.build)(total_steps, trainer.steps_per_epoch)
+    schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
     if len(schedule) != total_steps:
         raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "
                          f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
@@ -200,10 +193,9 @@ def save_record(record: dict, options: HarnessOptions, log: Callable[[str], None
 
 
 def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
-                  log: Callable[[str], None] = print, command: Sequence[str] | None = None,
-                  schedule_override: ScheduleFactory | None = None) -> dict:
+                  log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
     """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``)."""
-    prepared = prepare_run(recipe, options, data=data, log=log, schedule_override=schedule_override)
+    prepared = prepare_run(recipe, options, data=data, log=log)
     warmup_s = warm_up(prepared, log)
     runs: list[RunResult] = []
     for i in range(options.runs):

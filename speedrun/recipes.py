@@ -76,10 +76,13 @@ CLASSIC = Recipe(
     train=TrainConfig(epochs=24, batch_size=512),
 )
 
-# fast.py imports Recipe lazily (inside fast94_recipe), so importing it here makes no cycle.
+# fast.py and assignment.py import Recipe lazily (inside their recipe functions), so importing
+# them here makes no cycle.
+from speedrun.assignment import assignment_recipe  # noqa: E402
 from speedrun.fast import fast94_recipe, fast_recipe_ablations  # noqa: E402
 
-RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in (CLASSIC, fast94_recipe())})
+RECIPES: Mapping[str, Recipe] = MappingProxyType(
+    {r.name: r for r in (CLASSIC, fast94_recipe(), assignment_recipe())})
 
 
 def get_recipe(name: str) -> Recipe:

@@ -755,19 +755,23 @@ _FLAGS_BY_PARAM = {f.param: f for f in _POLICY_FLAGS + _RUN_FLAGS}
 _NO_FLAG = ("lr_lambda", "scale_fn", "scale_mode")  # Python callables: API only
 
 
-def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+def add_schedule_arguments(parser: argparse.ArgumentParser, *,
+                           max_lr_type: Callable[[str], Any] = float) -> None:
     """Add ``--schedule NAME`` and one flag per schedule parameter, all defaulting to None.
 
     Duration flags take a number in units of ``--interval`` (steps by default) or a number
     of epochs with an ``ep`` suffix: ``--T-0 10ep`` means 10 epochs whatever the interval.
-    Durations that PyTorch counts in whole steps must come out whole.
+    Durations that PyTorch counts in whole steps must come out whole. ``max_lr_type`` lets a
+    command accept more than a number for ``--max-lr`` (the train command's ``auto``).
     """
     group = parser.add_argument_group("learning-rate schedule")
     group.add_argument("--schedule", metavar="NAME", default=None,
                        help=f"schedule policy: {', '.join(sorted(SCHEDULES))}")
     for spec in _POLICY_FLAGS + _RUN_FLAGS:
         kwargs: dict[str, Any] = {"dest": spec.param, "default": None, "help": spec.help}
-        if spec.kind == "float":
+        if spec.param == "max_lr":
+            kwargs["type"] = max_lr_type
+        elif spec.kind == "float":
             kwargs["type"] = float
         elif spec.kind == "int":
             kwargs["type"] = int
@@ -831,12 +835,6 @@ def _convert(spec: _Flag, value: object, interval: str, steps_per_epoch: int) ->
             knots.append((_to_units(spec.flag, pos, interval, steps_per_epoch, whole=False), lr_value))
         return knots
     return value
-
-
-def schedule_args_given(args: argparse.Namespace) -> bool:
-    """Whether the command line names a schedule or any of its parameters."""
-    return getattr(args, "schedule", None) is not None or any(
-        getattr(args, spec.param, None) is not None for spec in _POLICY_FLAGS + _RUN_FLAGS)
 
 
 def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_epoch: int,

@@ -15,7 +15,7 @@ from speedrun.harness import run_benchmark
 from speedrun.plateau_extension import PlateauConfig
 from speedrun.recipes import CLASSIC, ScheduleSpec
 from speedrun.records import read_record
-from speedrun.schedules import add_schedule_arguments, schedule_from_args
+from speedrun.schedules import schedule_from_args
 from speedrun.snapshots import SnapshotEnsembleConfig
 from speedrun.swa import SWAConfig
 
@@ -52,10 +52,10 @@ def test_inconsistent_extension_flags_are_named(argv, match):
         extensions_from_args(parse(*argv))
 
 
-def test_the_parser_keeps_existing_schedule_flags_and_accepts_max_lr_auto():
+def test_the_parser_has_the_schedule_flags_and_accepts_max_lr_auto():
     parser = argparse.ArgumentParser()
-    add_schedule_arguments(parser)            # as the train command already does
-    add_extension_arguments(parser)           # must not add them twice
+    add_extension_arguments(parser)
+    assert parser.parse_args(["--schedule", "cyclic_lr", "--mode", "triangular2"]).mode == "triangular2"
     assert parser.parse_args(["--max-lr", "auto"]).max_lr == "auto"
     assert parser.parse_args(["--max-lr", "0.3"]).max_lr == 0.3
     with pytest.raises(SystemExit):

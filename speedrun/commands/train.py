@@ -5,10 +5,11 @@ import argparse
 import dataclasses
 import sys
 
+from speedrun.data import load_cifar10
+from speedrun.extensions_cli import AUTO, add_extension_arguments, apply_training_flags
 from speedrun.harness import HarnessOptions, run_benchmark
 from speedrun.optim import OPTIMIZER_NAMES
 from speedrun.recipes import RECIPES, Recipe, get_recipe
-from speedrun.schedules import add_schedule_arguments, schedule_args_given, schedule_from_args
 
 
 def add_harness_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,26 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                           "and write one JSON record.")
     add_harness_arguments(p)
     add_recipe_arguments(p)
-    add_schedule_arguments(p)
+    add_extension_arguments(p)
     p.set_defaults(handler=run)
     return p
 
 
-def schedule_override_from_args(args: argparse.Namespace):
-    """A factory for the command line's schedule, or None to keep the recipe's."""
-    if not schedule_args_given(args):
-        return None
-    if args.schedule is None:
-        raise ValueError("schedule parameters were given without --schedule NAME; name the policy they belong to")
-
-    def build(total_steps: int, steps_per_epoch: int):
-        return schedule_from_args(args, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-
-    return build
-
-
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    override = schedule_override_from_args(args)
-    run_benchmark(recipe, options_from_args(args), command=["speedrun", *sys.argv[1:]], schedule_override=override)
+    options = options_from_args(args)
+    # --max-lr auto runs the LR range test on the run's data first; load it once for both.
+    data = load_cifar10(options.data_dir, download=options.download) if args.max_lr == AUTO else None
+    recipe = apply_training_flags(args, recipe, options, data=data)
+    run_benchmark(recipe, options, data=data, command=["speedrun", *sys.argv[1:]])
     return 0
