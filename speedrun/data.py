@@ -26,7 +26,6 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from speedrun.atomic import write_atomically
 from speedrun.errors import DatasetError
 
 CIFAR10_CLASSES: tuple[str, ...] = (
@@ -355,19 +355,15 @@ def _write_cache(dataset: Cifar10, cache: Path) -> None:
 
     A folder we may not write (a read-only shared copy) only costs speed, so that is a warning.
     """
-    temp_name = None
+    def save(file) -> None:
+        np.savez(file, train_images=dataset.train_images, train_labels=dataset.train_labels,
+                 test_images=dataset.test_images, test_labels=dataset.test_labels, source=np.array(dataset.source))
+
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{CACHE_NAME}.", suffix=".tmp", dir=cache.parent)
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, train_images=dataset.train_images, train_labels=dataset.train_labels,
-                     test_images=dataset.test_images, test_labels=dataset.test_labels,
-                     source=np.array(dataset.source))
-        os.replace(temp_name, cache)
+        write_atomically(cache, save, binary=True)
     except OSError as error:
         warnings.warn(f"could not write the CIFAR-10 cache {cache} ({_one_line(error)}); "
                       f"later loads will read {dataset.origin} again", stacklevel=3)
-        if temp_name is not None and os.path.exists(temp_name):
-            os.unlink(temp_name)
 
 
 def _md5_of(path: Path) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from speedrun.atomic import write_atomically
 from speedrun.errors import SpeedrunError
 
 
@@ -33,22 +33,6 @@ def check_new_path(path: str | os.PathLike, *, force: bool, flag: str) -> Path:
         raise SpeedrunError(f"{path} is a folder; give {flag} a file name")
     if not path.parent.is_dir():
         raise SpeedrunError(f"{path.parent} is not a folder; create it or choose another {flag} path")
-    return path
-
-
-def write_atomically(path: Path, write: Callable[[Any], None], *, binary: bool) -> Path:
-    """Call ``write(file)`` on a temp file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from speedrun.atomic import write_atomically
 from speedrun.errors import SpeedrunError
 from speedrun.leaderboard import gpu_label
 
@@ -78,15 +78,7 @@ def _fresh_paths(out: Path, prefix: str) -> list[Path]:
 
 
 def _save_atomically(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: fig.savefig(f, format="png"), binary=True)
 
 
 def _title(record: dict, what: str) -> str:

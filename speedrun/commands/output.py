@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from speedrun.atomic import write_text_atomically
 from speedrun.errors import SpeedrunError
 
 
@@ -19,15 +19,5 @@ def write_new_text_file(path: str | os.PathLike, text: str) -> Path:
         raise SpeedrunError(f"{path} already exists; choose another --out path (speedrun never overwrites files)")
     if not path.parent.is_dir():
         raise SpeedrunError(f"{path.parent} is not a folder; create it or choose another --out path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomically(path, text)
     return path
