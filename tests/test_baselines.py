@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from speedrun.baselines import (BASELINE_ACCURACY_TOLERANCE, JPEG_COPY_MARGIN, Baseline, BaselineQuery,
-                                accuracy_floor, device_slug, find_baseline, time_ratio)
+                                accuracy_floor, device_slug, find_baseline, gate_target, time_ratio)
 from speedrun.data import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
 from speedrun.harness import HarnessOptions, run_benchmark
 from speedrun.model import ResNet9Config
@@ -119,6 +119,13 @@ def test_none_fields_match_anything_but_the_gpu(tmp_path, gpu_record):
     assert find_baseline([tmp_path], dataclasses.replace(loose, gpu_name=None)).baseline is None
 
 
+def test_a_query_for_a_record_finds_the_older_run_of_the_same_set_up(tmp_path, gpu_record):
+    baseline = save(gpu_record, tmp_path / "baseline.json")
+    now = copy.deepcopy(gpu_record)
+    assert BaselineQuery.for_record(now, TINY) == query()
+    assert find_baseline([tmp_path], BaselineQuery.for_record(now, TINY)).baseline.path == baseline
+
+
 def test_other_json_files_and_missing_folders_are_skipped(tmp_path, gpu_record):
     save(gpu_record, tmp_path / "r.json")
     bench = tmp_path / "benchmarks" / "nvidia-h100" / "Linux-CPython-3.11-64bit" / "0001_base.json"
@@ -165,6 +172,12 @@ def test_the_jpeg_copy_with_a_baseline_is_held_to_its_mean_minus_the_noise_allow
         0.9300 - 3 * 0.004 * math.sqrt(0.7))
     with pytest.raises(ValueError, match="runs"):
         accuracy_floor(0.94, SOURCE_JPEG_COPY, steady, runs=0)
+
+
+def test_the_gate_target_is_the_recipe_target_on_cifar10_and_lower_on_the_copy():
+    assert gate_target(0.94, SOURCE_OFFICIAL) == 0.94
+    assert gate_target(0.94, SOURCE_JPEG_COPY) == pytest.approx(0.94 - JPEG_COPY_MARGIN)
+    assert accuracy_floor(0.94, SOURCE_JPEG_COPY, None, runs=5)[0] == gate_target(0.94, SOURCE_JPEG_COPY)
 
 
 def test_time_ratio_is_current_over_baseline_and_none_without_a_time():

@@ -23,12 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("anchor", choices=sorted(ANCHORS), help="the published run to compare against")
     p.add_argument("--workdir", default=None,
                    help="folder for the anchor's cifar10/train.pt and test.pt (default: a temporary folder, removed after)")
-    add_harness_arguments(p)
+    add_harness_arguments(p, default_recipe=DEFAULT_RECIPE)
     add_recipe_arguments(p)
-    for action in p._actions:          # same flags as train, but this command's recipe default
-        if action.dest == "recipe":
-            action.default = DEFAULT_RECIPE
-            action.help = f"our side's named recipe (default: {DEFAULT_RECIPE})"
     p.set_defaults(handler=run)
     return p
 

@@ -12,10 +12,11 @@ from speedrun.optim import OPTIMIZER_NAMES
 from speedrun.recipes import RECIPES, Recipe, get_recipe
 
 
-def add_harness_arguments(p: argparse.ArgumentParser) -> None:
+def add_harness_arguments(p: argparse.ArgumentParser, *, default_recipe: str = "classic") -> None:
     """Flags shared by every command that trains: data, device, runs, record."""
     g = p.add_argument_group("runs and data")
-    g.add_argument("--recipe", default="classic", help=f"named recipe: {', '.join(RECIPES)} (default: classic)")
+    g.add_argument("--recipe", default=default_recipe,
+                   help=f"named recipe: {', '.join(RECIPES)}, or a fast94 ablation (default: {default_recipe})")
     g.add_argument("--target", type=float, default=None, help="test accuracy that ends a run, in (0, 1] (default: the recipe's)")
     g.add_argument("--runs", type=int, default=1, help="number of seeded runs (default: 1)")
     g.add_argument("--seed", type=int, default=0, help="seed of the first run; run i uses seed+i (default: 0)")
