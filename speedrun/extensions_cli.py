@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from speedrun.lr_finder import LRFinderConfig, resolve_auto_max_lr
 from speedrun.plateau_extension import PLATEAU_METRICS, PlateauConfig
-from speedrun.schedules import (ANNEAL_STRATEGIES, SCHEDULES, Schedule, add_schedule_arguments, policy_parameters,
-                                schedule_from_args)
+from speedrun.schedule_args import add_schedule_arguments, schedule_from_args
+from speedrun.schedules import ANNEAL_STRATEGIES, SCHEDULES, Schedule, policy_parameters
 from speedrun.snapshots import SnapshotEnsembleConfig
 from speedrun.swa import SWAConfig
 

@@ -14,6 +14,8 @@ import math
 import numbers
 from typing import SupportsFloat
 
+from speedrun.checks import int_at_least, real_in
+
 import torch
 
 MODES = ("min", "max")
@@ -45,12 +47,12 @@ class PlateauSettings:
         if self.threshold_mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}; "
                              f"got {self.threshold_mode!r}")
-        _check_real("factor", self.factor, low=0.0, high=1.0, open_low=True, open_high=True)
-        _check_int("patience", self.patience)
-        _check_real("threshold", self.threshold, low=0.0)
-        _check_int("cooldown", self.cooldown)
-        _check_real("min_lr", self.min_lr, low=0.0)
-        _check_real("eps", self.eps, low=0.0)
+        real_in("factor", self.factor, low=0.0, high=1.0, low_open=True, high_open=True)
+        int_at_least("patience", self.patience, 0)
+        real_in("threshold", self.threshold, low=0.0)
+        int_at_least("cooldown", self.cooldown, 0)
+        real_in("min_lr", self.min_lr, low=0.0)
+        real_in("eps", self.eps, low=0.0)
 
     def is_better(self, value: float, best: float) -> bool:
         """PyTorch's improvement test, including its quirk that relative thresholds on a
@@ -60,22 +62,6 @@ class PlateauSettings:
             return value < bar
         bar = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
         return value > bar
-
-
-def _check_int(name: str, value: object) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-
-
-def _check_real(name: str, value: object, *, low: float, high: float | None = None,
-                open_low: bool = False, open_high: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low)
-    if ok and high is not None:
-        ok = value < high if open_high else value <= high
-    if not ok:
-        upper = "" if high is None else f" and {'<' if open_high else '<='} {high}"
-        raise ValueError(f"{name} must be a number {'>' if open_low else '>='} {low}{upper}, got {value!r}")
 
 
 class PlateauController:
@@ -99,7 +85,7 @@ class PlateauController:
         if not isinstance(schedule_lr, torch.Tensor) or schedule_lr.ndim != 1 \
                 or not schedule_lr.is_floating_point():
             raise ValueError("schedule_lr must be a 1-D floating-point tensor")
-        _check_int("steps_per_epoch", steps_per_epoch)
+        int_at_least("steps_per_epoch", steps_per_epoch, 1)
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
         self.settings = PlateauSettings(mode=mode, factor=factor, patience=patience, threshold=threshold,

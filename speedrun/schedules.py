@@ -27,23 +27,20 @@ Every policy takes ``interval`` and ``steps_per_epoch``:
 ``total_steps`` is always the number of optimizer steps, whatever the interval. Mixing these
 up is the classic scheduling mistake, so :attr:`Schedule.interval` records which was used.
 
-The last part of this module is the command-line surface: :func:`add_schedule_arguments`
-and :func:`schedule_from_args`, where durations may also be given in epochs (``10ep``).
+The command-line surface (flags, durations in epochs) is :mod:`speedrun.schedule_args`.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
-import math
-import numbers
-import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
+
+from speedrun.checks import int_at_least, one_of, real_in
 
 INTERVALS = ("step", "epoch")
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -124,52 +121,13 @@ class Schedule:
 # --------------------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int_at_least(name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _real(name: str, value: object, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, high_open: bool = False) -> float:
-    """Check a finite real number against optional (open or closed) bounds."""
-    ok = _is_real(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"{'<' if high_open else '<='} {high}")
-        where = f" {' and '.join(bounds)}" if bounds else ""
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
-    return float(value)
-
-
-def _choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return str(value)
-
-
 def _check_interval(interval: object, steps_per_epoch: object) -> None:
-    _choice("interval", interval, INTERVALS)
+    one_of("interval", interval, INTERVALS)
     if steps_per_epoch is None:
         if interval == "epoch":
             raise ValueError('steps_per_epoch is required when interval="epoch"')
     else:
-        _int_at_least("steps_per_epoch", steps_per_epoch, 1)
+        int_at_least("steps_per_epoch", steps_per_epoch, 1)
 
 
 def _callable_name(fn: Callable) -> str:
@@ -186,7 +144,7 @@ Curve = Callable[[np.ndarray], tuple]
 
 def unit_count(total_steps: int, interval: str = "step", steps_per_epoch: int | None = None) -> int:
     """How many scheduler steps (units) a run of ``total_steps`` optimizer steps spans."""
-    _int_at_least("total_steps", total_steps, 1)
+    int_at_least("total_steps", total_steps, 1)
     _check_interval(interval, steps_per_epoch)
     if interval == "step":
         return int(total_steps)
@@ -229,9 +187,9 @@ def constant_lr(total_steps: int, base_lr: float, factor: float = 1.0 / 3, total
     so it crashes for ``factor=0``; we give ``base_lr`` there. ``total_iters`` must be >= 1
     (with 0 PyTorch's stepped and closed forms disagree).
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    factor = _real("factor", factor, low=0, high=1)
-    total_iters = _int_at_least("total_iters", total_iters, 1)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    factor = real_in("factor", factor, low=0, high=1)
+    total_iters = int_at_least("total_iters", total_iters, 1)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return base_lr * np.where(u < total_iters, factor, 1.0), None
@@ -244,10 +202,10 @@ def linear_lr(total_steps: int, base_lr: float, start_factor: float = 1.0 / 3, e
               total_iters: int = 5, *, interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
     """PyTorch's LinearLR: the factor moves linearly from ``start_factor`` to ``end_factor``
     over ``total_iters`` units, then stays at ``end_factor``."""
-    base_lr = _real("base_lr", base_lr, low=0)
-    start_factor = _real("start_factor", start_factor, low=0, high=1, low_open=True)
-    end_factor = _real("end_factor", end_factor, low=0, high=1)
-    total_iters = _int_at_least("total_iters", total_iters, 1)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    start_factor = real_in("start_factor", start_factor, low=0, high=1, low_open=True)
+    end_factor = real_in("end_factor", end_factor, low=0, high=1)
+    total_iters = int_at_least("total_iters", total_iters, 1)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         done = np.minimum(u, total_iters)
@@ -265,9 +223,9 @@ def step_lr(total_steps: int, base_lr: float, step_size: int, gamma: float = 0.1
     PyTorch multiplies recursively; we use the closed form ``base_lr * gamma**(t // step_size)``,
     equal to rounding.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    step_size = _int_at_least("step_size", step_size, 1)
-    gamma = _real("gamma", gamma, low=0, low_open=True)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    step_size = int_at_least("step_size", step_size, 1)
+    gamma = real_in("gamma", gamma, low=0, low_open=True)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return base_lr * gamma ** (u // step_size).astype(np.float64), None
@@ -284,11 +242,11 @@ def multistep_lr(total_steps: int, base_lr: float, milestones: Sequence[int], ga
     at 0 already applies to the first step. Milestones must be non-negative integers in
     non-decreasing order.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    gamma = _real("gamma", gamma, low=0, low_open=True)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    gamma = real_in("gamma", gamma, low=0, low_open=True)
     if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
         raise ValueError(f"milestones must be a sequence of integers, got {milestones!r}")
-    marks = [_int_at_least("milestones", m, 0) for m in milestones]
+    marks = [int_at_least("milestones", m, 0) for m in milestones]
     if any(b < a for a, b in zip(marks, marks[1:])):
         raise ValueError(f"milestones must be sorted in non-decreasing order, got {marks}")
 
@@ -303,8 +261,8 @@ def multistep_lr(total_steps: int, base_lr: float, milestones: Sequence[int], ga
 def exponential_lr(total_steps: int, base_lr: float, gamma: float, *,
                    interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
     """PyTorch's ExponentialLR: multiply by ``gamma`` every unit (closed form, equal to rounding)."""
-    base_lr = _real("base_lr", base_lr, low=0)
-    gamma = _real("gamma", gamma, low=0, low_open=True)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    gamma = real_in("gamma", gamma, low=0, low_open=True)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return base_lr * gamma ** u.astype(np.float64), None
@@ -316,9 +274,9 @@ def exponential_lr(total_steps: int, base_lr: float, gamma: float, *,
 def polynomial_lr(total_steps: int, base_lr: float, total_iters: int = 5, power: float = 1.0, *,
                   interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
     """PyTorch's PolynomialLR: ``base_lr * (1 - min(t, total_iters) / total_iters) ** power``."""
-    base_lr = _real("base_lr", base_lr, low=0)
-    total_iters = _int_at_least("total_iters", total_iters, 1)
-    power = _real("power", power, low=0)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    total_iters = int_at_least("total_iters", total_iters, 1)
+    power = real_in("power", power, low=0)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return base_lr * (1.0 - np.minimum(u, total_iters) / total_iters) ** power, None
@@ -342,11 +300,11 @@ def cosine_annealing_lr(total_steps: int, base_lr: float, T_max: int | None = No
     not stay at ``eta_min``. ``T_max`` defaults to the schedule's length in units (PyTorch
     requires it); with that default ``eta_min`` is reached one unit after the last step.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    eta_min = _real("eta_min", eta_min, low=0)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    eta_min = real_in("eta_min", eta_min, low=0)
     if T_max is None:
         T_max = unit_count(total_steps, interval, steps_per_epoch)
-    T_max = _int_at_least("T_max", T_max, 1)
+    T_max = int_at_least("T_max", T_max, 1)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return _cosine(base_lr, eta_min, u, T_max), None
@@ -364,10 +322,10 @@ def cosine_annealing_warm_restarts(total_steps: int, base_lr: float, T_0: int, T
     PyTorch stepped without an epoch argument, a cycle restarts at ``base_lr`` one unit
     before it would reach ``eta_min``, so the lr never equals ``eta_min`` exactly.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    T_0 = _int_at_least("T_0", T_0, 1)
-    T_mult = _int_at_least("T_mult", T_mult, 1)
-    eta_min = _real("eta_min", eta_min, low=0)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    T_0 = int_at_least("T_0", T_0, 1)
+    T_mult = int_at_least("T_mult", T_mult, 1)
+    eta_min = real_in("eta_min", eta_min, low=0)
     n_units = unit_count(total_steps, interval, steps_per_epoch)
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
@@ -399,23 +357,23 @@ def cyclic_lr(total_steps: int, base_lr: float, max_lr: float, step_size_up: flo
     ``step_size_down`` may be fractional, as in PyTorch. We additionally require
     ``max_lr >= base_lr`` and ``base_momentum <= max_momentum``.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
-    max_lr = _real("max_lr", max_lr, low=0)
+    base_lr = real_in("base_lr", base_lr, low=0)
+    max_lr = real_in("max_lr", max_lr, low=0)
     if max_lr < base_lr:
         raise ValueError(f"max_lr ({max_lr}) must be >= base_lr ({base_lr})")
-    up = _real("step_size_up", step_size_up, low=0, low_open=True)
-    down = up if step_size_down is None else _real("step_size_down", step_size_down, low=0, low_open=True)
-    gamma = _real("gamma", gamma, low=0, low_open=True)
+    up = real_in("step_size_up", step_size_up, low=0, low_open=True)
+    down = up if step_size_down is None else real_in("step_size_down", step_size_down, low=0, low_open=True)
+    gamma = real_in("gamma", gamma, low=0, low_open=True)
     if scale_fn is None:
-        mode = _choice("mode", mode, CYCLIC_MODES)
+        mode = one_of("mode", mode, CYCLIC_MODES)
         scale_mode = "iterations" if mode == "exp_range" else "cycle"
     elif not callable(scale_fn):
         raise ValueError(f"scale_fn must be callable, got {scale_fn!r}")
     else:
-        scale_mode = _choice("scale_mode", scale_mode, CYCLIC_SCALE_MODES)
+        scale_mode = one_of("scale_mode", scale_mode, CYCLIC_SCALE_MODES)
     if cycle_momentum:
-        base_momentum = _real("base_momentum", base_momentum, low=0, high=1)
-        max_momentum = _real("max_momentum", max_momentum, low=0, high=1)
+        base_momentum = real_in("base_momentum", base_momentum, low=0, high=1)
+        max_momentum = real_in("max_momentum", max_momentum, low=0, high=1)
         if base_momentum > max_momentum:
             raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
 
@@ -475,14 +433,14 @@ def one_cycle_lr(total_steps: int, max_lr: float, pct_start: float = 0.3, anneal
     we use the phase's start value. ``pct_start`` must lie strictly inside (0, 1) (PyTorch
     also allows 0 and 1), and ``base_momentum <= max_momentum``.
     """
-    max_lr = _real("max_lr", max_lr, low=0)
-    pct_start = _real("pct_start", pct_start, low=0, high=1, low_open=True, high_open=True)
-    anneal_strategy = _choice("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
-    div_factor = _real("div_factor", div_factor, low=0, low_open=True)
-    final_div_factor = _real("final_div_factor", final_div_factor, low=0, low_open=True)
+    max_lr = real_in("max_lr", max_lr, low=0)
+    pct_start = real_in("pct_start", pct_start, low=0, high=1, low_open=True, high_open=True)
+    anneal_strategy = one_of("anneal_strategy", anneal_strategy, ANNEAL_STRATEGIES)
+    div_factor = real_in("div_factor", div_factor, low=0, low_open=True)
+    final_div_factor = real_in("final_div_factor", final_div_factor, low=0, low_open=True)
     if cycle_momentum:
-        base_momentum = _real("base_momentum", base_momentum, low=0, high=1)
-        max_momentum = _real("max_momentum", max_momentum, low=0, high=1)
+        base_momentum = real_in("base_momentum", base_momentum, low=0, high=1)
+        max_momentum = real_in("max_momentum", max_momentum, low=0, high=1)
         if base_momentum > max_momentum:
             raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
     n_units = unit_count(total_steps, interval, steps_per_epoch)
@@ -534,7 +492,7 @@ def lambda_lr(total_steps: int, base_lr: float, lr_lambda: Callable[[int], float
     ``lr_lambda`` is called once per unit, here and now, so it must be a pure function of
     its argument. A non-finite or negative factor is a ValueError.
     """
-    base_lr = _real("base_lr", base_lr, low=0)
+    base_lr = real_in("base_lr", base_lr, low=0)
     if not callable(lr_lambda):
         raise ValueError(f"lr_lambda must be callable, got {lr_lambda!r}")
 
@@ -565,8 +523,8 @@ def piecewise_linear(total_steps: int, knots: Sequence[tuple[float, float]], *,
     for knot in knots:
         if isinstance(knot, (str, bytes)) or not isinstance(knot, Sequence) or len(knot) != 2:
             raise ValueError(f"knots must hold (position, lr) pairs, got {knot!r}")
-        xs.append(_real("knots position", knot[0]))
-        ys.append(_real("knots lr", knot[1], low=0))
+        xs.append(real_in("knots position", knot[0]))
+        ys.append(real_in("knots lr", knot[1], low=0))
     if any(b <= a for a, b in zip(xs, xs[1:])):
         raise ValueError(f"knots positions must be strictly increasing, got {xs}")
 
@@ -593,9 +551,9 @@ def with_warmup(schedule: Schedule, warmup_steps: int, mode: str = "linear",
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    warmup_steps = _int_at_least("warmup_steps", warmup_steps, 0)
-    mode = _choice("mode", mode, WARMUP_MODES)
-    start_factor = _real("start_factor", start_factor, low=0, high=1)
+    warmup_steps = int_at_least("warmup_steps", warmup_steps, 0)
+    mode = one_of("mode", mode, WARMUP_MODES)
+    start_factor = real_in("start_factor", start_factor, low=0, high=1)
     if warmup_steps == 0:
         return schedule
     per_unit = 1
@@ -637,11 +595,11 @@ SCHEDULES: Mapping[str, Callable[..., Schedule]] = MappingProxyType({
 
 def policy_parameters(name: str) -> tuple[str, ...]:
     """The parameters policy ``name`` takes, besides total_steps, interval and steps_per_epoch."""
-    policy = _lookup(name)
+    policy = lookup_policy(name)
     return tuple(p for p in inspect.signature(policy).parameters if p not in _RUN_PARAMETERS)
 
 
-def _lookup(name: str) -> Callable[..., Schedule]:
+def lookup_policy(name: str) -> Callable[..., Schedule]:
     key = str(name).strip().lower().replace("-", "_")
     if key not in SCHEDULES:
         raise ValueError(f"schedule {name!r} is unknown; known schedules: {', '.join(sorted(SCHEDULES))}")
@@ -654,7 +612,7 @@ def build_schedule(name: str, total_steps: int, *, steps_per_epoch: int | None, 
 
     A parameter the policy does not take, or a missing required one, is a ValueError naming it.
     """
-    policy = _lookup(name)
+    policy = lookup_policy(name)
     accepted = policy_parameters(policy.__name__)
     unknown = [p for p in params if p not in accepted]
     if unknown:
@@ -666,230 +624,3 @@ def build_schedule(name: str, total_steps: int, *, steps_per_epoch: int | None, 
     if missing:
         raise ValueError(f"schedule {policy.__name__!r} needs {', '.join(missing)}")
     return policy(total_steps, interval=interval, steps_per_epoch=steps_per_epoch, **params)
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Duration:
-    """A length from the command line: ``amount`` in the schedule's units, or in epochs."""
-
-    amount: float
-    in_epochs: bool = False
-
-    def to_units(self, interval: str, steps_per_epoch: int) -> float:
-        """The length in units of ``interval`` (steps, or epochs)."""
-        if self.in_epochs and interval == "step":
-            return self.amount * steps_per_epoch
-        return self.amount
-
-
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ep)?\s*$", re.IGNORECASE)
-
-
-def parse_duration(text: str) -> Duration:
-    """Parse ``"300"`` (units of ``--interval``) or ``"2.5ep"`` (epochs)."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration: use a number (in units of --interval) "
-                         "or a number of epochs like 10ep")
-    return Duration(float(match.group(1)), in_epochs=match.group(2) is not None)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Flag:
-    """One command-line flag: which parameter it sets and how its text is read."""
-
-    param: str
-    kind: str  # float | int | bool | choice | duration | whole | wholes | knots
-    help: str
-    choices: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.param.replace("_", "-")
-
-
-_POLICY_FLAGS: tuple[_Flag, ...] = (
-    _Flag("base_lr", "float", "base (or, for cyclic_lr, lower) learning rate"),
-    _Flag("max_lr", "float", "peak learning rate (cyclic_lr, one_cycle_lr)"),
-    _Flag("mode", "choice", "cyclic_lr amplitude policy", CYCLIC_MODES),
-    _Flag("gamma", "float", "decay factor (step_lr, multistep_lr, exponential_lr, cyclic_lr exp_range)"),
-    _Flag("step_size", "whole", "step_lr decay period"),
-    _Flag("milestones", "wholes", "multistep_lr decay points, comma-separated (e.g. 30ep,60ep)"),
-    _Flag("T_max", "whole", "cosine_annealing_lr half-period (default: the whole run)"),
-    _Flag("T_0", "whole", "cosine_annealing_warm_restarts first cycle length"),
-    _Flag("T_mult", "int", "cosine_annealing_warm_restarts cycle growth factor (integer >= 1)"),
-    _Flag("eta_min", "float", "cosine floor learning rate"),
-    _Flag("pct_start", "float", "one_cycle_lr fraction of the run spent warming up, in (0, 1)"),
-    _Flag("anneal_strategy", "choice", "one_cycle_lr annealing shape", ANNEAL_STRATEGIES),
-    _Flag("div_factor", "float", "one_cycle_lr: initial lr = max_lr / div_factor"),
-    _Flag("final_div_factor", "float", "one_cycle_lr: final lr = initial lr / final_div_factor"),
-    _Flag("three_phase", "bool", "one_cycle_lr: anneal back to the initial lr before the final decay"),
-    _Flag("cycle_momentum", "bool", "cycle momentum inversely to the lr (cyclic_lr, one_cycle_lr)"),
-    _Flag("base_momentum", "float", "momentum at peak lr (cyclic_lr, one_cycle_lr)"),
-    _Flag("max_momentum", "float", "momentum at low lr (cyclic_lr, one_cycle_lr)"),
-    _Flag("step_size_up", "duration", "cyclic_lr rising half-cycle length"),
-    _Flag("step_size_down", "duration", "cyclic_lr falling half-cycle length (default: step-size-up)"),
-    _Flag("knots", "knots", "piecewise_linear POS:LR pairs, comma-separated (e.g. 0:0,5ep:0.4,30ep:0)"),
-    _Flag("factor", "float", "constant_lr factor"),
-    _Flag("start_factor", "float", "linear_lr start factor"),
-    _Flag("end_factor", "float", "linear_lr end factor"),
-    _Flag("total_iters", "whole", "constant_lr / linear_lr / polynomial_lr length"),
-    _Flag("power", "float", "polynomial_lr exponent"),
-)
-
-# Flags about the run rather than the policy: they apply whichever policy is chosen.
-_RUN_FLAGS: tuple[_Flag, ...] = (
-    _Flag("warmup", "whole", "prefix this much warmup (taken out of the run's length)"),
-    _Flag("warmup_mode", "choice", "warmup shape", WARMUP_MODES),
-    _Flag("warmup_start_factor", "float", "warmup starts at this fraction of the schedule's first lr "
-          "(default 1/3)"),
-    _Flag("interval", "choice", "step the schedule per optimizer step or per epoch (default: step)", INTERVALS),
-)
-
-_FLAGS_BY_PARAM = {f.param: f for f in _POLICY_FLAGS + _RUN_FLAGS}
-_NO_FLAG = ("lr_lambda", "scale_fn", "scale_mode")  # Python callables: API only
-
-
-def add_schedule_arguments(parser: argparse.ArgumentParser, *,
-                           max_lr_type: Callable[[str], Any] = float) -> None:
-    """Add ``--schedule NAME`` and one flag per schedule parameter, all defaulting to None.
-
-    Duration flags take a number in units of ``--interval`` (steps by default) or a number
-    of epochs with an ``ep`` suffix: ``--T-0 10ep`` means 10 epochs whatever the interval.
-    Durations that PyTorch counts in whole steps must come out whole. ``max_lr_type`` lets a
-    command accept more than a number for ``--max-lr`` (the train command's ``auto``).
-    """
-    group = parser.add_argument_group("learning-rate schedule")
-    group.add_argument("--schedule", metavar="NAME", default=None,
-                       help=f"schedule policy: {', '.join(sorted(SCHEDULES))}")
-    for spec in _POLICY_FLAGS + _RUN_FLAGS:
-        kwargs: dict[str, Any] = {"dest": spec.param, "default": None, "help": spec.help}
-        if spec.param == "max_lr":
-            kwargs["type"] = max_lr_type
-        elif spec.kind == "float":
-            kwargs["type"] = float
-        elif spec.kind == "int":
-            kwargs["type"] = int
-        elif spec.kind == "choice":
-            kwargs["choices"] = spec.choices
-        elif spec.kind == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["metavar"] = {"wholes": "N[ep],...", "knots": "POS:LR,..."}.get(spec.kind, "N[ep]")
-        group.add_argument(spec.flag, **kwargs)
-
-
-def _as_duration(flag: str, value: object) -> Duration:
-    if isinstance(value, Duration):
-        return value
-    if _is_real(value):
-        return Duration(float(value))
-    try:
-        return parse_duration(value)  # type: ignore[arg-type]
-    except ValueError as err:
-        raise ValueError(f"{flag}: {err}") from None
-
-
-def _to_units(flag: str, value: object, interval: str, steps_per_epoch: int, whole: bool) -> float | int:
-    units = _as_duration(flag, value).to_units(interval, steps_per_epoch)
-    if not whole:
-        return units
-    rounded = round(units)
-    if abs(units - rounded) > 1e-9 * max(1.0, abs(units)):
-        raise ValueError(f"{flag} {value} is {units:g} {interval}s; it must be a whole number of {interval}s")
-    return int(rounded)
-
-
-def _split(value: object) -> list:
-    if isinstance(value, str):
-        return [part for part in value.split(",") if part.strip()]
-    return list(value)  # type: ignore[call-overload]
-
-
-def _convert(spec: _Flag, value: object, interval: str, steps_per_epoch: int) -> object:
-    """Turn a flag's value (text from argparse, or a Python default) into the policy's argument."""
-    if spec.kind == "duration":
-        return _to_units(spec.flag, value, interval, steps_per_epoch, whole=False)
-    if spec.kind == "whole":
-        return _to_units(spec.flag, value, interval, steps_per_epoch, whole=True)
-    if spec.kind == "wholes":
-        return [_to_units(spec.flag, v, interval, steps_per_epoch, whole=True) for v in _split(value)]
-    if spec.kind == "knots":
-        knots = []
-        for knot in _split(value):
-            if isinstance(knot, str):
-                pos, sep, lr = knot.partition(":")
-                if not sep:
-                    raise ValueError(f"{spec.flag}: {knot!r} is not POS:LR")
-            else:
-                pos, lr = knot
-            try:
-                lr_value = float(lr)
-            except (TypeError, ValueError):
-                raise ValueError(f"{spec.flag}: {lr!r} is not a learning rate") from None
-            knots.append((_to_units(spec.flag, pos, interval, steps_per_epoch, whole=False), lr_value))
-        return knots
-    return value
-
-
-def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_epoch: int,
-                       default_name: str = "one_cycle_lr", default_params: Mapping[str, Any] | None = None
-                       ) -> Schedule:
-    """Build the schedule the command line asks for (flags from :func:`add_schedule_arguments`).
-
-    ``default_params`` (keyed by parameter name, durations may be ``"10ep"`` strings) fill
-    in what the user did not give, and are silently skipped where the chosen policy does not
-    take them (so the CLI can offer e.g. both ``base_lr`` and ``max_lr`` from its ``--lr``).
-    A flag the user gave that the chosen policy does not take is a ValueError naming the
-    flag. ``--warmup`` is taken out of ``total_steps``: the main schedule gets the rest.
-    """
-    defaults = dict(default_params or {})
-    name = getattr(args, "schedule", None) or default_name
-    policy = _lookup(name)
-    accepted = policy_parameters(policy.__name__)
-
-    given = {spec.param: getattr(args, spec.param) for spec in _POLICY_FLAGS + _RUN_FLAGS
-             if getattr(args, spec.param, None) is not None}
-    rejected = [_FLAGS_BY_PARAM[p].flag for p in given if p not in accepted and p in
-                {spec.param for spec in _POLICY_FLAGS}]
-    if rejected:
-        takes = ", ".join(_FLAGS_BY_PARAM[p].flag for p in accepted if p in _FLAGS_BY_PARAM)
-        raise ValueError(f"{', '.join(rejected)}: not a parameter of schedule {policy.__name__!r} "
-                         f"(it takes {takes})")
-    run_params = {spec.param for spec in _RUN_FLAGS}
-    for param, value in defaults.items():
-        if param not in run_params and not any(param in policy_parameters(n) for n in SCHEDULES):
-            raise ValueError(f"default_params: no schedule takes a parameter {param!r}")
-        if param not in given and (param in accepted or param in run_params):
-            given[param] = value
-
-    interval = _choice("--interval", given.pop("interval", "step"), INTERVALS)
-    steps_per_epoch = _int_at_least("steps_per_epoch", steps_per_epoch, 1)
-    total_steps = _int_at_least("total_steps", total_steps, 1)
-    warmup = given.pop("warmup", None)
-    warmup_mode = given.pop("warmup_mode", "linear")
-    warmup_start_factor = given.pop("warmup_start_factor", 1.0 / 3)
-
-    params = {}
-    for param, value in given.items():
-        spec = _FLAGS_BY_PARAM.get(param)
-        params[param] = value if spec is None else _convert(spec, value, interval, steps_per_epoch)
-
-    warmup_steps = 0
-    if warmup is not None:
-        warmup_units = _convert(_FLAGS_BY_PARAM["warmup"], warmup, interval, steps_per_epoch)
-        warmup_steps = warmup_units * (steps_per_epoch if interval == "epoch" else 1)
-        if warmup_steps < 0 or warmup_steps >= total_steps:
-            raise ValueError(f"--warmup {warmup} is {warmup_steps} steps; it must be >= 0 and leave "
-                             f"some of the {total_steps} steps for the schedule")
-    schedule = build_schedule(policy.__name__, total_steps - warmup_steps, steps_per_epoch=steps_per_epoch,
-                              interval=interval, **params)
-    if warmup_steps:
-        schedule = with_warmup(schedule, warmup_steps, mode=_choice("--warmup-mode", warmup_mode, WARMUP_MODES),
-                               start_factor=_real("--warmup-start-factor", warmup_start_factor, low=0, high=1))
-    return schedule

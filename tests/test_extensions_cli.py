@@ -15,7 +15,7 @@ from speedrun.harness import run_benchmark
 from speedrun.plateau_extension import PlateauConfig
 from speedrun.recipes import CLASSIC, ScheduleSpec
 from speedrun.records import read_record
-from speedrun.schedules import schedule_from_args
+from speedrun.schedule_args import schedule_from_args
 from speedrun.snapshots import SnapshotEnsembleConfig
 from speedrun.swa import SWAConfig
 

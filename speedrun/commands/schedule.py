@@ -7,7 +7,7 @@ from pathlib import Path
 from speedrun.extensions_cli import schedule_spec_from_args
 from speedrun.recipes import RECIPES, get_recipe
 from speedrun.schedule_plot import write_schedule
-from speedrun.schedules import add_schedule_arguments
+from speedrun.schedule_args import add_schedule_arguments
 
 CIFAR10_TRAIN_SIZE = 50_000
 
