@@ -15,7 +15,7 @@ from typing import Sequence
 
 from speedrun.errors import SpeedrunError
 
-COMMANDS = ("train", "schedule", "lr_find", "leaderboard", "compare", "plot", "anchor")
+COMMANDS = ("train", "schedule", "lr_find", "leaderboard", "compare", "plot", "anchor", "profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
