@@ -158,18 +158,23 @@ class BaselineSearch:
         return "\n".join(lines)
 
 
-def find_baseline(paths: Iterable[str | os.PathLike], query: BaselineQuery) -> BaselineSearch:
+def find_baseline(paths: Iterable[str | os.PathLike], query: BaselineQuery, *,
+                  exclude: Iterable[str | os.PathLike] = ()) -> BaselineSearch:
     """Search files and folders (recursively) for the newest record matching ``query``.
 
-    Files that are not readable records (e.g. pytest-benchmark JSON beside them) are skipped and
-    listed; a missing folder is simply an empty search. Newest means the latest ``created``,
-    ties broken by path.
+    ``exclude`` names records that are never the baseline (the run being judged, when it was
+    written among them). Files that are not readable records (e.g. pytest-benchmark JSON beside
+    them) are skipped and listed; a missing folder is simply an empty search. Newest means the
+    latest ``created``, ties broken by path.
     """
     existing = [p for p in map(Path, paths) if p.exists()]
+    excluded = {Path(p).resolve() for p in exclude}
     matches: list[Baseline] = []
     near_misses: list[str] = []
     unreadable: list[str] = []
     for path in find_record_files(existing):
+        if path.resolve() in excluded:
+            continue
         try:
             record = read_record(path)
         except RecordError as e:

@@ -126,6 +126,13 @@ def test_a_query_for_a_record_finds_the_older_run_of_the_same_set_up(tmp_path, g
     assert find_baseline([tmp_path], BaselineQuery.for_record(now, TINY)).baseline.path == baseline
 
 
+def test_the_run_being_judged_is_never_its_own_baseline(tmp_path, gpu_record):
+    older = save(gpu_record, tmp_path / "older.json")
+    judged = save(gpu_record, tmp_path / "judged.json", created="2026-02-01T00:00:00+00:00")
+    assert find_baseline([tmp_path], query(), exclude=[judged]).baseline.path == older
+    assert find_baseline([tmp_path], query(), exclude=[str(judged), older]).baseline is None
+
+
 def test_other_json_files_and_missing_folders_are_skipped(tmp_path, gpu_record):
     save(gpu_record, tmp_path / "r.json")
     bench = tmp_path / "benchmarks" / "nvidia-h100" / "Linux-CPython-3.11-64bit" / "0001_base.json"
