@@ -58,8 +58,8 @@ GATED_RECIPES = tuple(RECIPES)
 
 @pytest.fixture
 def one_cpu_thread():
-    """One intra-op thread, restored afterwards: on a busy 2-core box two threads spin against
-    each other (this run measured 3-6x slower with two); on an idle one it costs ~1.5x."""
+    """One intra-op thread, restored afterwards: on a busy 2-core box two OpenMP threads spin
+    against each other (a quarter-width real run measured 3-6x slower with two, and erratic)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
