@@ -109,6 +109,7 @@ class PreparedRun:
     lr: torch.Tensor
     momentum: torch.Tensor | None
     data_to_device_s: float
+    environment: dict      # read when the run was prepared: the code that runs is the code imported then
 
     def schedule_record(self) -> dict:
         s = self.schedule
@@ -125,6 +126,8 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
                 log: Callable[[str], None] = print) -> PreparedRun:
     """Load the data, move it to the device once (timed apart), build the trainer and the schedule."""
     device = pick_device(options.device)
+    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
+    environment = describe_environment(device, driver)
     compile_model = options.compile if options.compile is not None else device.type == "cuda"
     if device.type == "cpu":
         log("warning: no GPU; training on the CPU is slow (a full ResNet-9 run takes hours). "
@@ -148,7 +151,8 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
     target = options.target if options.target is not None else recipe.target
-    return PreparedRun(device, compile_model, target, data, trainer, schedule, lr, momentum, data_to_device_s)
+    return PreparedRun(device, compile_model, target, data, trainer, schedule, lr, momentum, data_to_device_s,
+                       environment)
 
 
 def warm_up(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
@@ -163,7 +167,6 @@ def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: Pr
                 timer_rule: str, runs: Sequence[RunResult], command: Sequence[str] | None) -> dict:
     """The fields every record kind shares; callers add ``runs``, ``summary`` and their own."""
     device = prepared.device
-    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
     return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -175,7 +178,7 @@ def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: Pr
         "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
                    "compile": prepared.compile_model, "device": str(device)},
         "dataset": prepared.dataset_record(),
-        "environment": describe_environment(device, driver),
+        "environment": prepared.environment,
         "timer_rule": timer_rule,
         "schedule": prepared.schedule_record(),
         "nvml": {"available": any(r.nvml.get("available") for r in runs),

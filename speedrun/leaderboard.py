@@ -39,7 +39,7 @@ from speedrun.stats import Summary, summarize
 BENCHMARK_KINDS = ("train", "anchor")
 FORMATS = ("table", "markdown", "csv", "json")
 CSV_FIELDS = (
-    "rank", "recipe", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
+    "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
     "reached", "reached_share", "time_to_target_mean_s", "time_to_target_ci95_half_s",
     "gpu_util_mean", "dataset", "date", "commit", "source", "note",
 )
@@ -60,6 +60,7 @@ class LeaderboardEntry:
 
     rank: int | None
     recipe: str
+    schedule: str          # the lr policy and any extension the recipe does not have by default
     gpu: str
     target: float
     runs: int
@@ -91,6 +92,7 @@ class LeaderboardEntry:
         return {
             "rank": self.rank,
             "recipe": self.recipe,
+            "schedule": self.schedule,
             "gpu": self.gpu,
             "target": self.target,
             "runs": self.runs,
@@ -218,6 +220,21 @@ def record_run_sets(record: dict, source: str = "record") -> list[RunSet]:
 # Values from runs (shared with compare)
 
 
+_EXTENSION_LABELS = {"SWAConfig": "SWA", "SnapshotEnsembleConfig": "snapshot ensemble", "PlateauConfig": "plateau"}
+
+
+def schedule_label(record: dict) -> str:
+    """The record's lr policy, plus the extensions its command added to the recipe (e.g. SWA).
+
+    Runs of one recipe under different policies are otherwise indistinguishable in the table.
+    """
+    name = str((record.get("schedule") or {}).get("name") or "?")
+    extensions = ((record.get("config") or {}).get("recipe") or {}).get("extensions") or []
+    added = [_EXTENSION_LABELS[e["type"]] for e in extensions
+             if isinstance(e, dict) and e.get("type") in _EXTENSION_LABELS]
+    return " + ".join([name, *added])
+
+
 def gpu_label(record: dict) -> str:
     """The GPU model a record's times belong to; "CPU" for CPU runs."""
     env = record.get("environment", {})
@@ -298,6 +315,7 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
         entry = LeaderboardEntry(
             rank=None,
             recipe=f"{record['recipe']} [{run_set.label}]" if run_set.label else record["recipe"],
+            schedule=schedule_label(record),
             gpu=gpu_label(record),
             target=goal,
             runs=len(runs),
@@ -332,8 +350,8 @@ def _unranked_reason(entry: LeaderboardEntry) -> str:
 # ---------------------------------------------------------------------------------------------
 # Rendering
 
-_NUMERIC_COLUMNS = frozenset({0, 3, 4, 5, 6, 7})
-_COLUMNS = ("#", "recipe", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")
+_NUMERIC_COLUMNS = frozenset({0, 4, 5, 6, 7, 8})
+_COLUMNS = ("#", "recipe", "schedule", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")
 
 
 def render(groups: Sequence[LeaderboardGroup], fmt: str) -> str:
@@ -353,6 +371,7 @@ def _cells(entry: LeaderboardEntry) -> list[str]:
     return [
         str(entry.rank) if entry.rank is not None else "-",
         entry.recipe,
+        entry.schedule,
         entry.gpu,
         str(entry.runs),
         _pm(entry.accuracy.mean, entry.accuracy_ci95_half, _pct, lambda h: f"{100 * h:.2f}"),

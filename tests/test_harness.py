@@ -51,3 +51,19 @@ def test_subsets_and_no_record(make_synthetic_cifar10, tmp_path):
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HarnessOptions(**kwargs)
+
+
+def test_environment_and_commit_are_read_before_training(monkeypatch, make_synthetic_cifar10):
+    """The record must name the code that ran, i.e. the commit when the run started, not when it ended."""
+    import speedrun.harness as harness
+    from speedrun.train import Trainer
+
+    events = []
+    real_describe, real_run = harness.describe_environment, Trainer.run
+    monkeypatch.setattr(harness, "describe_environment",
+                        lambda *a, **k: events.append("environment") or real_describe(*a, **k))
+    monkeypatch.setattr(Trainer, "run", lambda self, *a, **k: events.append("train") or real_run(self, *a, **k))
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(runs=2, out=None),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert events == ["environment", "train", "train"]
+    assert record["environment"]["device"] == "cpu"
