@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$ou
 
 case "$stage" in
   check)     # GPU tests (no-sync epoch, kernels vs references), kernel/speed benchmarks, the profile
-    python3 -m pytest -m gpu -q tests 2>&1 | tee "$out/pytest-gpu.log"
+    python3 -m pytest -m gpu -q tests --benchmark-save=first --benchmark-storage="$out/benchmarks" 2>&1 | tee "$out/pytest-gpu.log"
     speedrun profile --recipe fast94 --data-dir "$data" --markdown "$out/profile-fast94.md"
     speedrun profile --recipe classic --data-dir "$data" --markdown "$out/profile-classic.md"
     ;;
