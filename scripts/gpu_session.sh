@@ -8,7 +8,7 @@
 # Records land in $OUT (they come back with the call); copy them into results/ and commit.
 # Never edit a record by hand: a wrong run is fixed in code and measured again.
 set -euo pipefail
-stage=${1:?usage: scripts/gpu_session.sh check|classic|fast|anchor|policies}
+stage=${1:?usage: scripts/gpu_session.sh check|regression|classic|fast|anchor|policies}
 out=${OUT:-results}
 export PYTHONUNBUFFERED=1
 test -f .data/cifar10_jpegq75.npz || python3 .data/unpack.py .data || python3 .data/unpack.py .data --allow-mismatch
@@ -18,10 +18,12 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$ou
 
 case "$stage" in
   check)     # GPU tests (no-sync epoch, kernels vs references), kernel/speed benchmarks, the profile
-    python3 -m pytest -m gpu -q tests --benchmark-save=first --benchmark-storage="$out/benchmarks" 2>&1 | tee "$out/pytest-gpu.log"
+    python3 -m pytest -m "gpu and not slow" -q tests --benchmark-save=first --benchmark-storage="$out/benchmarks" 2>&1 | tee "$out/pytest-gpu.log"
     speedrun profile --recipe fast94 --data-dir "$data" --markdown "$out/profile-fast94.md"
     speedrun profile --recipe classic --data-dir "$data" --markdown "$out/profile-classic.md"
     ;;
+  regression)  # the slow GPU accuracy/time gates (every recipe over 5 seeds), keeping their records
+    SPEEDRUN_REGRESSION_RECORDS="$out" python3 -m pytest -m "gpu and slow" -q -s tests 2>&1 | tee "$out/pytest-regression.log" ;;
   classic)   # Page's ResNet-9, 10 seeds
     speedrun --recipe classic --runs 10 --data-dir "$data" --out "$out" ;;
   fast)      # the fast recipe, 25 seeds
@@ -38,5 +40,5 @@ case "$stage" in
     speedrun "${common[@]}" --schedule multistep_lr --base-lr 0.4 --milestones 12ep,18ep --gamma 0.1 --warmup 1ep
     speedrun "${common[@]}" --schedule cosine_annealing_lr --base-lr 0.4 --warmup 1ep
     ;;
-  *) echo "unknown stage $stage: use check, classic, fast, anchor or policies" >&2; exit 2 ;;
+  *) echo "unknown stage $stage: use check, regression, classic, fast, anchor or policies" >&2; exit 2 ;;
 esac
