@@ -153,7 +153,8 @@ def normalize(
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32)
     scale, shift = (_to_device(c, images.device).view(1, -1, 1, 1) for c in (scale, shift))
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    out = images.to(torch.float32, memory_format=layout).mul_(scale).add_(shift)
+    # Change the layout while the pixels are 1-byte uint8, then widen: half the memory traffic.
+    out = images.contiguous(memory_format=layout).to(torch.float32).mul_(scale).add_(shift)
     return out.to(dtype)
 
 
