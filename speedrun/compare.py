@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 from scipy import stats as _scipy_stats
 
 from speedrun.errors import RecordError
-from speedrun.leaderboard import gpu_label, run_accuracies, run_times_to_target
+from speedrun.leaderboard import gpu_label, run_accuracies, run_times_to_target, schedule_label
 
 ALPHA = 0.05
 MIN_RUNS = 2
@@ -246,7 +246,8 @@ def _welch_df(ua: float, ub: float, na: int, nb: int) -> float:
 
 def _label(record: dict) -> str:
     source = record.get("source_file")
-    base = f"{record.get('recipe', '?')} ({record.get('created', '?')[:19]}, {gpu_label(record)})"
+    base = (f"{record.get('recipe', '?')}, {schedule_label(record)} "
+            f"({record.get('created', '?')[:19]}, {gpu_label(record)})")
     return f"{base} {source}" if source else base
 
 
