@@ -6,7 +6,8 @@ import torch
 
 from speedrun.augment import AugmentConfig
 from speedrun.model import ResNet9Config
-from speedrun.optim import OptimizerConfig
+from speedrun.optim import OptimizerConfig, build_optimizer
+from speedrun.recipes import RECIPES, get_recipe
 from speedrun.train import DeviceData, RunHooks, TrainConfig, Trainer, evaluate, tta_views
 
 TINY = ResNet9Config(widths=(8, 16, 16, 32))       # for mechanics: fast, learns little
@@ -112,20 +113,28 @@ def test_batch_larger_than_training_set_is_a_clear_error(make_synthetic_cifar10)
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_an_epoch_never_syncs_with_the_host(make_synthetic_cifar10):
+@pytest.mark.parametrize("recipe_name", sorted(RECIPES))
+def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10):
+    """Every recipe's epoch (its extensions' per-step hooks included) runs with no host sync."""
+    recipe = get_recipe(recipe_name)
+    model = dataclasses.replace(recipe.model, widths=tuple(max(8, w // 8) for w in recipe.model.widths))
     data = DeviceData.from_cifar(make_synthetic_cifar10(train=1024, test=64), torch.device("cuda"))
-    trainer = Trainer(TINY, data, augment=AugmentConfig(), optimizer=OptimizerConfig(),
-                      train=TrainConfig(epochs=1, batch_size=256), compile_model=True)
-    lr = torch.linspace(0.2, 0.01, trainer.steps_per_epoch, device="cuda")
+    trainer = Trainer(model, data, augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=dataclasses.replace(recipe.train, batch_size=256), compile_model=True,
+                      extensions=recipe.extensions)
+    schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
+    lr = schedule.lr.to("cuda", torch.float32)
+    momentum = None if schedule.momentum is None else schedule.momentum.to("cuda", torch.float32)
     trainer.warmup(lr)
-    from speedrun.optim import build_optimizer
-    opt = build_optimizer(trainer.param_groups(), trainer.optimizer_config, lr)
+    trainer.initialize(0)
+    opt = build_optimizer(trainer.param_groups(), trainer.optimizer_config, lr, momentum)
+    hooks = [ext.make(trainer, opt) for ext in trainer.extensions]
     gen = torch.Generator(device="cuda").manual_seed(0)
     flips = torch.rand(len(data.train_images), generator=gen, device="cuda") < 0.5
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        trainer.train_epoch(1, opt, gen, flips)
+        trainer.train_epoch(1, opt, gen, flips, hooks)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
