@@ -12,6 +12,7 @@ practice; epochs without an evaluation (``eval_every > 1``) are then skipped.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,10 +57,8 @@ class PlateauConfig:
         # Reductions must not leak into the next run that shares this schedule tensor, so this
         # run gets its own copy (a device op; extensions made later edit the copy).
         optimizer.lr_schedule = optimizer.lr_schedule.clone()
-        controller = PlateauController(optimizer.lr_schedule, trainer.steps_per_epoch, mode=self.mode,
-                                       factor=self.factor, patience=self.patience, threshold=self.threshold,
-                                       threshold_mode=self.threshold_mode, cooldown=self.cooldown,
-                                       min_lr=self.min_lr, eps=self.eps)
+        controller = PlateauController(optimizer.lr_schedule, trainer.steps_per_epoch,
+                                       **dataclasses.asdict(self.settings()))
 
         def after_log(epoch: int, entry: EpochLog) -> None:
             value = getattr(entry, self.metric)
