@@ -112,9 +112,12 @@ class PreparedRun:
     environment: dict      # read when the run was prepared: the code that runs is the code imported then
 
     def schedule_record(self) -> dict:
-        s = self.schedule
-        return {**s.describe(), "steps_per_epoch": self.trainer.steps_per_epoch, "lr": [float(v) for v in s.lr],
-                "momentum": None if s.momentum is None else [float(v) for v in s.momentum]}
+        """The policy and the per-step values the runs read: the device tensors, so a tail that an
+        extension rewrote for every run (SWA) is in it; per-run changes (plateau) are in each
+        run's epoch log."""
+        return {**self.schedule.describe(), "steps_per_epoch": self.trainer.steps_per_epoch,
+                "lr": self.lr.cpu().tolist(),
+                "momentum": None if self.momentum is None else self.momentum.cpu().tolist()}
 
     def dataset_record(self) -> dict:
         d = self.data

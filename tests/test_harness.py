@@ -67,3 +67,16 @@ def test_environment_and_commit_are_read_before_training(monkeypatch, make_synth
                            data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
     assert events == ["environment", "train", "train"]
     assert record["environment"]["device"] == "cpu"
+
+
+def test_the_recorded_schedule_is_the_one_the_runs_used(make_synthetic_cifar10):
+    """SWA rewrites the schedule's tail; the record must show that tail, not the policy's curve."""
+    from speedrun.swa import SWAConfig
+    recipe = TINY_RECIPE.replace(extensions=(SWAConfig(epochs=1, swa_lr=0.0123),))
+    record = run_benchmark(recipe, HarnessOptions(out=None), data=make_synthetic_cifar10(train=128, test=32),
+                           log=lambda _: None)
+    lr = record["schedule"]["lr"]
+    policy = recipe.schedule.build(len(lr), record["schedule"]["steps_per_epoch"]).lr
+    half = len(lr) // 2
+    assert lr[:half] == pytest.approx(policy[:half].tolist(), rel=1e-6)
+    assert lr[half:] == pytest.approx([0.0123] * half, rel=1e-6)
