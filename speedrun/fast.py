@@ -78,10 +78,9 @@ if TYPE_CHECKING:  # the recipe types are imported lazily: recipes.py imports th
     from speedrun.recipes import Recipe
     from speedrun.train import Trainer
 
-try:  # the fused kernel path when the kernels package is present
-    from kernels.ema_update import ema_update as _ema_update
-except ImportError:  # pragma: no cover - exercised only without the kernels package
-    _ema_update = None
+# The pure-torch reference of kernels/ema_update: per kernels/README.md's keep-or-drop rule the
+# loop uses a kernel only once a GPU benchmark shows it faster, and none has been measured yet.
+from kernels.ema_update import ema_update_reference
 
 ACTIVATIONS = ("gelu", "relu")
 
@@ -385,11 +384,7 @@ class LookaheadConfig:
 @torch.no_grad()
 def lookahead_pull(slow: Sequence[Tensor], fast: Sequence[Tensor], decay: Tensor) -> None:
     """``slow <- decay * slow + (1 - decay) * fast``, then ``fast <- slow``; ``decay`` a 0-d device tensor."""
-    if _ema_update is not None:
-        _ema_update(list(slow), list(fast), decay)
-    else:  # pragma: no cover - without the kernels package
-        torch._foreach_mul_(list(slow), decay)
-        torch._foreach_add_(list(slow), torch._foreach_mul(list(fast), 1 - decay))
+    ema_update_reference(list(slow), list(fast), decay)
     torch._foreach_copy_(list(fast), list(slow))
 
 
