@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedrun.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, apply_augment, batch_order, normalize,
-                              sample_augment_params)
+from kernels.augment_normalize import augment_normalize
+from speedrun.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, batch_order,
+                              normalize, sample_augment_params)
 from speedrun.data import Cifar10
 from speedrun.nvml import NvmlSampler
 from speedrun.optim import OptimizerConfig, ParamGroup, ScheduledOptimizer, build_optimizer
@@ -55,6 +56,8 @@ class TrainConfig:
     eval_every: int = 1           # evaluate every k-th epoch (and always after the last)
     eval_batch_size: int = 1000
     stop_at_target: bool = True   # end a run at the first evaluation that reaches the target
+    input_kernel: bool = False    # build each batch with kernels/augment_normalize (one fused pass)
+                                  # instead of the reference ops; see kernels/README.md
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
@@ -271,8 +274,9 @@ class Trainer:
         labels = torch.randint(0, 10, (n,), generator=gen, device=self.device)
         opt = build_optimizer(self.param_groups(), self.optimizer_config, lr)
         self.model.train()
+        indices = torch.arange(n, device=self.device)
         for _ in range(steps):
-            self._train_step(fake, labels, opt, self._flips(gen, torch.arange(n, device=self.device), 1, None))
+            self.train_step(self.input_batch(fake, indices, self._flips(gen, indices, 1, None)), labels, opt)
         self.model.eval()
         test, batch = self.data.test_images, self.config.eval_batch_size
         for size in {min(batch, len(test)), len(test) % batch or min(batch, len(test))}:
@@ -288,8 +292,15 @@ class Trainer:
             params = dataclasses.replace(params, flip=first_flips[indices] ^ (epoch % 2 == 0))
         return params
 
-    def _train_step(self, images: Tensor, labels: Tensor, opt: ScheduledOptimizer, params) -> tuple[Tensor, Tensor]:
-        x = normalize(apply_augment(images, params, self.augment), CIFAR10_MEAN, CIFAR10_STD)
+    def input_batch(self, source: Tensor, indices: Tensor, params: AugmentParams) -> Tensor:
+        """The normalized, augmented batch ``source[indices]``, channels_last, on the device."""
+        if self.config.input_kernel:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32  # autocast runs bf16 anyway
+            return augment_normalize(source, indices, params, self.augment, CIFAR10_MEAN, CIFAR10_STD, dtype=dtype)
+        return normalize(apply_augment(source[indices], params, self.augment), CIFAR10_MEAN, CIFAR10_STD)
+
+    def train_step(self, x: Tensor, labels: Tensor, opt: ScheduledOptimizer) -> tuple[Tensor, Tensor]:
+        """Forward, backward, optimizer step; returns (loss, correct count) as device tensors."""
         with autocast_for(self.device):
             logits = self.forward(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
@@ -308,7 +319,8 @@ class Trainer:
         order = batch_order(len(data.train_images), gen)[: self.steps_per_epoch * batch_size]
         for indices in order.view(-1, batch_size):
             params = self._flips(gen, indices, epoch, first_flips)
-            loss, hits = self._train_step(data.train_images[indices], data.train_labels[indices], opt, params)
+            x = self.input_batch(data.train_images, indices, params)
+            loss, hits = self.train_step(x, data.train_labels[indices], opt)
             loss_sum += loss
             correct += hits
             for h in hooks:

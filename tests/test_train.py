@@ -138,3 +138,14 @@ def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+
+
+def test_input_kernel_switch_trains_the_same_run(make_synthetic_cifar10):
+    """--input-kernel only changes how a batch is built: same seed, same run (CPU takes the reference)."""
+    data = make_synthetic_cifar10(train=128, test=32)
+    plain, fused = make_trainer(data, epochs=2, batch_size=32), make_trainer(data, epochs=2, batch_size=32,
+                                                                            input_kernel=True)
+    lr = one_cycle(plain)
+    a, b = plain.run(7, lr), fused.run(7, lr)
+    assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
+    assert a.final_test_acc == b.final_test_acc

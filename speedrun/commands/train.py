@@ -50,6 +50,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=int, help="evaluate every k-th epoch (always after the last)")
     g.add_argument("--full-budget", dest="stop_at_target", action="store_false", default=None,
                    help="train the whole epoch budget even after reaching the target")
+    g.add_argument("--input-kernel", dest="input_kernel", action="store_true", default=None,
+                   help="build batches with the fused augment+normalize kernel (kernels/); off by default until "
+                        "a GPU benchmark shows it faster")
     g.add_argument("--width", type=float, dest="width_factor", help="multiply every layer's width (e.g. 0.25 for a quick CPU run)")
 
 
@@ -70,7 +73,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         model=model,
         train=_replace_given(recipe.train, epochs=args.epochs, batch_size=args.batch_size,
                              label_smoothing=args.label_smoothing, tta=args.tta, flip_mode=args.flip_mode, eval_every=args.eval_every,
-                             stop_at_target=args.stop_at_target),
+                             stop_at_target=args.stop_at_target, input_kernel=args.input_kernel),
         optimizer=_replace_given(recipe.optimizer, name=args.optimizer, momentum=args.momentum,
                                  weight_decay=args.weight_decay, nesterov=args.nesterov),
         augment=_replace_given(recipe.augment, crop_padding=args.crop_padding, flip=args.flip,

@@ -139,7 +139,8 @@ class TrainingBench:
         indices = torch.randint(0, len(data.train_images), (batch,), generator=self.generator,
                                 device=self.generator.device)
         params = self.trainer._flips(self.generator, indices, 1, self.first_flips)
-        self.trainer._train_step(data.train_images[indices], data.train_labels[indices], self.optimizer, params)
+        x = self.trainer.input_batch(data.train_images, indices, params)
+        self.trainer.train_step(x, data.train_labels[indices], self.optimizer)
         for hooks in self.hooks:
             for fn in hooks.after_step:
                 fn()
