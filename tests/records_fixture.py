@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import functools
 import json
 from dataclasses import dataclass
@@ -102,11 +103,15 @@ def cpu_records(tmp_path_factory: pytest.TempPathFactory) -> CpuRecords:
 
 
 def variant(record: dict, path: Path, **changes) -> Path:
-    """Write a deep copy of ``record`` with dotted-key ``changes`` (``environment__gpu_name=...``)."""
+    """Write a deep copy of ``record`` with nested-key ``changes``.
+
+    Keys name a path by ``__`` (``environment__gpu_name=...``) or, passed as ``**{...}``, by dots
+    (``"environment.gpu_name"``).
+    """
     out = copy.deepcopy(record)
     out.pop("source_file", None)
     for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
+        *parents, leaf = re.split(r"__|\.", dotted)
         node = out
         for key in parents:
             node = node[key]

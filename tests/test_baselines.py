@@ -18,8 +18,9 @@ from speedrun.data import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
 from speedrun.harness import HarnessOptions, run_benchmark
 from speedrun.model import ResNet9Config
 from speedrun.recipes import CLASSIC, ScheduleSpec
-from speedrun.records import write_record
 from speedrun.train import TrainConfig
+
+from records_fixture import variant
 
 TINY = CLASSIC.replace(model=ResNet9Config(widths=(8, 16, 16, 32)),
                        train=TrainConfig(epochs=2, batch_size=32, stop_at_target=False))
@@ -50,22 +51,12 @@ def query(**changes) -> BaselineQuery:
     return BaselineQuery(**{**fields, **changes})
 
 
-def save(record: dict, path: Path, **changes) -> Path:
-    """Write a copy of ``record`` with dotted-key ``changes`` (``environment.gpu_name=...``)."""
-    out = copy.deepcopy(record)
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return write_record(out, path)
 
 
 def test_the_newest_matching_record_is_the_baseline(tmp_path, gpu_record):
-    older = save(gpu_record, tmp_path / "a" / "older.json")
-    newer = save(gpu_record, tmp_path / "b" / "newer.json", created="2026-02-01T00:00:00+00:00")
-    save(gpu_record, tmp_path / "c" / "other-gpu-newest.json", created="2026-03-01T00:00:00+00:00",
+    older = variant(gpu_record, tmp_path / "a" / "older.json")
+    newer = variant(gpu_record, tmp_path / "b" / "newer.json", created="2026-02-01T00:00:00+00:00")
+    variant(gpu_record, tmp_path / "c" / "other-gpu-newest.json", created="2026-03-01T00:00:00+00:00",
          **{"environment.gpu_name": "NVIDIA A100-SXM4-40GB"})
     search = find_baseline([tmp_path], query())
     assert search.baseline is not None and search.baseline.path == newer
@@ -89,7 +80,7 @@ def test_the_newest_matching_record_is_the_baseline(tmp_path, gpu_record):
 ])
 def test_a_record_differing_in_one_field_is_passed_over_with_the_reason(tmp_path, gpu_record, field, value,
                                                                           reason):
-    save(gpu_record, tmp_path / "r.json", **{field: value})
+    variant(gpu_record, tmp_path / "r.json", **{field: value})
     search = find_baseline([tmp_path], query())
     assert search.baseline is None
     assert len(search.near_misses) == 1 and reason in search.near_misses[0]
@@ -99,13 +90,13 @@ def test_a_record_differing_in_one_field_is_passed_over_with_the_reason(tmp_path
 def test_a_schedule_override_is_not_the_recipe(tmp_path, gpu_record):
     """``--schedule`` leaves config.recipe alone; the stored per-step rates give it away."""
     lr = [v * 0.5 for v in gpu_record["schedule"]["lr"]]
-    save(gpu_record, tmp_path / "r.json", **{"schedule.lr": lr})
+    variant(gpu_record, tmp_path / "r.json", **{"schedule.lr": lr})
     search = find_baseline([tmp_path], query())
     assert search.baseline is None and "learning rates" in search.near_misses[0]
 
 
 def test_the_same_recipe_changed_since_is_not_its_baseline(tmp_path, gpu_record):
-    save(gpu_record, tmp_path / "r.json")
+    variant(gpu_record, tmp_path / "r.json")
     changed = TINY.replace(schedule=ScheduleSpec("piecewise_linear", {"knots": ((0.0, 0.0), (0.5, 0.2), (1.0, 0.0))},
                                                  knots_as_fraction=True))
     search = find_baseline([tmp_path], query(recipe=changed))
@@ -113,28 +104,28 @@ def test_the_same_recipe_changed_since_is_not_its_baseline(tmp_path, gpu_record)
 
 
 def test_none_fields_match_anything_but_the_gpu(tmp_path, gpu_record):
-    save(gpu_record, tmp_path / "r.json")
+    variant(gpu_record, tmp_path / "r.json")
     loose = query(target=None, train_size=None, test_size=None, compile=None)
     assert find_baseline([tmp_path], loose).baseline is not None
     assert find_baseline([tmp_path], dataclasses.replace(loose, gpu_name=None)).baseline is None
 
 
 def test_a_query_for_a_record_finds_the_older_run_of_the_same_set_up(tmp_path, gpu_record):
-    baseline = save(gpu_record, tmp_path / "baseline.json")
+    baseline = variant(gpu_record, tmp_path / "baseline.json")
     now = copy.deepcopy(gpu_record)
     assert BaselineQuery.for_record(now, TINY) == query()
     assert find_baseline([tmp_path], BaselineQuery.for_record(now, TINY)).baseline.path == baseline
 
 
 def test_the_run_being_judged_is_never_its_own_baseline(tmp_path, gpu_record):
-    older = save(gpu_record, tmp_path / "older.json")
-    judged = save(gpu_record, tmp_path / "judged.json", created="2026-02-01T00:00:00+00:00")
+    older = variant(gpu_record, tmp_path / "older.json")
+    judged = variant(gpu_record, tmp_path / "judged.json", created="2026-02-01T00:00:00+00:00")
     assert find_baseline([tmp_path], query(), exclude=[judged]).baseline.path == older
     assert find_baseline([tmp_path], query(), exclude=[str(judged), older]).baseline is None
 
 
 def test_other_json_files_and_missing_folders_are_skipped(tmp_path, gpu_record):
-    save(gpu_record, tmp_path / "r.json")
+    variant(gpu_record, tmp_path / "r.json")
     bench = tmp_path / "benchmarks" / "nvidia-h100" / "Linux-CPython-3.11-64bit" / "0001_base.json"
     bench.parent.mkdir(parents=True)
     bench.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))
@@ -146,8 +137,8 @@ def test_other_json_files_and_missing_folders_are_skipped(tmp_path, gpu_record):
 
 
 def test_a_zone_less_created_time_is_taken_as_utc(tmp_path, gpu_record):
-    save(gpu_record, tmp_path / "aware.json", created="2026-01-01T00:00:00+00:00")
-    naive = save(gpu_record, tmp_path / "naive.json", created="2026-01-01T01:00:00")
+    variant(gpu_record, tmp_path / "aware.json", created="2026-01-01T00:00:00+00:00")
+    naive = variant(gpu_record, tmp_path / "naive.json", created="2026-01-01T01:00:00")
     assert find_baseline([tmp_path], query()).baseline.path == naive
 
 
