@@ -28,7 +28,7 @@ from typing import Any
 
 from speedrun.atomic import write_atomically
 from speedrun.errors import SpeedrunError
-from speedrun.leaderboard import gpu_label
+from speedrun.leaderboard import gpu_label, schedule_label
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
@@ -129,7 +129,7 @@ def _draw_schedule(fig: Any, record: dict) -> None:
     ax = fig.add_subplot()
     schedule = record.get("schedule") or {}
     name = schedule.get("name")
-    ax.set_title(_title(record, f"schedule '{name}'" if name else "schedule"))
+    ax.set_title(_title(record, f"schedule '{schedule_label(record)}'" if name else "schedule"))
     lr = [_num(v) for v in schedule.get("lr") or []]
     if not lr:
         _say(ax, "no learning-rate schedule in this record")
