@@ -1,7 +1,8 @@
 """Leaderboard: many records in, one ranked table per GPU model out.
 
-A time on one GPU says nothing about a time on another, and a time to 94% says nothing about a
-time to 93%, so entries are grouped by (GPU model, target) and ranked only inside their group.
+A time on one GPU says nothing about a time on another, a time to 94% says nothing about a time
+to 93%, and an accuracy on the JPEG-q75 copy is not one on CIFAR-10, so entries are grouped by
+(GPU model, dataset copy, target) and ranked only inside their group.
 An entry is ranked by its mean time-to-target when every run finished and the mean final test
 accuracy meets the target; anything else is listed under the ranked ones with the reason.
 
@@ -114,16 +115,17 @@ class LeaderboardEntry:
 
 @dataclass(frozen=True)
 class LeaderboardGroup:
-    """Entries that may be ranked against each other: same GPU model, same target."""
+    """Entries that may be ranked against each other: same GPU model, dataset copy and target."""
 
     gpu: str
+    dataset: str
     target: float
     ranked: tuple[LeaderboardEntry, ...] = field(default_factory=tuple)
     unranked: tuple[LeaderboardEntry, ...] = field(default_factory=tuple)
 
     @property
     def title(self) -> str:
-        return f"{self.gpu} · target {_pct(self.target)}"
+        return f"{self.gpu} · {self.dataset} · target {_pct(self.target)}"
 
     @property
     def entries(self) -> tuple[LeaderboardEntry, ...]:
@@ -278,7 +280,7 @@ def run_times_to_target(runs: Sequence[dict], target: float, record_target: floa
 
 
 def build_leaderboard(records: Sequence[dict], target: float | None = None) -> list[LeaderboardGroup]:
-    """Group entries by (GPU, target) and rank each group by mean time-to-target.
+    """Group entries by (GPU, dataset copy, target) and rank each group by mean time-to-target.
 
     ``target=None`` uses each record's own target (records with different targets land in
     different groups); a number re-evaluates every record against that target.
@@ -286,15 +288,16 @@ def build_leaderboard(records: Sequence[dict], target: float | None = None) -> l
     if target is not None and not (0 < target <= 1):
         raise SpeedrunError(f"--target must be an accuracy in (0, 1], got {target}; e.g. --target 0.94")
     entries = [entry for record in records for entry in _record_entries(record, target)]
-    groups: dict[tuple[str, float], list[LeaderboardEntry]] = {}
+    groups: dict[tuple[str, str, float], list[LeaderboardEntry]] = {}
     for entry in entries:
-        groups.setdefault((entry.gpu, entry.target), []).append(entry)
+        groups.setdefault((entry.gpu, entry.dataset, entry.target), []).append(entry)
     out = []
-    for (gpu, group_target), members in sorted(groups.items(), key=lambda kv: (kv[0][0].lower(), -kv[0][1])):
+    for (gpu, dataset, group_target), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0].lower(), kv[0][1], -kv[0][2])):
         ranked = sorted((e for e in members if not e.note), key=lambda e: (e.time_to_target.mean, -(e.accuracy.mean or 0)))
         ranked = [replace(e, rank=i + 1) for i, e in enumerate(ranked)]
         unranked = sorted((e for e in members if e.note), key=lambda e: (e.recipe, e.date))
-        out.append(LeaderboardGroup(gpu, group_target, tuple(ranked), tuple(unranked)))
+        out.append(LeaderboardGroup(gpu, dataset, group_target, tuple(ranked), tuple(unranked)))
     return out
 
 
@@ -440,6 +443,7 @@ def render_json(groups: Sequence[LeaderboardGroup]) -> str:
         "groups": [
             {
                 "gpu": g.gpu,
+                "dataset": g.dataset,
                 "target": g.target,
                 "ranked": [e.to_dict() for e in g.ranked],
                 "unranked": [e.to_dict() for e in g.unranked],

@@ -103,6 +103,17 @@ def test_times_on_different_gpus_are_never_ranked_against_each_other(cpu_records
     assert all(e.gpu == "CPU" for e in cpu.entries) and len(cpu.entries) == 2
 
 
+def test_runs_on_different_dataset_copies_are_never_ranked_against_each_other(cpu_records, tmp_path):
+    # The same real runs, as if made on another copy: only dataset.name changed.
+    _copy(cpu_records.narrow, tmp_path)
+    variant(cpu_records.load("narrow"), tmp_path / "other-copy.json", dataset__name="Another copy")
+    records, _ = load_records([tmp_path])
+    groups = build_leaderboard(records)
+    assert sorted(g.dataset for g in groups) == ["Another copy", "synthetic"]
+    assert all(len(g.entries) == 1 and g.entries[0].rank == 1 for g in groups)
+    assert all(g.dataset in g.title for g in groups)
+
+
 def test_a_common_target_reevaluates_every_run_from_its_epoch_curve(cpu_records):
     records, _ = load_records([cpu_records.narrow, cpu_records.unreachable])
     low = 0.2
