@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from speedrun.lr_finder import LRFinderConfig, resolve_auto_max_lr
 from speedrun.plateau_extension import PLATEAU_METRICS, PlateauConfig
-from speedrun.schedule_args import add_schedule_arguments, schedule_from_args
-from speedrun.schedules import ANNEAL_STRATEGIES, SCHEDULES, Schedule, policy_parameters
+from speedrun.schedule_args import add_schedule_arguments, flag_for, given_schedule_flags, schedule_from_args
+from speedrun.schedules import ANNEAL_STRATEGIES, Schedule, policy_parameters
 from speedrun.snapshots import SnapshotEnsembleConfig
 from speedrun.swa import SWAConfig
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 AUTO = "auto"
 CIFAR10_TRAIN_SIZE = 50_000
 _STAND_IN_PEAK = 1e3   # only checks that --max-lr auto has a peak to set; never trained with
-_RUN_FLAG_PARAMS = ("warmup", "warmup_mode", "warmup_start_factor", "interval")
 _PLATEAU_FLAGS = ("factor", "patience", "threshold", "cooldown", "min_lr", "metric")
 
 
@@ -101,15 +100,6 @@ def max_lr_value(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
 
 
-def _schedule_flags_given(args: argparse.Namespace) -> dict[str, Any]:
-    names = {p for name in SCHEDULES for p in policy_parameters(name)} | set(_RUN_FLAG_PARAMS)
-    return {p: getattr(args, p) for p in sorted(names) if getattr(args, p, None) is not None}
-
-
-def _flag(param: str) -> str:
-    return "--" + param.replace("_", "-")
-
-
 def with_peak_lr(spec: Any, peak: float) -> Any:
     """``spec`` with its peak lr set to ``peak``: ``max_lr`` where the policy has one, else a
     piecewise-linear curve scaled so its highest knot is ``peak`` (its shape and ratios kept)."""
@@ -139,7 +129,7 @@ def schedule_spec_from_args(args: argparse.Namespace, recipe: "Recipe", *, max_l
     ``max_lr``, a resolved ``--max-lr``). With ``auto`` (the peak came from the range test) a
     cyclic_lr without ``--base-lr`` gets the test's cyclical lower bound, ``max_lr / 4``.
     ValueError names a flag given without ``--schedule``."""
-    given = _schedule_flags_given(args)
+    given = given_schedule_flags(args)
     given.pop("max_lr", None)
     name = getattr(args, "schedule", None)
     if name:
@@ -153,7 +143,7 @@ def schedule_spec_from_args(args: argparse.Namespace, recipe: "Recipe", *, max_l
                 flags["base_lr"] = max_lr / LRFinderConfig().cyclic_divisor
         return CommandLineSchedule(name, flags)
     if given:
-        flags = ", ".join(_flag(p) for p in given)
+        flags = ", ".join(flag_for(p) for p in given)
         raise ValueError(f"{flags}: give the policy with --schedule NAME too (the recipe's schedule is "
                          f"{recipe.schedule.name}; without --schedule only --max-lr may change it)")
     return recipe.schedule if max_lr is None else with_peak_lr(recipe.schedule, max_lr)

@@ -183,6 +183,17 @@ def _convert(spec: _Flag, value: object, interval: str, steps_per_epoch: int) ->
     return value
 
 
+def given_schedule_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule parameters the command line set (by parameter name), in flag-table order."""
+    return {spec.param: getattr(args, spec.param) for spec in _POLICY_FLAGS + _RUN_FLAGS
+            if getattr(args, spec.param, None) is not None}
+
+
+def flag_for(param: str) -> str:
+    """The command-line flag of a schedule parameter (``T_0`` -> ``--T-0``)."""
+    return _FLAGS_BY_PARAM[param].flag
+
+
 def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_epoch: int,
                        default_name: str = "one_cycle_lr", default_params: Mapping[str, Any] | None = None
                        ) -> Schedule:
@@ -199,8 +210,7 @@ def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_
     policy = lookup_policy(name)
     accepted = policy_parameters(policy.__name__)
 
-    given = {spec.param: getattr(args, spec.param) for spec in _POLICY_FLAGS + _RUN_FLAGS
-             if getattr(args, spec.param, None) is not None}
+    given = given_schedule_flags(args)
     rejected = [_FLAGS_BY_PARAM[p].flag for p in given if p not in accepted and p in
                 {spec.param for spec in _POLICY_FLAGS}]
     if rejected:
