@@ -276,7 +276,8 @@ class Trainer:
         self.model.train()
         indices = torch.arange(n, device=self.device)
         for _ in range(steps):
-            self.train_step(self.input_batch(fake, indices, self._flips(gen, indices, 1, None)), labels, opt)
+            params = self.augment_params(gen, indices, 1, None)
+            self.train_step(self.input_batch(fake, indices, params), labels, opt)
         self.model.eval()
         test, batch = self.data.test_images, self.config.eval_batch_size
         for size in {min(batch, len(test)), len(test) % batch or min(batch, len(test))}:
@@ -285,8 +286,9 @@ class Trainer:
         stopwatch.stop()
         return stopwatch.elapsed_s
 
-    def _flips(self, gen: torch.Generator, indices: Tensor, epoch: int, first_flips: Tensor | None):
-        """Sampled augmentation for one batch; with alternating flips, the flip mask is replaced."""
+    def augment_params(self, gen: torch.Generator, indices: Tensor, epoch: int,
+                       first_flips: Tensor | None) -> AugmentParams:
+        """This batch's random crop, flip and cutout draws; with alternating flips, the flip mask is replaced."""
         params = sample_augment_params(len(indices), self.augment, gen, image_size=self.data.train_images.shape[-1])
         if self.config.flip_mode == "alternate" and first_flips is not None and self.augment.flip:
             params = dataclasses.replace(params, flip=first_flips[indices] ^ (epoch % 2 == 0))
@@ -318,7 +320,7 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         order = batch_order(len(data.train_images), gen)[: self.steps_per_epoch * batch_size]
         for indices in order.view(-1, batch_size):
-            params = self._flips(gen, indices, epoch, first_flips)
+            params = self.augment_params(gen, indices, epoch, first_flips)
             x = self.input_batch(data.train_images, indices, params)
             loss, hits = self.train_step(x, data.train_labels[indices], opt)
             loss_sum += loss

@@ -138,7 +138,7 @@ class TrainingBench:
         data, batch = self.trainer.data, self.trainer.config.batch_size
         indices = torch.randint(0, len(data.train_images), (batch,), generator=self.generator,
                                 device=self.generator.device)
-        params = self.trainer._flips(self.generator, indices, 1, self.first_flips)
+        params = self.trainer.augment_params(self.generator, indices, 1, self.first_flips)
         x = self.trainer.input_batch(data.train_images, indices, params)
         self.trainer.train_step(x, data.train_labels[indices], self.optimizer)
         for hooks in self.hooks:
