@@ -67,11 +67,11 @@ def _output_paths(out: str | None, recipe: str) -> tuple[Path, Path, Path | None
         return None
     json_path = record_path(out, recipe, kind="lr_find")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    check_new_path(json_path, force=False, flag="--out")
-    csv_path = check_new_path(json_path.with_suffix(".csv"), force=False, flag="--out")
+    check_new_path(json_path, force=None, flag="--out")
+    csv_path = check_new_path(json_path.with_suffix(".csv"), force=None, flag="--out")
     png_path = None
     if matplotlib_available():
-        png_path = check_new_path(json_path.with_suffix(".png"), force=False, flag="--out")
+        png_path = check_new_path(json_path.with_suffix(".png"), force=None, flag="--out")
     return json_path, csv_path, png_path
 
 

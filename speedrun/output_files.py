@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from speedrun.atomic import write_atomically
+from speedrun.atomic import write_atomically, write_text_atomically
 from speedrun.errors import SpeedrunError
 
 
@@ -24,16 +24,27 @@ def matplotlib_available() -> bool:
     return True
 
 
-def check_new_path(path: str | os.PathLike, *, force: bool, flag: str) -> Path:
-    """``path`` as a Path, after refusing to replace an existing file unless ``force``."""
+def check_new_path(path: str | os.PathLike, *, force: bool | None, flag: str) -> Path:
+    """``path`` as a Path, after refusing to replace an existing file unless ``force``.
+
+    ``force=None`` is for commands that offer no ``--force``: they never replace a file, which
+    protects inputs (an ``--out`` pointing at a record would destroy the evidence it summarises).
+    """
     path = Path(path)
     if path.exists() and not force:
-        raise SpeedrunError(f"{path} already exists; pass --force to replace it or choose a new {flag} path")
+        fix = (f"choose another {flag} path (speedrun never overwrites files)" if force is None
+               else f"pass --force to replace it or choose a new {flag} path")
+        raise SpeedrunError(f"{path} already exists; {fix}")
     if path.is_dir():
         raise SpeedrunError(f"{path} is a folder; give {flag} a file name")
     if not path.parent.is_dir():
         raise SpeedrunError(f"{path.parent} is not a folder; create it or choose another {flag} path")
     return path
+
+
+def write_new_text_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> Path:
+    """Write ``text`` to a new file, atomically; an existing file is never replaced."""
+    return write_text_atomically(check_new_path(path, force=None, flag=flag), text)
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

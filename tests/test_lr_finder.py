@@ -187,8 +187,9 @@ def test_lr_find_writes_a_valid_record_with_the_curve_beside_it(make_synthetic_c
     lines = (tmp_path / "lr.csv").read_text().splitlines()
     assert lines[0] == "lr,loss,smoothed" and len(lines) == 1 + len(saved["lr_find"]["lrs"])
     json.dumps(saved)
-    with pytest.raises(Exception, match="already exists"):   # never overwritten, checked before training
+    with pytest.raises(Exception, match="already exists") as refused:   # never overwritten, checked before training
         run_lr_find(SMALL_RECIPE, options, config, data=data, log=lambda _: None)
+    assert "--force" not in str(refused.value)   # lr-find offers no --force, so it must not suggest one
 
 
 @pytest.mark.parametrize("kwargs,match", [(dict(start_lr=0), "start_lr"), (dict(end_lr=1e-5), "end_lr"),

@@ -2,7 +2,9 @@
 import pytest
 
 from speedrun.cli import main
+from speedrun.errors import SpeedrunError
 from speedrun.harness import HarnessOptions, prepare_run
+from speedrun.output_files import write_new_text_file
 from speedrun.model import ResNet9Config
 from speedrun.profiling import profile_epoch
 from speedrun.recipes import CLASSIC
@@ -30,3 +32,11 @@ def test_profile_command_writes_its_table(real_cifar10, tmp_path, capsys):
     assert code == 0
     assert out.read_text() == capsys.readouterr().out
     assert main(["profile", "--rows", "0"]) == 2
+
+
+def test_profile_never_overwrites_its_markdown_file(tmp_path):
+    existing = tmp_path / "profile.md"
+    existing.write_text("keep me")
+    with pytest.raises(SpeedrunError, match="already exists; choose another --markdown path") as info:
+        write_new_text_file(existing, "new", flag="--markdown")
+    assert "--force" not in str(info.value) and existing.read_text() == "keep me"

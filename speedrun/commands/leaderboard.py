@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speedrun.commands.output import write_new_text_file
+from speedrun.output_files import write_new_text_file
 from speedrun.leaderboard import FORMATS, build_leaderboard, load_records, render
 
 DEFAULT_PATHS = ("results",)  # where the harness writes records by default (HarnessOptions.out)

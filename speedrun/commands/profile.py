@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speedrun.commands.output import write_new_text_file
+from speedrun.output_files import write_new_text_file
 from speedrun.commands.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
 from speedrun.harness import prepare_run, warm_up
 from speedrun.profiling import profile_epoch
@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     text = report.to_markdown(args.rows)
     print(text, end="")
     if args.markdown:
-        write_new_text_file(args.markdown, text)
+        write_new_text_file(args.markdown, text, flag="--markdown")
     return 0
