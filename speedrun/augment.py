@@ -7,6 +7,7 @@ the exact same random draws; a seeded ``torch.Generator`` makes every batch repr
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -148,14 +149,22 @@ def normalize(
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
         channels = images.shape[1]
         raise ValueError(f"need one mean and std per channel ({channels}), got {len(mean)} and {len(std)}")
-    # (x/255 - m)/s == x * scale + shift, with per-channel constants built on the host
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32)
-    scale, shift = (_to_device(c, images.device).view(1, -1, 1, 1) for c in (scale, shift))
+    scale, shift = _normalize_constants(tuple(map(float, mean)), tuple(map(float, std)), images.device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     # Change the layout while the pixels are 1-byte uint8, then widen: half the memory traffic.
     out = images.contiguous(memory_format=layout).to(torch.float32).mul_(scale).add_(shift)
     return out.to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalize_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-channel (scale, shift) with ``(x/255 - m)/s == x * scale + shift``, on ``device``.
+
+    Built and copied once per (mean, std, device), not on every training step.
+    """
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32)
+    return tuple(_to_device(c, device).view(1, -1, 1, 1) for c in (scale, shift))  # type: ignore[return-value]
 
 
 def batch_order(n: int, generator: torch.Generator) -> Tensor:
