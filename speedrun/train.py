@@ -100,7 +100,7 @@ class DeviceData:
 class EpochLog:
     epoch: int
     lr: float
-    train_loss: float
+    train_loss: float | None            # None: not finite (the run diverged)
     train_acc: float
     test_acc: float | None
     elapsed_s: float
@@ -140,6 +140,41 @@ class RunHooks:
     after_log: Sequence[Callable[[int, "EpochLog"], None]] = ()
     eval_model: Callable[[], Callable[[Tensor], Tensor]] | None = None
     finish: Callable[[], Tensor | None] | None = None
+
+    @classmethod
+    def combine(cls, hooks: Sequence["RunHooks"]) -> "RunHooks":
+        """One set of hooks for a run, flattened once, in extension order.
+
+        Step, epoch and log hooks all run, in order. For ``eval_model`` and ``finish`` the last
+        extension that sets one wins: every ``finish`` runs (each may have work to do), and the
+        accuracy of the last one that returns a value replaces the final evaluation.
+        """
+        finishes = [h.finish for h in hooks if h.finish is not None]
+
+        def finish_all() -> Tensor | None:
+            accuracy = None
+            for fn in finishes:
+                returned = fn()
+                accuracy = accuracy if returned is None else returned
+            return accuracy
+
+        return cls(after_step=tuple(fn for h in hooks for fn in h.after_step),
+                   after_epoch=tuple(fn for h in hooks for fn in h.after_epoch),
+                   after_log=tuple(fn for h in hooks for fn in h.after_log),
+                   eval_model=next((h.eval_model for h in reversed(hooks) if h.eval_model), None),
+                   finish=finish_all if finishes else None)
+
+
+@dataclass
+class RunState:
+    """What one run carries from epoch to epoch, all on the device but the hooks."""
+
+    optimizer: ScheduledOptimizer
+    hooks: RunHooks
+    generator: torch.Generator
+    first_flips: Tensor               # each image's flip in the first epoch (alternating flips)
+    loss_sum: Tensor                  # this epoch's summed training loss
+    correct: Tensor                   # this epoch's correct training predictions
 
 
 class Extension(Protocol):
@@ -185,11 +220,20 @@ def tta_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
         return [(1.0, x)]
     views = [(0.5, x), (0.5, x.flip(-1))]
     if mode == "flip":
-        return views
+        return [(wt, _like(v, x)) for wt, v in views]
     h, w = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
     shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
-    return [(0.5 * wt, v) for wt, v in views] + [(0.125, v) for s in shifted for v in (s, s.flip(-1))]
+    views = [(0.5 * wt, v) for wt, v in views] + [(0.125, v) for s in shifted for v in (s, s.flip(-1))]
+    return [(wt, _like(v, x)) for wt, v in views]
+
+
+def _like(view: Tensor, x: Tensor) -> Tensor:
+    """``view`` with ``x``'s memory layout: a compiled model with static shapes sees one stride
+    pattern for every view (a sliced view's strides would compile a second graph)."""
+    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+    return view.contiguous(memory_format=layout)
 
 
 @torch.no_grad()
@@ -227,8 +271,12 @@ class Trainer:
         self.device = data.device
         self.model_config = model_config
         self.model = model_config.build().to(self.device, memory_format=torch.channels_last)
-        self.forward: Callable[[Tensor], Tensor] = (torch.compile(self.model, backend=compile_backend)
-                                                    if compile_model else self.model)
+        # Static shapes and one graph: every batch shape is compiled once in the warm-up (a
+        # dynamic batch dimension would cost a recompile and slower kernels), and a graph break
+        # is an error rather than a silent slowdown.
+        self.forward: Callable[[Tensor], Tensor] = (
+            torch.compile(self.model, backend=compile_backend, dynamic=False, fullgraph=True)
+            if compile_model else self.model)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
         self.extensions = tuple(extensions)
         if len(data.train_images) < train.batch_size:
@@ -250,38 +298,44 @@ class Trainer:
         else:
             init(self.model, seed, self.data.train_images)
 
-    def evaluate(self, model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def evaluate(self, model: Callable[[Tensor], Tensor] | None = None, images: Tensor | None = None,
+                 labels: Tensor | None = None) -> Tensor:
         """Test accuracy (device scalar) of ``model`` (default: the compiled model) in eval mode."""
         self.model.eval()
-        return evaluate(model or self.forward, self.data.test_images, self.data.test_labels,
+        return evaluate(model or self.forward, self.data.test_images if images is None else images,
+                        self.data.test_labels if labels is None else labels,
                         batch_size=self.config.eval_batch_size, tta=self.config.tta)
 
-    def warmup(self, lr: Tensor, steps: int = 3) -> float:
-        """Run a few steps on random pixels and evaluate once, then report the seconds spent.
+    def start_run(self, seed: int, lr: Tensor, momentum: Tensor | None = None) -> RunState:
+        """A fresh optimizer, the extensions' hooks and the seeded generator; the weights are not touched."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr, momentum)
+        hooks = RunHooks.combine([ext.make(self, opt) for ext in self.extensions])
+        first_flips = torch.rand(len(self.data.train_images), generator=gen, device=self.device) < 0.5
+        return RunState(opt, hooks, gen, first_flips, torch.zeros((), device=self.device),
+                        torch.zeros((), dtype=torch.long, device=self.device))
 
-        This pays for compiling (and, even uncompiled, for first-touch allocation), so the
-        first measured run is not charged for it. The model is re-initialized before each
-        measured run, so no measured model is trained by the warm-up. The evaluation sees one
-        full batch and, where the test set does not divide evenly, one batch of the remainder's
-        size: the two shapes the measured evaluations use.
+    def warmup(self, lr: Tensor, momentum: Tensor | None = None, steps: int = 3) -> float:
+        """A miniature run on random pixels, so the first measured run pays no first-use cost.
+
+        It initializes the model as the recipe does (fast94's whitening, with its float64
+        eigendecomposition), takes ``steps`` steps with every extension's hooks, ends an epoch
+        (SWA averaging, snapshots), evaluates at every batch shape the measured evaluations use,
+        and runs the extensions' final work: compilation, kernel selection and allocation all
+        happen here. Returns the seconds it took. Each measured run re-initializes the model,
+        so the warm-up trains no measured model.
         """
         stopwatch = Stopwatch(self.device)
         stopwatch.start()
-        gen = torch.Generator(device=self.device).manual_seed(12345)
+        self.initialize(0)
+        run = self.start_run(12345, lr, momentum)
         n = self.config.batch_size
-        fake = torch.randint(0, 256, (n, *self.data.train_images.shape[1:]), generator=gen, device=self.device,
-                             dtype=torch.uint8)
-        labels = torch.randint(0, 10, (n,), generator=gen, device=self.device)
-        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr)
-        self.model.train()
-        indices = torch.arange(n, device=self.device)
-        for _ in range(steps):
-            params = self.augment_params(gen, indices, 1, None)
-            self.train_step(self.input_batch(fake, indices, params), labels, opt)
-        self.model.eval()
-        test, batch = self.data.test_images, self.config.eval_batch_size
-        for size in {min(batch, len(test)), len(test) % batch or min(batch, len(test))}:
-            predict(self.forward, test[:size], self.config.tta)
+        fake = torch.randint(0, 256, (n, *self.data.train_images.shape[1:]), generator=run.generator,
+                             device=self.device, dtype=torch.uint8)
+        labels = torch.randint(0, 10, (n,), generator=run.generator, device=self.device)
+        self.train_steps(run, fake, labels, torch.arange(n, device=self.device).expand(steps, n), epoch=1)
+        self.end_epoch(run, self.config.epochs, evaluate=True, eval_images=_warmup_eval_size(
+            len(self.data.test_images), self.config.eval_batch_size))
         synchronize(self.device)
         stopwatch.stop()
         return stopwatch.elapsed_s
@@ -311,24 +365,52 @@ class Trainer:
         opt.zero_grad()
         return loss.detach(), (logits.argmax(1) == labels).sum()
 
-    def train_epoch(self, epoch: int, opt: ScheduledOptimizer, gen: torch.Generator, first_flips: Tensor,
-                    hooks: Sequence[RunHooks] = ()) -> tuple[Tensor, Tensor]:
-        """One epoch of steps, entirely on the device: returns (summed loss, correct count) as tensors."""
-        data, batch_size = self.data, self.config.batch_size
+    def train_steps(self, run: RunState, images: Tensor, labels: Tensor, batches: Tensor, epoch: int) -> None:
+        """One step per row of ``batches`` (indices into ``images``), hooks included; device work only."""
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        order = batch_order(len(data.train_images), gen)[: self.steps_per_epoch * batch_size]
-        for indices in order.view(-1, batch_size):
-            params = self.augment_params(gen, indices, epoch, first_flips)
-            x = self.input_batch(data.train_images, indices, params)
-            loss, hits = self.train_step(x, data.train_labels[indices], opt)
-            loss_sum += loss
-            correct += hits
-            for h in hooks:
-                for fn in h.after_step:
-                    fn()
-        return loss_sum, correct
+        for indices in batches:
+            params = self.augment_params(run.generator, indices, epoch, run.first_flips)
+            loss, hits = self.train_step(self.input_batch(images, indices, params), labels[indices], run.optimizer)
+            run.loss_sum += loss
+            run.correct += hits
+            for fn in run.hooks.after_step:
+                fn()
+
+    def train_epoch(self, run: RunState, epoch: int) -> None:
+        """One epoch of steps over a fresh permutation of the training set, entirely on the device."""
+        data, batch_size = self.data, self.config.batch_size
+        order = batch_order(len(data.train_images), run.generator)[: self.steps_per_epoch * batch_size]
+        run.loss_sum.zero_()
+        run.correct.zero_()
+        self.train_steps(run, data.train_images, data.train_labels, order.view(-1, batch_size), epoch)
+
+    def end_epoch(self, run: RunState, epoch: int, *, evaluate: bool, eval_images: int | None = None) -> Tensor | None:
+        """Epoch-end hooks, the evaluation if due, and after the last epoch the extensions' final word.
+
+        Returns the test accuracy as a device scalar (None when not evaluated); no host sync.
+        ``eval_images`` evaluates only that many test images (the warm-up's shapes).
+        """
+        for fn in run.hooks.after_epoch:
+            fn(epoch)
+        accuracy = None
+        if evaluate:
+            model = run.hooks.eval_model() if run.hooks.eval_model else self.forward
+            n = eval_images or len(self.data.test_images)
+            accuracy = self.evaluate(model, self.data.test_images[:n], self.data.test_labels[:n])
+        if epoch == self.config.epochs and run.hooks.finish is not None:
+            finished = run.hooks.finish()
+            accuracy = accuracy if finished is None else finished
+        return accuracy
+
+    def read_epoch(self, run: RunState, epoch: int, accuracy: Tensor | None, elapsed_s: float) -> EpochLog:
+        """The epoch's one host sync: lr, loss, training and test accuracy, read in one transfer."""
+        values = [run.optimizer.current_lr().float(), run.loss_sum.float(), run.correct.float()]
+        lr, loss_sum, correct, *test = torch.stack(values + ([accuracy.float()] if accuracy is not None else [])).tolist()
+        steps = self.steps_per_epoch
+        loss = loss_sum / steps
+        return EpochLog(epoch=epoch, lr=lr, train_loss=loss if math.isfinite(loss) else None,
+                        train_acc=correct / (steps * self.config.batch_size), test_acc=test[0] if test else None,
+                        elapsed_s=elapsed_s)
 
     def run(self, seed: int, lr: Tensor, momentum: Tensor | None = None, *, target: float | None = None,
             log: Callable[[EpochLog], None] = lambda _: None) -> RunResult:
@@ -338,34 +420,18 @@ class Trainer:
         stopwatch.start()
         self.initialize(seed)
         stopwatch.stop()
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr, momentum)
-        hooks = [ext.make(self, opt) for ext in self.extensions]
-        eval_model = next((h.eval_model for h in reversed(hooks) if h.eval_model), lambda: self.forward)
-        first_flips = torch.rand(len(self.data.train_images), generator=gen, device=self.device) < 0.5
+        run = self.start_run(seed, lr, momentum)
         result = RunResult(seed=seed)
         sampler.start()
         for epoch in range(1, cfg.epochs + 1):
             stopwatch.start()
-            loss_sum, correct = self.train_epoch(epoch, opt, gen, first_flips, hooks)
-            for h in hooks:
-                for fn in h.after_epoch:
-                    fn(epoch)
-            last = epoch == cfg.epochs
-            test_acc = self.evaluate(eval_model()) if epoch % cfg.eval_every == 0 or last else None
-            if last:
-                for h in hooks:
-                    finished = h.finish() if h.finish else None
-                    test_acc = test_acc if finished is None else finished
+            self.train_epoch(run, epoch)
+            accuracy = self.end_epoch(run, epoch, evaluate=epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
             stopwatch.stop()
-            # The one host sync of the epoch.
-            steps = self.steps_per_epoch
-            entry = EpochLog(epoch=epoch, lr=float(opt.current_lr()), train_loss=float(loss_sum) / steps,
-                             train_acc=float(correct) / (steps * cfg.batch_size),
-                             test_acc=None if test_acc is None else float(test_acc), elapsed_s=stopwatch.elapsed_s)
+            entry = self.read_epoch(run, epoch, accuracy, stopwatch.elapsed_s)
             result.epochs.append(entry)
             log(entry)
-            if not math.isfinite(entry.train_loss):
+            if entry.train_loss is None:       # JSON has no NaN: a diverged loss is recorded as null
                 result.status, result.error = "diverged", f"non-finite training loss at epoch {epoch}"
                 break
             if entry.test_acc is not None:
@@ -374,15 +440,18 @@ class Trainer:
                     result.reached_target, result.time_to_target_s = True, entry.elapsed_s
                     if cfg.stop_at_target:
                         break
-            for h in hooks:
-                for fn in h.after_log:
-                    fn(epoch, entry)
+            for fn in run.hooks.after_log:
+                fn(epoch, entry)
         sampler.stop()
         result.train_time_s = stopwatch.elapsed_s
         result.nvml = sampler.summary()
         if result.status == "diverged":
             result.final_test_acc = None
-            for e in result.epochs:  # JSON has no NaN: a diverged loss is recorded as null
-                if not math.isfinite(e.train_loss):
-                    e.train_loss = None  # type: ignore[assignment]
         return result
+
+
+def _warmup_eval_size(test_images: int, batch_size: int) -> int:
+    """How many test images give every batch shape a full evaluation uses: a full batch and the remainder."""
+    if test_images <= batch_size:
+        return test_images
+    return batch_size + test_images % batch_size

@@ -125,16 +125,14 @@ def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10)
     schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
     lr = schedule.lr.to("cuda", torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to("cuda", torch.float32)
-    trainer.warmup(lr)
+    trainer.warmup(lr, momentum)
     trainer.initialize(0)
-    opt = build_optimizer(trainer.param_groups(), trainer.optimizer_config, lr, momentum)
-    hooks = [ext.make(trainer, opt) for ext in trainer.extensions]
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    flips = torch.rand(len(data.train_images), generator=gen, device="cuda") < 0.5
+    run = trainer.start_run(0, lr, momentum)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        trainer.train_epoch(1, opt, gen, flips, hooks)
+        trainer.train_epoch(run, 1)
+        trainer.end_epoch(run, 1, evaluate=True)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()

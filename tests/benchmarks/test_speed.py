@@ -31,9 +31,8 @@ import torch
 
 from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, normalize, \
     sample_augment_params
-from speedrun.optim import ScheduledOptimizer, build_optimizer
 from speedrun.recipes import RECIPES, Recipe
-from speedrun.train import DeviceData, RunHooks, Trainer
+from speedrun.train import DeviceData, RunState, Trainer
 
 RECIPE_NAMES = tuple(RECIPES)
 
@@ -125,28 +124,20 @@ def random_device_data(n: int, device: torch.device, seed: int = 0) -> DeviceDat
 
 @dataclass
 class TrainingBench:
-    """A Trainer with its optimizer, schedule and extension hooks, ready to time a step or an epoch."""
+    """A Trainer with its run state (optimizer, schedule, extension hooks), ready to time a step or an epoch."""
 
     trainer: Trainer
-    optimizer: ScheduledOptimizer
-    hooks: list[RunHooks]
-    generator: torch.Generator
-    first_flips: torch.Tensor
+    run: RunState
 
     def step(self) -> None:
-        """One training step, as the body of ``Trainer.train_epoch`` takes it (hooks included)."""
+        """One training step, as ``Trainer.train_epoch`` takes it (hooks included)."""
         data, batch = self.trainer.data, self.trainer.config.batch_size
-        indices = torch.randint(0, len(data.train_images), (batch,), generator=self.generator,
-                                device=self.generator.device)
-        params = self.trainer.augment_params(self.generator, indices, 1, self.first_flips)
-        x = self.trainer.input_batch(data.train_images, indices, params)
-        self.trainer.train_step(x, data.train_labels[indices], self.optimizer)
-        for hooks in self.hooks:
-            for fn in hooks.after_step:
-                fn()
+        indices = torch.randint(0, len(data.train_images), (1, batch), generator=self.run.generator,
+                                device=self.run.generator.device)
+        self.trainer.train_steps(self.run, data.train_images, data.train_labels, indices, epoch=1)
 
     def epoch(self) -> None:
-        self.trainer.train_epoch(1, self.optimizer, self.generator, self.first_flips, self.hooks)
+        self.trainer.train_epoch(self.run, 1)
 
 
 def training_bench(recipe: Recipe, data: DeviceData, *, compile_model: bool,
@@ -157,13 +148,9 @@ def training_bench(recipe: Recipe, data: DeviceData, *, compile_model: bool,
     trainer.initialize(0)
     schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
     momentum = None if schedule.momentum is None else schedule.momentum.to(data.device, torch.float32)
-    optimizer = build_optimizer(trainer.param_groups(), recipe.optimizer, schedule.lr.to(data.device, torch.float32),
-                                momentum)
-    hooks = [extension.make(trainer, optimizer) for extension in trainer.extensions]
-    generator = torch.Generator(device=data.device).manual_seed(0)
-    first_flips = torch.rand(len(data.train_images), generator=generator, device=data.device) < 0.5
+    run = trainer.start_run(0, schedule.lr.to(data.device, torch.float32), momentum)
     trainer.model.train()
-    return TrainingBench(trainer, optimizer, hooks, generator, first_flips)
+    return TrainingBench(trainer, run)
 
 
 def augment_pass(data: DeviceData, cfg: AugmentConfig, batch: int, generator: torch.Generator) -> Callable[[], torch.Tensor]:
@@ -252,7 +239,7 @@ def test_cpu_train_step(benchmark, recipe_name):
     bench = training_bench(recipe, random_device_data(CPU_DATASET, device), compile_model=False)
     describe(benchmark, device, recipe, batch_size=CPU_BATCH, dataset_size=CPU_DATASET, compile=None)
     benchmark.pedantic(bench.step, rounds=CPU_ROUNDS, warmup_rounds=1, iterations=1)
-    assert int(bench.optimizer.counter) >= 1, "the timed function took no optimizer step"
+    assert int(bench.run.optimizer.counter) >= 1, "the timed function took no optimizer step"
 
 
 @pytest.mark.benchmark(group="train-epoch-cpu")
@@ -263,7 +250,7 @@ def test_cpu_train_epoch(benchmark, recipe_name):
     describe(benchmark, device, recipe, batch_size=CPU_BATCH, dataset_size=CPU_DATASET,
              steps=bench.trainer.steps_per_epoch, compile=None)
     benchmark.pedantic(bench.epoch, rounds=3, warmup_rounds=1, iterations=1)
-    steps, per_epoch = int(bench.optimizer.counter), bench.trainer.steps_per_epoch
+    steps, per_epoch = int(bench.run.optimizer.counter), bench.trainer.steps_per_epoch
     assert steps >= per_epoch and steps % per_epoch == 0, "an epoch did not take all its steps"
 
 
