@@ -13,6 +13,9 @@ Fairness rules:
   and the anchor runs inside it, offline.
 * Interleaving: run pair ``i`` goes ours-then-anchor for even ``i`` and anchor-then-ours for odd
   ``i`` (ABBA), so a drift in clock or temperature over the session hits both sides alike.
+* Matched budgets: the anchor trains its whole published budget and evaluates once at the end,
+  so our recipe does the same here (``stop_at_target`` off, one evaluation after its last epoch),
+  and ``run_time_ratio`` compares the two full runs.
 * Same timer: each side's whole run call is timed from outside with CUDA events (``perf_counter``
   on CPU): for speedrun, ``Trainer.run`` (re-initialisation including fast94's whitening,
   training, the evaluations needed); for the anchor, its training call plus one test-time-augmented
@@ -42,6 +45,7 @@ a small stand-in that really trains.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import io
@@ -59,7 +63,8 @@ from speedrun.compare import relative_change, welch_difference
 from speedrun.data import CIFAR10_CLASSES, Cifar10
 from speedrun.environment import pick_device
 from speedrun.errors import SpeedrunError
-from speedrun.harness import HarnessOptions, base_record, format_epoch, prepare_run, save_record, summarize_runs, warm_up
+from speedrun.harness import (HarnessOptions, RecordWriter, base_record, format_epoch, prepare_run, summarize_runs,
+                              warm_up)
 from speedrun.nvml import NvmlSampler
 from speedrun.recipes import Recipe
 from speedrun.timing import Stopwatch
@@ -244,28 +249,45 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     there; by default they go to a temporary folder that is removed afterwards.
     """
     side.check(pick_device(options.device))
+    # Matched budgets: the anchor always trains its whole budget and evaluates once at the end,
+    # so ours does the same (no early stop, one evaluation after the last epoch).
+    recipe = recipe.replace(train=dataclasses.replace(recipe.train, stop_at_target=False,
+                                                      eval_every=recipe.train.epochs))
+    writer = RecordWriter(options, recipe.name, "anchor", log)
     prepared = prepare_run(recipe, options, data=data, log=log)
     device, trainer, target = prepared.device, prepared.trainer, prepared.target
     data, lr, momentum = prepared.data, prepared.lr, prepared.momentum
     ours_label = f"speedrun {recipe.name}"
 
+    def anchor_record(complete: bool) -> dict:
+        """The record of the pairs so far; written after every pair, so a cut-short session keeps them."""
+        sides = [_side(ours_label, ours, ours_extra), _side(side.label, theirs, theirs_extra)]
+        summary = anchor_summary(sides[0]["runs"], sides[1]["runs"], ours_label, side.label, target=target)
+        record = base_record("anchor", recipe, options, prepared, timer_rule=ANCHOR_TIMER_RULE, runs=ours + theirs,
+                             command=command)
+        record["config"].update({"anchor": {"label": side.label, **side.describe()},
+                                 "interleaving": "pair i: ours first when i is even, the anchor first when i is odd"})
+        record.update({"setup": setup, "order": order, "runs": [], "sides": sides, "summary": summary})
+        return writer.write(record, complete=complete)
+
+    ours: list[RunResult] = []
+    theirs: list[RunResult] = []
+    ours_extra: list[dict] = []
+    theirs_extra: list[dict] = []
+    order: list[dict] = []
+    record: dict = {}
     with contextlib.ExitStack() as stack:
         folder = Path(workdir) if workdir is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="speedrun-anchor-")))
         folder.mkdir(parents=True, exist_ok=True)
         write_anchor_data(data, folder / DATA_FOLDER)
-        setup = {"data_to_device_s": prepared.data_to_device_s}
+        setup: dict = {"data_to_device_s": prepared.data_to_device_s}
         with working_directory(folder):
             setup["anchor_prepare_s"] = _seconds(lambda: side.prepare(device))
             log(f"warming up {side.label} (not timed)...")
             setup["anchor_warmup_s"] = _seconds(side.warmup)
         setup["compile_warmup_s"] = warm_up(prepared, log)
 
-        ours: list[RunResult] = []
-        theirs: list[RunResult] = []
-        ours_extra: list[dict] = []
-        theirs_extra: list[dict] = []
-        order = []
         for pair, is_ours in interleaved_order(options.runs):
             seed = options.seed + pair
             label = ours_label if is_ours else side.label
@@ -281,23 +303,12 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
                 theirs.append(result)
                 theirs_extra.append(extra)
             log(_run_line(label, result))
+            if len(ours) == len(theirs):              # a pair is done
+                record = anchor_record(complete=len(ours) == options.runs)
 
-    sides = [_side(ours_label, ours, ours_extra), _side(side.label, theirs, theirs_extra)]
-    summary = anchor_summary(sides[0]["runs"], sides[1]["runs"], ours_label, side.label)
-    for line in format_anchor_summary(summary, sides, target):
+    for line in format_anchor_summary(record["summary"], record["sides"], target):
         log(line)
-    record = base_record("anchor", recipe, options, prepared, timer_rule=ANCHOR_TIMER_RULE, runs=ours + theirs,
-                         command=command)
-    record["config"].update({"anchor": {"label": side.label, **side.describe()},
-                             "interleaving": "pair i: ours first when i is even, the anchor first when i is odd"})
-    record.update({
-        "setup": setup,
-        "order": order,
-        "runs": [],                     # the runs are per side, below
-        "sides": sides,
-        "summary": summary,
-    })
-    return save_record(record, options, log)
+    return record
 
 
 def _seconds(fn: Callable[[], None]) -> float:
@@ -378,8 +389,14 @@ def _ratio(ours: list[float], theirs: list[float], metric: str) -> dict:
 
 
 def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_label: str,
-                   anchor_label: str) -> dict:
-    """Both distributions compared, from the runs' raw values (see the module docstring)."""
+                   anchor_label: str, *, target: float) -> dict:
+    """Both distributions compared, from the runs' raw values (see the module docstring).
+
+    ``headline`` is what the comparison says in one breath: the ratio of mean run times at
+    matched budgets (every completed run counts, none is dropped for missing the target), the
+    accuracy difference with its Welch p-value, and the time-to-target ratio at ``target`` when
+    both sides' mean accuracy reaches it (otherwise the reason it is not comparable).
+    """
     def completed(runs: Sequence[dict]) -> list[dict]:
         return [r for r in runs if r["status"] == "ok" and r.get("final_test_acc") is not None]
 
@@ -389,38 +406,70 @@ def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_
     acc_ours = [float(r["final_test_acc"]) for r in completed(ours_runs)]
     acc_anchor = [float(r["final_test_acc"]) for r in completed(anchor_runs)]
     accuracy = welch_difference(acc_anchor, acc_ours)
+    run_time = _ratio([float(r["call_s"]) for r in completed(ours_runs)],
+                      [float(r["call_s"]) for r in completed(anchor_runs)], "call_s")
+    time_to_target = _ratio(reached_times(ours_runs), reached_times(anchor_runs), "time_to_target_s")
+    accuracy_difference = {"ours_minus_anchor": accuracy.diff, "ci95_low": accuracy.ci95_low,
+                           "ci95_high": accuracy.ci95_high, "p_value": accuracy.p_value,
+                           "method": "Welch t (speedrun.compare.welch_difference)"}
     return {
         "runs": len(ours_runs) + len(anchor_runs),
         "completed": len(completed(ours_runs)) + len(completed(anchor_runs)),
         "reached": len(reached_times(ours_runs)) + len(reached_times(anchor_runs)),
         "ours": ours_label,
         "anchor": anchor_label,
-        "time_to_target_ratio": _ratio(reached_times(ours_runs), reached_times(anchor_runs), "time_to_target_s"),
-        "run_time_ratio": _ratio([float(r["call_s"]) for r in completed(ours_runs)],
-                                 [float(r["call_s"]) for r in completed(anchor_runs)], "call_s"),
-        "accuracy_difference": {"ours_minus_anchor": accuracy.diff, "ci95_low": accuracy.ci95_low,
-                                "ci95_high": accuracy.ci95_high, "p_value": accuracy.p_value,
-                                "method": "Welch t (speedrun.compare.welch_difference)"},
+        "time_to_target_ratio": time_to_target,
+        "run_time_ratio": run_time,
+        "accuracy_difference": accuracy_difference,
+        "headline": _headline(acc_ours, acc_anchor, run_time, time_to_target, accuracy_difference,
+                              ours_label, anchor_label, target),
     }
 
 
+def _headline(acc_ours: list[float], acc_anchor: list[float], run_time: dict, time_to_target: dict,
+              accuracy: dict, ours_label: str, anchor_label: str, target: float) -> dict:
+    means = {ours_label: _mean(acc_ours), anchor_label: _mean(acc_anchor)}
+    short = [f"{label} (mean {100 * m:.2f}%)" if m is not None else f"{label} (no finished run)"
+             for label, m in means.items() if m is None or m < target]
+    both_reach = not short
+    parts = []
+    if run_time["ratio"] is not None:
+        parts.append(f"run time at matched budgets: {ours_label} / {anchor_label} = {run_time['ratio']:.3f} "
+                     f"(95% CI {run_time['ci95_low']:.3f}..{run_time['ci95_high']:.3f})")
+    else:
+        parts.append(f"run time ratio: needs 2 finished runs a side ({run_time['n_ours']} vs {run_time['n_anchor']})")
+    if accuracy["ours_minus_anchor"] is not None:
+        p = accuracy["p_value"]
+        parts.append(f"accuracy difference {100 * accuracy['ours_minus_anchor']:+.2f} points"
+                     + (f" (Welch p = {p:.3g})" if p is not None else " (too few runs for a p-value)"))
+    if not both_reach:
+        parts.append(f"time-to-target at {100 * target:.2f}% not comparable: below it " + ", ".join(short))
+    elif time_to_target["ratio"] is not None:
+        parts.append(f"time-to-target at {100 * target:.2f}%: ratio {time_to_target['ratio']:.3f} "
+                     f"(95% CI {time_to_target['ci95_low']:.3f}..{time_to_target['ci95_high']:.3f}, "
+                     f"{time_to_target['n_ours']} vs {time_to_target['n_anchor']} runs that reached it)")
+    return {"target": target, "both_reach": both_reach, "run_time_ratio": run_time["ratio"],
+            "accuracy_difference": accuracy["ours_minus_anchor"], "accuracy_p_value": accuracy["p_value"],
+            "time_to_target_ratio": time_to_target["ratio"] if both_reach else None, "text": "; ".join(parts)}
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
 def format_anchor_summary(summary: dict, sides: Sequence[dict], target: float) -> list[str]:
-    """Plain lines for the terminal: each side's accuracy and time, then the ratio."""
+    """Plain lines for the terminal: each side's accuracy and time, then the headline."""
     lines = []
     for side in sides:
         s = side["summary"]
         acc, ttt = s["accuracy"], s["time_to_target"]
-        acc_text = (f"{acc['mean']:.4f} (95% CI {acc['ci95_low']:.4f}..{acc['ci95_high']:.4f})" if acc["n"] else "-")
-        ttt_text = (f"{ttt['mean']:.2f}s (95% CI {ttt['ci95_low']:.2f}..{ttt['ci95_high']:.2f})" if ttt["n"] else "-")
+        acc_text = (f"{acc['mean']:.4f} (95% CI {acc['ci95_low']:.4f}..{acc['ci95_high']:.4f})" if acc["n"] > 1
+                    else f"{acc['mean']:.4f} (one run: no interval)" if acc["n"] else "-")
+        ttt_text = (f"{ttt['mean']:.2f}s (95% CI {ttt['ci95_low']:.2f}..{ttt['ci95_high']:.2f})" if ttt["n"] > 1
+                    else f"{ttt['mean']:.2f}s (one run)" if ttt["n"] else "-")
         lines.append(f"{side['label']}: accuracy {acc_text}; reached {target:.4f} in {s['reached']}/{s['runs']}; "
                      f"time to target {ttt_text}")
-    for key, words in (("time_to_target_ratio", "time-to-target"), ("run_time_ratio", "run time")):
-        r = summary[key]
-        if r["ratio"] is not None:
-            lines.append(f"{words} ratio ours/anchor: {r['ratio']:.3f} (95% CI {r['ci95_low']:.3f}..{r['ci95_high']:.3f}, "
-                         f"{r['n_ours']} vs {r['n_anchor']} runs)")
-        else:
-            lines.append(f"{words} ratio ours/anchor: needs at least 2 runs a side ({r['n_ours']} vs {r['n_anchor']})")
+    lines.append(summary["headline"]["text"])
     return lines
 
 

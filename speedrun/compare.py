@@ -33,6 +33,7 @@ from scipy import stats as _scipy_stats
 
 from speedrun.errors import RecordError
 from speedrun.leaderboard import gpu_label, run_accuracies, run_times_to_target, schedule_label
+from speedrun.records import completeness_note
 
 ALPHA = 0.05
 MIN_RUNS = 2
@@ -169,6 +170,10 @@ def comparability_warnings(a: dict, b: dict) -> list[str]:
         out.append(f"A and B used different dataset copies ({_fmt_dataset(ds_a)} vs {_fmt_dataset(ds_b)})")
     if not math.isclose(float(a["target"]), float(b["target"]), abs_tol=1e-12):
         out.append(f"A's target is {100 * a['target']:.2f}% and B's {100 * b['target']:.2f}%, so times measure different goals")
+    for name, record in (("A", a), ("B", b)):
+        note = completeness_note(record)
+        if note:
+            out.append(f"{name} is an {note}, so it holds only the runs it finished")
     return out
 
 

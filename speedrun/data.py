@@ -90,6 +90,16 @@ class Cifar10:
             test_labels=self.test_labels[:n_test],
         )
 
+    def checksums(self) -> dict[str, str]:
+        """sha256 of each array's raw bytes (C order), the form ``unpack.py`` checks the JPEG copy by.
+
+        A record carries them so two runs can be shown to have used the same pixels (another
+        JPEG decoder can change a few of the copy's pixels by one level).
+        """
+        arrays = {"train_images": self.train_images, "train_labels": self.train_labels,
+                  "test_images": self.test_images, "test_labels": self.test_labels}
+        return {name: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() for name, a in arrays.items()}
+
     def __repr__(self) -> str:
         return (f"Cifar10(train={len(self.train_labels)}, test={len(self.test_labels)}, "
                 f"source={self.source!r}, origin={self.origin!r})")

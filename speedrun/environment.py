@@ -32,6 +32,7 @@ def describe_environment(device: torch.device, driver: str | None = None) -> dic
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
         "driver": driver,
         "gpu_name": torch.cuda.get_device_name(device) if cuda else None,
         "device": device.type,

@@ -17,6 +17,7 @@ import torch
 
 from speedrun.data import Cifar10, load_cifar10
 from speedrun.environment import describe_environment, pick_device
+from speedrun.errors import SpeedrunError
 from speedrun.nvml import NvmlSampler
 from speedrun.recipes import Recipe
 from speedrun.schedules import Schedule
@@ -32,7 +33,7 @@ class HarnessOptions:
 
     runs: int = 1
     seed: int = 0
-    target: float | None = None          # None: the recipe's
+    target: float | None = None          # None: the recipe's for the dataset (Recipe.target_for)
     device: str | None = None            # None: CUDA if present, else CPU
     compile: bool | None = None          # None: on for CUDA, off for CPU
     data_dir: str | None = None
@@ -40,6 +41,7 @@ class HarnessOptions:
     train_subset: int | None = None
     test_subset: int | None = None
     out: str | None = "results"          # a folder (a fresh name is chosen) or a .json path; None: no record
+    force: bool = False                  # replace an existing --out .json file
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -49,13 +51,15 @@ class HarnessOptions:
 
 
 def record_path(out: str, recipe: str, kind: str = "train") -> Path:
+    """Where a record goes: ``out`` itself when it names a ``.json`` file, else a fresh name in it."""
     path = Path(out)
     return path if path.suffix == ".json" else default_record_path(path, recipe, kind)
 
 
 def format_epoch(entry: EpochLog) -> str:
     test = "   -   " if entry.test_acc is None else f"{entry.test_acc:7.4f}"
-    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {entry.train_loss:10.4f}  {entry.train_acc:9.4f}  "
+    loss = "non-finite" if entry.train_loss is None else f"{entry.train_loss:10.4f}"
+    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {loss:>10}  {entry.train_acc:9.4f}  "
             f"{test}  {entry.elapsed_s:9.2f}")
 
 
@@ -103,7 +107,9 @@ class PreparedRun:
     device: torch.device
     compile_model: bool
     target: float
+    target_source: str     # where the target came from (given, the recipe's, calibrated on this copy)
     data: Cifar10
+    data_sha256: dict      # of the arrays the runs use (after any subset)
     trainer: Trainer
     schedule: Schedule
     lr: torch.Tensor
@@ -122,13 +128,17 @@ class PreparedRun:
     def dataset_record(self) -> dict:
         d = self.data
         return {"name": d.source, "origin": str(d.origin), "train_size": len(d.train_labels),
-                "test_size": len(d.test_labels)}
+                "test_size": len(d.test_labels), "sha256": self.data_sha256}
 
 
 def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
                 log: Callable[[str], None] = print) -> PreparedRun:
     """Load the data, move it to the device once (timed apart), build the trainer and the schedule."""
     device = pick_device(options.device)
+    if device.type == "cuda":
+        # cuDNN picks the fastest convolution algorithm per shape in the warm-up; every GPU run
+        # (harness and anchor alike, airbench sets it too) runs with it, and the record says so.
+        torch.backends.cudnn.benchmark = True
     driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
     environment = describe_environment(device, driver)
     compile_model = options.compile if options.compile is not None else device.type == "cuda"
@@ -138,6 +148,7 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     if data is None:
         data = load_cifar10(options.data_dir, download=options.download)
     data = data.subset(options.train_subset, options.test_subset)
+    checksums = data.checksums()
 
     t0 = time.perf_counter()
     device_data = DeviceData.from_cifar(data, device)
@@ -153,15 +164,17 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
                          f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
-    target = options.target if options.target is not None else recipe.target
-    return PreparedRun(device, compile_model, target, data, trainer, schedule, lr, momentum, data_to_device_s,
-                       environment)
+    choice = recipe.target_for(data.source, options.target)
+    if choice.source.startswith("not calibrated"):
+        log(f"warning: target {choice.target}: {choice.source}")
+    return PreparedRun(device, compile_model, choice.target, choice.source, data, checksums, trainer, schedule, lr,
+                       momentum, data_to_device_s, environment)
 
 
 def warm_up(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
     """The untimed warm-up (compiling where on), logged; returns its seconds."""
     log("warm-up on random pixels" + (" (compiling)" if prepared.compile_model else "") + ", not timed...")
-    seconds = prepared.trainer.warmup(prepared.lr)
+    seconds = prepared.trainer.warmup(prepared.lr, prepared.momentum)
     log(f"warm-up: {seconds:.1f}s")
     return seconds
 
@@ -178,32 +191,60 @@ def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: Pr
         "command": list(command) if command is not None else list(sys.argv),
         "recipe": recipe.name,
         "target": prepared.target,
+        "target_source": prepared.target_source,
         "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
                    "compile": prepared.compile_model, "device": str(device)},
         "dataset": prepared.dataset_record(),
         "environment": prepared.environment,
         "timer_rule": timer_rule,
         "schedule": prepared.schedule_record(),
+        "runs_planned": options.runs,
         "nvml": {"available": any(r.nvml.get("available") for r in runs),
                  "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
     }
 
 
-def save_record(record: dict, options: HarnessOptions, log: Callable[[str], None] = print) -> dict:
-    """Write ``record`` atomically where ``options.out`` says (nothing when it is None)."""
-    if options.out:
-        path = write_record(record, record_path(options.out, record["recipe"], record["kind"]))
-        log(f"record: {path}")
-        record["_path"] = str(path)
-    return record
+class RecordWriter:
+    """Writes one invocation's record, rewritten atomically after every run.
+
+    Until the last run is in, the record says ``complete: false``, so a command killed at any
+    point (a time limit's SIGKILL included) leaves a valid record of every run it finished,
+    marked as cut short. The path is fixed when the writer is made, before any work starts.
+    """
+
+    def __init__(self, options: HarnessOptions, recipe: str, kind: str,
+                 log: Callable[[str], None] = print) -> None:
+        self.path = record_path(options.out, recipe, kind) if options.out else None
+        if self.path is not None and self.path.exists() and not options.force:
+            raise SpeedrunError(f"{self.path} already exists; pass --force to replace it or choose a new --out path")
+        if self.path is not None and self.path.is_dir():
+            raise SpeedrunError(f"{self.path} is a folder; give --out a new .json file name or a folder to write into")
+        self.log = log
+        self._announced = False
+
+    def write(self, record: dict, *, complete: bool) -> dict:
+        """Write ``record`` (with ``complete`` set); returns it with ``_path`` added when written."""
+        record = {**record, "complete": complete}
+        if self.path is None:
+            return record
+        write_record(record, self.path)
+        if complete or not self._announced:
+            self.log(f"record{'' if complete else ' (rewritten after every run)'}: {self.path}")
+            self._announced = True
+        return {**record, "_path": str(self.path)}
 
 
 def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
                   log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
-    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``)."""
+    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``).
+
+    The record is rewritten after every run and marked complete after the last (:class:`RecordWriter`).
+    """
+    writer = RecordWriter(options, recipe.name, "train", log)
     prepared = prepare_run(recipe, options, data=data, log=log)
     warmup_s = warm_up(prepared, log)
     runs: list[RunResult] = []
+    record: dict = {}
     for i in range(options.runs):
         seed = options.seed + i
         log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
@@ -212,13 +253,12 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
                                          log=lambda e: log(format_epoch(e))))
         if runs[-1].status != "ok":
             log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
-
-    summary = summarize_runs(runs)
-    log(format_summary(summary, prepared.target))
-    record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
-    record.update({
-        "setup": {"data_to_device_s": prepared.data_to_device_s, "compile_warmup_s": warmup_s},
-        "runs": [r.to_dict() for r in runs],
-        "summary": summary,
-    })
-    return save_record(record, options, log)
+        record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
+        record.update({
+            "setup": {"data_to_device_s": prepared.data_to_device_s, "compile_warmup_s": warmup_s},
+            "runs": [r.to_dict() for r in runs],
+            "summary": summarize_runs(runs),
+        })
+        record = writer.write(record, complete=i + 1 == options.runs)
+    log(format_summary(record["summary"], prepared.target))
+    return record

@@ -4,7 +4,9 @@ A time on one GPU says nothing about a time on another, a time to 94% says nothi
 to 93%, and an accuracy on the JPEG-q75 copy is not one on CIFAR-10, so entries are grouped by
 (GPU model, dataset copy, target) and ranked only inside their group.
 An entry is ranked by its mean time-to-target when every run finished and the mean final test
-accuracy meets the target; anything else is listed under the ranked ones with the reason.
+accuracy meets the target; anything else is listed under the ranked ones with the reason. A record
+cut short before its last run (``complete: false``) is read like any other, from the runs it
+finished, and its row says so.
 
 All numbers are recomputed from the runs' raw values (``final_test_acc``, ``time_to_target_s``)
 rather than copied from the record's summary, so the table is the evidence, not a claim about it.
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from speedrun.errors import RecordError, SpeedrunError
-from speedrun.records import find_record_files, read_record
+from speedrun.records import completeness_note, find_record_files, read_record
 from speedrun.stats import Summary, summarize
 
 BENCHMARK_KINDS = ("train", "anchor")
@@ -42,7 +44,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 CSV_FIELDS = (
     "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
     "reached", "reached_share", "time_to_target_mean_s", "time_to_target_ci95_half_s",
-    "gpu_util_mean", "dataset", "date", "commit", "source", "note",
+    "gpu_util_mean", "dataset", "date", "commit", "source", "note", "caveat",
 )
 
 
@@ -74,7 +76,12 @@ class LeaderboardEntry:
     date: str
     commit: str
     source: str | None
-    note: str = ""
+    note: str = ""         # why the entry is not ranked ("" when it is)
+    caveat: str = ""       # shown beside a ranked entry too: an incomplete (cut-short) record
+
+    @property
+    def remarks(self) -> str:
+        return "; ".join(text for text in (self.note, self.caveat) if text)
 
     @property
     def reached_share(self) -> float | None:
@@ -110,6 +117,7 @@ class LeaderboardEntry:
             "commit": self.commit,
             "source": self.source,
             "note": self.note,
+            "caveat": self.caveat,
         }
 
 
@@ -331,6 +339,7 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
             date=record["created"][:10],
             commit=commit or "?",
             source=source,
+            caveat=completeness_note(record),
         )
         entries.append(replace(entry, note=_unranked_reason(entry)))
     return entries
@@ -391,8 +400,9 @@ def render_table(groups: Sequence[LeaderboardGroup]) -> str:
     """Aligned plain-text tables for the terminal, one per group, unranked rows last with reasons."""
     blocks = []
     for group in groups:
-        header = list(_COLUMNS) + (["note"] if group.unranked else [])
-        rows = [_cells(e) + ([e.note] if group.unranked else []) for e in group.entries]
+        notes = any(e.remarks for e in group.entries)
+        header = list(_COLUMNS) + (["note"] if notes else [])
+        rows = [_cells(e) + ([e.remarks] if notes else []) for e in group.entries]
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
         def line(cells: list[str]) -> str:
@@ -409,11 +419,11 @@ def render_markdown(groups: Sequence[LeaderboardGroup]) -> str:
     """GitHub-flavoured Markdown: a heading and a table per group, ready for the README."""
     blocks = []
     for group in groups:
-        notes = bool(group.unranked)
+        notes = any(e.remarks for e in group.entries)
         header = list(_COLUMNS) + (["note"] if notes else [])
         align = ["---:" if i in _NUMERIC_COLUMNS else "---" for i in range(len(header))]
         lines = [f"### {_md_escape(group.title)}", "", _md_row(header), "|" + "|".join(align) + "|"]
-        lines += [_md_row(_cells(e) + ([e.note] if notes else [])) for e in group.entries]
+        lines += [_md_row(_cells(e) + ([e.remarks] if notes else [])) for e in group.entries]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 

@@ -34,7 +34,7 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
                 command: Sequence[str] | None = None) -> dict:
     """Run the range test for ``recipe`` on the data and device of ``options``; return the record
     (written with its CSV and PNG unless ``options.out`` is None)."""
-    paths = _output_paths(options.out, recipe.name)
+    paths = _output_paths(options.out, recipe.name, force=options.force)
     device = pick_device(options.device)
     if data is None:
         data = load_cifar10(options.data_dir, download=options.download)
@@ -61,17 +61,17 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     return record
 
 
-def _output_paths(out: str | None, recipe: str) -> tuple[Path, Path, Path | None] | None:
-    """Record, CSV and (with matplotlib) PNG paths, checked to be new before anything runs."""
+def _output_paths(out: str | None, recipe: str, *, force: bool) -> tuple[Path, Path, Path | None] | None:
+    """Record, CSV and (with matplotlib) PNG paths, checked to be new (or ``force``) before anything runs."""
     if not out:
         return None
     json_path = record_path(out, recipe, kind="lr_find")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    check_new_path(json_path, force=None, flag="--out")
-    csv_path = check_new_path(json_path.with_suffix(".csv"), force=None, flag="--out")
+    check_new_path(json_path, force=force, flag="--out")
+    csv_path = check_new_path(json_path.with_suffix(".csv"), force=force, flag="--out")
     png_path = None
     if matplotlib_available():
-        png_path = check_new_path(json_path.with_suffix(".png"), force=None, flag="--out")
+        png_path = check_new_path(json_path.with_suffix(".png"), force=force, flag="--out")
     return json_path, csv_path, png_path
 
 
@@ -107,7 +107,8 @@ def lr_find_record(recipe: Recipe, options: HarnessOptions, config: LRFinderConf
         "created": utc_now(),
         "command": list(command) if command is not None else list(sys.argv),
         "recipe": recipe.name,
-        "target": options.target if options.target is not None else recipe.target,
+        "target": recipe.target_for(data.source, options.target).target,
+        "target_source": recipe.target_for(data.source, options.target).source,
         "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
                    "lr_find": dataclasses.asdict(config), "compile": False, "device": device},
         "dataset": {"name": data.source, "origin": str(data.origin), "train_size": len(data.train_labels),
@@ -119,6 +120,8 @@ def lr_find_record(recipe: Recipe, options: HarnessOptions, config: LRFinderConf
                      "interval": "step", "steps": len(ramp), "steps_per_epoch": steps_per_epoch,
                      "lr": ramp, "momentum": None},
         "runs": [],
+        "runs_planned": 0,
+        "complete": True,
         "summary": {"runs": 0, "completed": 0, "failed": 0, "reached": 0},
         "lr_find": _finite(result.to_dict()),
     }

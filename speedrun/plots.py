@@ -29,6 +29,7 @@ from typing import Any
 from speedrun.atomic import write_atomically
 from speedrun.errors import SpeedrunError
 from speedrun.leaderboard import gpu_label, schedule_label
+from speedrun.records import completeness_note
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
@@ -82,7 +83,9 @@ def _save_atomically(fig: Any, path: Path) -> None:
 
 
 def _title(record: dict, what: str) -> str:
-    return f"{record.get('recipe', '?')}: {what}\n{gpu_label(record)} · {str(record.get('created', ''))[:19]}"
+    note = completeness_note(record)
+    return (f"{record.get('recipe', '?')}: {what}\n{gpu_label(record)} · {str(record.get('created', ''))[:19]}"
+            + (f" · {note}" if note else ""))
 
 
 def _say(ax: Any, text: str) -> None:

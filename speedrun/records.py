@@ -5,10 +5,15 @@ judge it: the full config, the software and hardware it ran on, each run's per-e
 time-to-target, the GPU telemetry, and the summary statistics. Readers (leaderboard, compare,
 plot) validate a record before trusting it and name the file and field when it is malformed.
 
-Schema (version 1); ``?`` marks a field that may be null::
+Schema (version 2); ``?`` marks a field that may be null::
 
-    schema: "speedrun.record"        schema_version: 1
+    schema: "speedrun.record"        schema_version: 2
     kind: "train" | "anchor" | "lr_find"
+    complete: bool                    runs_planned: int
+        (a record is rewritten after every run; until the last one it says complete: false, so a
+        command that was killed leaves a valid record of the runs it finished. runs_planned is
+        the seeded runs asked for, per side for an anchor. Version 1 records lack both fields
+        and are complete.)
     created: ISO-8601 UTC             command: [argv...]
     recipe: str                       target: float (accuracy in 0..1)
     config: {...}                     (the recipe's dataclasses, asdict'ed)
@@ -41,7 +46,7 @@ from speedrun.atomic import write_text_atomically
 from speedrun.errors import RecordError
 
 SCHEMA_NAME = "speedrun.record"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _NUMBER = (int, float)
 _REQUIRED_TOP: dict[str, tuple[type, ...]] = {
@@ -106,6 +111,22 @@ def write_record(record: dict, path: str | os.PathLike) -> Path:
     text = json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
     write_text_atomically(path, text)
     return path
+
+
+def is_complete(record: dict) -> bool:
+    """False for a record cut short before its last run (version 1 records are always complete)."""
+    return bool(record.get("complete", True))
+
+
+def completeness_note(record: dict) -> str:
+    """'' for a complete record, else e.g. 'incomplete record: 3 of 8 planned runs (cut short)'."""
+    if is_complete(record):
+        return ""
+    planned = record.get("runs_planned")
+    sides = record.get("sides")
+    done = min(len(side.get("runs", [])) for side in sides) if isinstance(sides, list) and sides else len(record["runs"])
+    of = f" of {planned} planned" if isinstance(planned, int) else ""
+    return f"incomplete record: {done}{of} runs{' a side' if isinstance(sides, list) and sides else ''} (cut short)"
 
 
 def read_record(path: str | os.PathLike) -> dict:
@@ -179,6 +200,8 @@ def validate_record(record: Any, source: str = "record") -> None:
             f"({SCHEMA_VERSION}); upgrade speedrun to read it"
         )
     _check_fields(record, _REQUIRED_TOP, source)
+    if isinstance(version, int) and version >= 2:
+        _check_fields(record, {"complete": (bool,), "runs_planned": (int,)}, source)
     if not 0 < record["target"] <= 1:
         raise RecordError(f"{source}: field 'target' must be an accuracy in (0, 1], got {record['target']}")
     for i, run in enumerate(record["runs"]):

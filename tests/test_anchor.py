@@ -26,8 +26,9 @@ class SoftmaxStandIn:
 
     label = "softmax stand-in"
 
-    def __init__(self, events: list, fail_seeds: tuple[int, ...] = ()) -> None:
-        self.events, self.fail_seeds = events, fail_seeds
+    def __init__(self, events: list, fail_seeds: tuple[int, ...] = (), record: Path | None = None) -> None:
+        self.events, self.fail_seeds, self.record = events, fail_seeds, record
+        self.records_seen: list[dict] = []      # the record file as each anchor run started
 
     def check(self, device: torch.device) -> None:
         self.events.append(("check", device.type))
@@ -48,6 +49,8 @@ class SoftmaxStandIn:
 
     def run(self, seed: int) -> AnchorOutcome:
         self.events.append(("anchor run", seed))
+        if self.record is not None and self.record.exists():
+            self.records_seen.append(read_record(self.record))
         if seed in self.fail_seeds:
             raise RuntimeError("stand-in failure")
         torch.manual_seed(seed)
@@ -157,7 +160,38 @@ def test_a_failing_anchor_run_is_recorded_and_ratios_need_two_runs(tmp_path, mak
     assert "stand-in failure" in anchor_runs[1]["error"]
     assert record["sides"][1]["summary"]["failed"] == 1
     assert record["summary"]["run_time_ratio"]["ratio"] is None        # one completed anchor run
-    assert any("needs at least 2 runs" in e[1] for e in events if e[0] == "log")
+    assert any("needs 2 finished runs a side" in e[1] for e in events if e[0] == "log")
+
+
+def test_the_record_is_rewritten_after_every_pair_and_marked_incomplete_until_the_last(
+        tmp_path, make_synthetic_cifar10):
+    events: list = []
+    side = SoftmaxStandIn(events, record=tmp_path / "anchor.json")
+    record = anchor_run(tmp_path, make_synthetic_cifar10(train=64, test=32), side, runs=3, events=events)
+    # pair 0 (ours, anchor) is on disk when pair 1's anchor run starts; pairs 0-1 when pair 2's does
+    assert [len(r["sides"][0]["runs"]) for r in side.records_seen] == [1, 2]
+    assert [r["complete"] for r in side.records_seen] == [False, False]
+    assert all(r["runs_planned"] == 3 for r in side.records_seen)
+    final = read_record(tmp_path / "anchor.json")
+    assert final["complete"] is True and len(final["sides"][1]["runs"]) == 3
+
+
+def test_the_headline_gives_the_run_time_ratio_accuracy_p_value_and_a_comparable_target(
+        tmp_path, make_synthetic_cifar10):
+    events: list = []
+    record = anchor_run(tmp_path, make_synthetic_cifar10(train=64, test=32), SoftmaxStandIn(events), runs=2,
+                        events=events)
+    headline = record["summary"]["headline"]
+    assert headline["run_time_ratio"] == record["summary"]["run_time_ratio"]["ratio"]
+    assert headline["accuracy_p_value"] == record["summary"]["accuracy_difference"]["p_value"]
+    assert headline["target"] == 0.3
+    means = [s["summary"]["accuracy"]["mean"] for s in record["sides"]]
+    assert headline["both_reach"] == all(m >= 0.3 for m in means)
+    assert "run time at matched budgets" in headline["text"]
+    assert any(e[1] == headline["text"] for e in events if e[0] == "log")
+    # ours trained its whole budget with one evaluation at the end, as the anchor does
+    ours = record["sides"][0]["runs"]
+    assert all([e["test_acc"] is not None for e in r["epochs"]] == [False, True] for r in ours)
 
 
 def test_airbench_anchor_refuses_a_cpu_with_one_clear_error():

@@ -239,3 +239,13 @@ def test_cli_exits_2_naming_a_malformed_record(cpu_records, tmp_path, capsys):
     assert main(["compare", str(cpu_records.narrow), str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.json" in err and "was it cut short" in err
+
+
+def test_an_incomplete_record_is_compared_with_a_warning(cpu_records, tmp_path):
+    record = cpu_records.load("narrow")
+    cut = dict(record, complete=False, runs_planned=5)
+    cut.pop("source_file", None)
+    comparison = compare_records(cpu_records.load("wide"), cut)
+    assert "B is an incomplete record: 3 of 5 planned runs (cut short), so it holds only the runs it finished" \
+        in comparison.warnings
+    assert "3 of 5 planned runs (cut short)" in comparison.verdict

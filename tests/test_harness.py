@@ -1,5 +1,6 @@
 """Seeded runs through the harness produce a valid, complete record; failures are recorded."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,79 @@ def test_the_recorded_schedule_is_the_one_the_runs_used(make_synthetic_cifar10):
     half = len(lr) // 2
     assert lr[:half] == pytest.approx(policy[:half].tolist(), rel=1e-6)
     assert lr[half:] == pytest.approx([0.0123] * half, rel=1e-6)
+
+
+def test_the_record_is_rewritten_after_every_run_and_complete_only_after_the_last(tmp_path, make_synthetic_cifar10):
+    path = tmp_path / "r.json"
+    seen = []
+
+    def log(line: str) -> None:     # when run k starts, the record holds runs 1..k-1
+        if line.startswith("run ") and "/3" in line:
+            seen.append(read_record(path) if path.exists() else None)
+
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(runs=3, out=str(path)),
+                           data=make_synthetic_cifar10(train=128, test=32), log=log)
+    assert seen[0] is None
+    assert [len(r["runs"]) for r in seen[1:]] == [1, 2]
+    assert [r["complete"] for r in seen[1:]] == [False, False]
+    assert all(r["runs_planned"] == 3 and r["summary"]["runs"] == len(r["runs"]) for r in seen[1:])
+    assert record["complete"] is True and read_record(path)["complete"] is True
+
+
+def test_an_existing_record_file_is_refused_before_any_work_unless_forced(tmp_path, make_synthetic_cifar10):
+    from speedrun.errors import SpeedrunError
+    path = tmp_path / "r.json"
+    path.write_text("precious")
+    with pytest.raises(SpeedrunError, match="already exists.*--force"):
+        run_benchmark(TINY_RECIPE, HarnessOptions(out=str(path)), data=make_synthetic_cifar10(train=128, test=32),
+                      log=lambda _: None)
+    assert path.read_text() == "precious"
+    run_benchmark(TINY_RECIPE, HarnessOptions(out=str(path), force=True),
+                  data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert read_record(path)["complete"] is True
+
+
+def test_a_command_killed_during_its_second_run_leaves_a_valid_record_of_the_first(tmp_path, real_cifar10):
+    """SIGKILL, as a time limit on the GPU machine sends: nothing gets to clean up, the record stands."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "killed.json"
+    command = [sys.executable, "-m", "speedrun", "--data-dir", str(real_cifar10.origin), "--train-subset", "256",
+               "--test-subset", "64", "--device", "cpu", "--no-compile",
+               "--width", "0.125", "--epochs", "30", "--batch-size", "32", "--runs", "3", "--target", "0.99",
+               "--full-budget", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=str(repo))
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("    2  "):          # the second epoch of run 2 is logged: mid-run
+                if sum(1 for seen in lines if seen.startswith("run ")) == 2:
+                    process.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    record = read_record(out)
+    assert record["complete"] is False and record["runs_planned"] == 3
+    assert [r["seed"] for r in record["runs"]] == [0] and len(record["runs"][0]["epochs"]) == 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.json")], "no temp file left behind"
+
+
+def test_the_record_says_where_its_target_came_from_and_holds_the_data_checksums(make_synthetic_cifar10):
+    lines = []
+    data = make_synthetic_cifar10(train=128, test=32)
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(out=None), data=data, log=lines.append)
+    assert record["target"] == TINY_RECIPE.target
+    assert record["target_source"].startswith("not calibrated on synthetic")
+    assert any(line.startswith("warning: target 0.94: not calibrated") for line in lines)
+    assert record["dataset"]["sha256"] == data.checksums()
+    given = run_benchmark(TINY_RECIPE, HarnessOptions(out=None, target=0.2), data=data, log=lambda _: None)
+    assert (given["target"], given["target_source"]) == (0.2, "given (--target)")

@@ -426,20 +426,41 @@ def test_interpreted_augment_kernel_accepts_an_empty_batch(interpreted):
     assert out.shape == (0, 3, 8, 8)
 
 
+def assert_within_ulps_of_scale(actual: torch.Tensor, expected: torch.Tensor, scale: torch.Tensor,
+                                ulps: float = 1.0) -> None:
+    """Each element within ``ulps`` units in the last place of ``scale`` (the operands' magnitude)."""
+    finfo = torch.finfo(expected.dtype)
+    _, exponent = torch.frexp(scale.double().clamp(min=finfo.tiny))
+    ulp = torch.ldexp(torch.full_like(scale.double(), finfo.eps), exponent - 1)
+    worst = ((actual.double() - expected.double()).abs() / ulp).max().item() if expected.numel() else 0.0
+    assert worst <= ulps, f"off by {worst:.2f} ulps of the operands (allowed {ulps})"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("decay", [0.0, 0.3, 0.5, 0.9, 0.999, 1.0])
 def test_interpreted_ema_kernel_matches_reference(interpreted, dtype, decay):
-    """bfloat16 is compared on the GPU only: the interpreter truncates float32 -> bfloat16 casts."""
+    """Within 1 ulp of the operands' magnitude, exact at decay 0 and 1.
+
+    Why not 1 ulp of the result, as on the GPU: Triton's CPU interpreter has evaluated ``tl.fma``
+    unfused in some versions (a multiply and an add, rounded twice). Where the blend nearly
+    cancels, that second rounding is many ulps of the small result: Triton 3.6 (with torch 2.11)
+    gave up to 692 ulps of the result at decay 0.3, but never more than 1 ulp of
+    ``max(|ema|, |param|, |result|)``, which bounds the extra rounding of an unfused fma.
+    Triton 3.9 is exact here. The GPU test keeps the 1-ulp-of-the-result bound, since the GPU
+    fuses. bfloat16 is compared on the GPU only: the interpreter truncates float32 -> bfloat16.
+    """
     shapes = [(64, 3, 3, 3), (64,), (10, 256), (7,), ()]
     ema, params = random_tensors(shapes, dtype, seed=0), random_tensors(shapes, dtype, seed=1)
+    before = [t.clone() for t in ema]
     flat_ema, flat_params = FlatParams.pack(ema), FlatParams.pack(params)
     ema_update_reference(ema, params, torch.tensor(decay))
     ema_update_triton(flat_ema, flat_params, torch.tensor(decay))
-    for got, want in zip(flat_ema.views, ema):
+    for got, want, old, param in zip(flat_ema.views, ema, before, params):
         if decay in (0.0, 1.0):
             assert torch.equal(got, want)
         else:
-            assert_within_ulps(got, want)
+            scale = torch.maximum(torch.maximum(old.abs(), param.abs()), want.abs())
+            assert_within_ulps_of_scale(got, want, scale)
 
 
 def test_ema_kernel_rejects_mismatched_layouts_and_float64():

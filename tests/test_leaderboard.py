@@ -375,3 +375,17 @@ def test_cli_ranks_a_folder_with_exit_0(cpu_records, capsys):
     assert main(["leaderboard", str(cpu_records.folder), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["recipe"] for r in rows} == {"tiny-narrow", "tiny-wide"}
+
+
+def test_an_incomplete_record_is_read_ranked_on_its_finished_runs_and_says_so(cpu_records, tmp_path):
+    record = cpu_records.load("narrow")
+    cut = variant(record, tmp_path / "cut.json", complete=False, runs_planned=8, runs=record["runs"][:2])
+    records, problems = load_records([cut])
+    assert problems == []
+    (group,) = build_leaderboard(records)
+    (entry,) = group.entries
+    assert entry.runs == 2 and entry.rank == 1
+    assert entry.caveat == "incomplete record: 2 of 8 planned runs (cut short)"
+    assert "incomplete record: 2 of 8 planned runs" in render_table([group])
+    assert "incomplete record" in render_markdown([group])
+    assert json.loads(render_json([group]))["groups"][0]["ranked"][0]["caveat"] == entry.caveat

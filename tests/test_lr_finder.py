@@ -1,5 +1,6 @@
 """LR range test: the ramp, the smoothing, the divergence stop, exact restoration, useful suggestions."""
 import copy
+import dataclasses
 import json
 import math
 
@@ -189,7 +190,10 @@ def test_lr_find_writes_a_valid_record_with_the_curve_beside_it(make_synthetic_c
     json.dumps(saved)
     with pytest.raises(Exception, match="already exists") as refused:   # never overwritten, checked before training
         run_lr_find(SMALL_RECIPE, options, config, data=data, log=lambda _: None)
-    assert "--force" not in str(refused.value)   # lr-find offers no --force, so it must not suggest one
+    assert "pass --force" in str(refused.value)
+    forced = run_lr_find(SMALL_RECIPE, dataclasses.replace(options, force=True), config, data=data,
+                         log=lambda _: None)
+    assert read_record(tmp_path / "lr.json")["created"] == forced["created"]
 
 
 @pytest.mark.parametrize("kwargs,match", [(dict(start_lr=0), "start_lr"), (dict(end_lr=1e-5), "end_lr"),

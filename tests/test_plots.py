@@ -116,7 +116,20 @@ def test_cli_exits_2_for_a_newer_schema_record(tmp_path, capsys):
     from speedrun.cli import main
 
     newer = tmp_path / "newer.json"
-    newer.write_text('{"schema": "speedrun.record", "schema_version": 2}', encoding="utf-8")
+    newer.write_text('{"schema": "speedrun.record", "schema_version": 99}', encoding="utf-8")
     assert main(["plot", str(newer), "--out-dir", str(tmp_path / "pics")]) == 2
     assert "upgrade speedrun to read it" in capsys.readouterr().err
     assert not (tmp_path / "pics").exists()
+
+
+def test_every_picture_of_an_incomplete_record_says_so(matplotlib, cpu_records, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    titles = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (
+        titles.append(" ".join(ax.get_title() for ax in fig.axes)), savefig(fig, *a, **k))[1])
+    record = dict(cpu_records.load("narrow"), complete=False, runs_planned=9)
+    plot_record(record, tmp_path, prefix="cut")
+    assert len(titles) == len(PLOT_NAMES)
+    assert all("incomplete record: 3 of 9 planned runs (cut short)" in t for t in titles), titles

@@ -16,7 +16,7 @@ def minimal_record(**changes) -> dict:
         "timer_rule": "rule",
         "runs": [{"seed": 0, "status": "ok", "reached_target": False,
                   "epochs": [{"epoch": 1, "train_loss": 2.3, "elapsed_s": 1.0}]}],
-        "summary": {"runs": 1, "reached": 0},
+        "summary": {"runs": 1, "reached": 0}, "complete": True, "runs_planned": 1,
     }
     record.update(changes)
     return record
@@ -38,6 +38,8 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 @pytest.mark.parametrize("record,message", [
+    ({k: v for k, v in minimal_record().items() if k != "complete"}, "missing field 'complete'"),
+    (minimal_record(runs_planned="3"), "'runs_planned' must be int"),
     (minimal_record(schema_version=SCHEMA_VERSION + 1), "newer than this speedrun"),
     (minimal_record(schema="other"), "not a speedrun record"),
     ({k: v for k, v in minimal_record().items() if k != "runs"}, "missing field 'runs'"),
@@ -71,3 +73,17 @@ def test_find_record_files_expands_folders(tmp_path):
     assert [p.name for p in find_record_files([tmp_path / "a"])] == ["1.json", "2.json"]
     with pytest.raises(RecordError, match="no such file"):
         find_record_files([tmp_path / "nope"])
+
+
+def test_a_version_1_record_has_no_completeness_fields_and_counts_as_complete():
+    from speedrun.records import completeness_note, is_complete
+    old = {k: v for k, v in minimal_record(schema_version=1).items() if k not in ("complete", "runs_planned")}
+    validate_record(old)
+    assert is_complete(old) and completeness_note(old) == ""
+
+
+def test_an_incomplete_record_says_how_far_it_got():
+    from speedrun.records import completeness_note, is_complete
+    cut = minimal_record(complete=False, runs_planned=8)
+    assert not is_complete(cut)
+    assert completeness_note(cut) == "incomplete record: 1 of 8 planned runs (cut short)"

@@ -29,6 +29,7 @@ def add_harness_arguments(p: argparse.ArgumentParser, *, default_recipe: str = "
     g.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on the first N test images")
     g.add_argument("--out", default="results", help="record folder, or a .json path (default: results/)")
     g.add_argument("--no-record", dest="out", action="store_const", const=None, help="write no record")
+    g.add_argument("--force", action="store_true", help="replace an existing --out file (never done without it)")
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +85,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 def options_from_args(args: argparse.Namespace) -> HarnessOptions:
     return HarnessOptions(runs=args.runs, seed=args.seed, target=args.target, device=args.device,
                           compile=args.compile, data_dir=args.data_dir, download=args.download,
-                          train_subset=args.train_subset, test_subset=args.test_subset, out=args.out)
+                          train_subset=args.train_subset, test_subset=args.test_subset, out=args.out,
+                          force=args.force)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
