@@ -16,6 +16,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], None], 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())    # mkstemp makes 0600; a written file gets the user's usual mode
         mode_kwargs: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, "wb" if binary else "w", **mode_kwargs) as f:
             write(f)
@@ -27,6 +28,13 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], None], 
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
