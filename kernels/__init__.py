@@ -6,15 +6,15 @@ See kernels/README.md for what each kernel does and the keep-or-drop rule.
 """
 from __future__ import annotations
 
-from kernels.augment_normalize import (
+from .augment_normalize import (
     augment_normalize,
     augment_normalize_reference,
     augment_normalize_triton,
     normalize_lut,
 )
-from kernels.ema_update import TRITON_EMA_DTYPES, ema_update, ema_update_reference, ema_update_triton
-from kernels.flat_params import ALIGN_BYTES, FlatParams, ViewLayout
-from kernels.triton_support import should_use_triton, triton_is_available
+from .ema_update import TRITON_EMA_DTYPES, ema_update, ema_update_reference, ema_update_triton
+from .flat_params import ALIGN_BYTES, FlatParams, ViewLayout
+from .triton_support import should_use_triton, triton_is_available
 
 __all__ = [
     "ALIGN_BYTES",

@@ -5,7 +5,7 @@ indices, gathers again, masks, converts and normalizes: several kernel launches 
 round trips through memory for a few megabytes. The Triton kernel reads each source byte once
 and writes each output element once, with the padding done by index arithmetic.
 
-The reference *is* the spec: ``speedrun.augment.apply_augment`` then ``normalize`` on
+The reference *is* the spec: ``speedrun.data.augment.apply_augment`` then ``normalize`` on
 ``dataset_u8[indices]``. The kernel equals it bit for bit in every dtype, because it maps each
 uint8 value through a table of ``normalize``'s own outputs (:func:`normalize_lut`) instead of
 re-doing the float arithmetic (where a fused multiply-add would round differently).
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from kernels.triton_support import should_use_triton, triton_kernel
-from speedrun.augment import AugmentConfig, AugmentParams, apply_augment, normalize
+from .triton_support import should_use_triton, triton_kernel
+from speedrun.data.augment import AugmentConfig, AugmentParams, apply_augment, normalize
 
 __all__ = [
     "augment_normalize",
@@ -64,7 +64,7 @@ def augment_normalize_triton(
     Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
     """
     _check_inputs(dataset_u8, indices, params, cfg, mean, std)
-    from kernels._augment_normalize_body import augment_normalize_body
+    from ._augment_normalize_body import augment_normalize_body
 
     num_images, channels, height, width = dataset_u8.shape
     batch = indices.shape[0]

@@ -8,7 +8,7 @@ parameters' device, so a decay schedule never syncs the host; decay 0 copies ``p
 decay 1 leaves ``ema`` unchanged, exactly.
 
 Why a kernel: ``torch._foreach_lerp_`` with a tensor weight takes a per-tensor slow path on CUDA
-(one launch per parameter). Packing the parameters into one :class:`~kernels.flat_params.FlatParams`
+(one launch per parameter). Packing the parameters into one :class:`~speedrun.kernels.flat_params.FlatParams`
 buffer makes it a single launch, from Triton or from the reference on the buffers.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from kernels.flat_params import FlatParams
-from kernels.triton_support import should_use_triton, triton_kernel
+from .flat_params import FlatParams
+from .triton_support import should_use_triton, triton_kernel
 
 __all__ = ["TRITON_EMA_DTYPES", "ema_update", "ema_update_reference", "ema_update_triton"]
 
@@ -53,7 +53,7 @@ def ema_update_triton(ema: FlatParams, params: FlatParams, decay: Tensor) -> Non
     _check_decay(decay)
     if ema.buffer.dtype not in TRITON_EMA_DTYPES:
         raise ValueError(f"the EMA kernel handles {TRITON_EMA_DTYPES}, got {ema.buffer.dtype}")
-    from kernels._ema_update_body import ema_update_body
+    from ._ema_update_body import ema_update_body
 
     numel = ema.buffer.numel()
     if numel == 0:

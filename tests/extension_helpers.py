@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from speedrun.augment import AugmentConfig
-from speedrun.model import ResNet9Config
-from speedrun.optim import OptimizerConfig
-from speedrun.train import DeviceData, RunHooks, TrainConfig, Trainer
+from speedrun.data.augment import AugmentConfig
+from speedrun.models.resnet9 import ResNet9Config
+from speedrun.training.optimizers import OptimizerConfig
+from speedrun.training.trainer import DeviceData, RunHooks, TrainConfig, Trainer
 
 TINY = ResNet9Config(widths=(8, 16, 32, 64))
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 """Real result records for the leaderboard, compare and plot tests, made by the real harness.
 
 Every happy-path number in those tests comes from actual CPU training runs through
-``speedrun.harness.run_benchmark``: tiny ResNet-9 widths, 256 synthetic train / 128 test
+``speedrun.bench.harness.run_benchmark``: tiny ResNet-9 widths, 256 synthetic train / 128 test
 images (coloured squares a small net learns in a few steps), a few epochs, well under a second
 a run. They are made once per test session into a temporary folder and shared read-only;
 a test that needs a variant copies a record and changes only what it says it changes.
@@ -25,11 +25,11 @@ import pytest
 import torch
 
 from conftest import make_synthetic  # the project's learnable synthetic CIFAR-10 (tests/conftest.py)
-from speedrun.harness import HarnessOptions, run_benchmark
-from speedrun.model import ResNet9Config
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC
-from speedrun.records import read_record, write_record
-from speedrun.train import TrainConfig
+from speedrun.results.records import read_record, write_record
+from speedrun.training.trainer import TrainConfig
 
 TARGET = 0.3          # reachable in a few epochs on the synthetic data
 UNREACHABLE = 0.999   # a target these tiny runs never reach: gives an unranked entry

@@ -7,7 +7,7 @@ of a point of accuracy: that is the GPU test's job.
 
 GPU (``-m gpu``, also ``slow``): every recipe in ``RECIPES``, GPU_SEEDS seeded full-budget runs
 through ``run_benchmark``, compiled, on the full dataset. The mean accuracy must reach the floor
-``speedrun.baselines.accuracy_floor`` gives (the recipe's target on the official CIFAR-10; on
+``speedrun.results.baselines.accuracy_floor`` gives (the recipe's target on the official CIFAR-10; on
 the JPEG copy the newest matching baseline record's mean less a noise allowance, or without one
 the target less ``JPEG_COPY_MARGIN``), and the mean time-to-target must stay within
 ``TIME_TOLERANCE`` of that baseline's (skipped, saying why, when there is none). Baselines are
@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedrun.baselines import (TIME_TOLERANCE, BaselineQuery, accuracy_floor, find_baseline, gate_target,
+from speedrun.results.baselines import (TIME_TOLERANCE, BaselineQuery, accuracy_floor, find_baseline, gate_target,
                                 time_ratio)
-from speedrun.data import SOURCE_JPEG_COPY, load_cifar10
-from speedrun.harness import HarnessOptions, run_benchmark
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY, load_cifar10
+from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.recipes import CLASSIC, RECIPES, Recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

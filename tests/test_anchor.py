@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from speedrun.anchor import Airbench94, AnchorOutcome, interleaved_order, run_anchor
+from speedrun.bench.anchor import Airbench94, AnchorOutcome, interleaved_order, run_anchor
 from speedrun.cli import main
 from speedrun.errors import SpeedrunError
-from speedrun.fast import fast94_recipe
-from speedrun.harness import HarnessOptions
-from speedrun.leaderboard import build_leaderboard, load_records, record_run_sets
-from speedrun.records import read_record
+from speedrun.recipes.fast94 import fast94_recipe
+from speedrun.bench.harness import HarnessOptions
+from speedrun.results.leaderboard import build_leaderboard, load_records, record_run_sets
+from speedrun.results.records import read_record
 
 
 class SoftmaxStandIn:

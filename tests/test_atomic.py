@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from speedrun.atomic import write_atomically, write_text_atomically
+from speedrun.outputs import write_atomically, write_text_atomically
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

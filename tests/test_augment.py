@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speedrun.augment import (
+from speedrun.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     AugmentConfig,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from speedrun.baselines import (BASELINE_ACCURACY_TOLERANCE, JPEG_COPY_MARGIN, Baseline, BaselineQuery,
+from speedrun.results.baselines import (BASELINE_ACCURACY_TOLERANCE, JPEG_COPY_MARGIN, Baseline, BaselineQuery,
                                 accuracy_floor, device_slug, find_baseline, gate_target, time_ratio)
-from speedrun.data import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
-from speedrun.harness import HarnessOptions, run_benchmark
-from speedrun.model import ResNet9Config
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC, ScheduleSpec
-from speedrun.train import TrainConfig
+from speedrun.training.trainer import TrainConfig
 
 from records_fixture import variant
 

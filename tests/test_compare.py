@@ -16,8 +16,9 @@ import pytest
 from scipy import stats
 
 from records_fixture import TARGET, cpu_records, scale_times  # noqa: F401
-from speedrun.commands import compare as compare_cmd
-from speedrun.compare import (
+from speedrun.cli import command
+from speedrun.cli import compare as compare_cmd
+from speedrun.results.compare import (
     Difference,
     RelativeChange,
     compare_records,
@@ -27,7 +28,7 @@ from speedrun.compare import (
     write_verdict,
 )
 from speedrun.errors import RecordError
-from speedrun.records import write_record
+from speedrun.results.records import write_record
 
 
 def _accs(record):
@@ -206,7 +207,7 @@ def test_an_anchor_record_with_sides_is_refused_with_the_reason(cpu_records):
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="speedrun")
-    compare_cmd.register(parser.add_subparsers(dest="command"))
+    compare_cmd.register(parser.add_subparsers(dest="command"), command("compare"))
     return parser.parse_args(argv)
 
 

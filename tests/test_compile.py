@@ -16,7 +16,7 @@ from torch import nn
 
 from extension_helpers import one_cpu_thread  # noqa: F401
 from speedrun.recipes import RECIPES, get_recipe
-from speedrun.train import DeviceData, Trainer
+from speedrun.training.trainer import DeviceData, Trainer
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speedrun.data import (
+from speedrun.data.cifar10 import (
     ARCHIVE_NAME, CACHE_NAME, FOLDER_NAME, JPEG_COPY_NAME, SOURCE_JPEG_COPY, SOURCE_OFFICIAL,
     Cifar10, default_data_dir, load_cifar10,
 )

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from extension_helpers import TINY, one_cpu_thread  # noqa: F401
-from speedrun import extensions_cli
-from speedrun.assignment import assignment_recipe
-from speedrun.commands.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
-from speedrun.extensions_cli import (CommandLineSchedule, add_extension_arguments, apply_training_flags,
+from speedrun.cli import extension_flags as extensions_cli
+from speedrun.recipes.assignment import assignment_recipe
+from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
+from speedrun.cli.extension_flags import (CommandLineSchedule, add_extension_arguments, apply_training_flags,
                                      extensions_from_args, schedule_spec_from_args, with_peak_lr)
-from speedrun.harness import run_benchmark
-from speedrun.plateau_extension import PlateauConfig
+from speedrun.bench.harness import run_benchmark
+from speedrun.extensions.plateau_config import PlateauConfig
 from speedrun.recipes import CLASSIC, ScheduleSpec
-from speedrun.records import read_record
-from speedrun.schedule_args import schedule_from_args
-from speedrun.snapshots import SnapshotEnsembleConfig
-from speedrun.swa import SWAConfig
+from speedrun.results.records import read_record
+from speedrun.cli.schedule_flags import schedule_from_args
+from speedrun.extensions.snapshots import SnapshotEnsembleConfig
+from speedrun.extensions.swa import SWAConfig
 
 ASSIGNMENT = assignment_recipe()
 

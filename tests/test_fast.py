@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-from speedrun.fast import (DecoupledWeightDecay, FastNetConfig, LookaheadConfig, fast94_recipe,
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
+from speedrun.recipes.fast94 import (DecoupledWeightDecay, FastNetConfig, LookaheadConfig, fast94_recipe,
                            fast_recipe_ablations, patch_whitening)
-from speedrun.harness import HarnessOptions, run_benchmark
-from speedrun.optim import build_optimizer
-from speedrun.train import DeviceData, Trainer
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.training.optimizers import build_optimizer
+from speedrun.training.trainer import DeviceData, Trainer
 
 CPU = torch.device("cpu")
 

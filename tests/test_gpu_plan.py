@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speedrun.records import read_record
+from speedrun.results.records import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "scripts" / "gpu_session.sh"

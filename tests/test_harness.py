@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from speedrun.harness import HarnessOptions, run_benchmark
-from speedrun.model import ResNet9Config
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC
-from speedrun.records import read_record
-from speedrun.train import TrainConfig
+from speedrun.results.records import read_record
+from speedrun.training.trainer import TrainConfig
 
 TINY_RECIPE = CLASSIC.replace(model=ResNet9Config(widths=(8, 16, 16, 32)),
                               train=TrainConfig(epochs=2, batch_size=32, eval_every=1))
@@ -56,8 +56,8 @@ def test_bad_options(kwargs, match):
 
 def test_environment_and_commit_are_read_before_training(monkeypatch, make_synthetic_cifar10):
     """The record must name the code that ran, i.e. the commit when the run started, not when it ended."""
-    import speedrun.harness as harness
-    from speedrun.train import Trainer
+    import speedrun.bench.harness as harness
+    from speedrun.training.trainer import Trainer
 
     events = []
     real_describe, real_run = harness.describe_environment, Trainer.run
@@ -72,7 +72,7 @@ def test_environment_and_commit_are_read_before_training(monkeypatch, make_synth
 
 def test_the_recorded_schedule_is_the_one_the_runs_used(make_synthetic_cifar10):
     """SWA rewrites the schedule's tail; the record must show that tail, not the policy's curve."""
-    from speedrun.swa import SWAConfig
+    from speedrun.extensions.swa import SWAConfig
     recipe = TINY_RECIPE.replace(extensions=(SWAConfig(epochs=1, swa_lr=0.0123),))
     record = run_benchmark(recipe, HarnessOptions(out=None), data=make_synthetic_cifar10(train=128, test=32),
                            log=lambda _: None)

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from extension_helpers import one_cpu_thread  # noqa: F401
-from speedrun.host_sync import HostSyncCounter
-from speedrun.optim import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
-from speedrun.plateau_extension import PlateauConfig
+from speedrun.bench.host_sync import HostSyncCounter
+from speedrun.training.optimizers import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
+from speedrun.extensions.plateau_config import PlateauConfig
 from speedrun.recipes import RECIPES, ScheduleSpec, get_recipe
 from speedrun.schedules import build_schedule, with_warmup
-from speedrun.snapshots import SnapshotEnsembleConfig
-from speedrun.swa import SWAConfig
-from speedrun.train import DeviceData, Trainer
+from speedrun.extensions.snapshots import SnapshotEnsembleConfig
+from speedrun.extensions.swa import SWAConfig
+from speedrun.training.trainer import DeviceData, Trainer
 
 CPU = torch.device("cpu")
 EPOCHS = 3

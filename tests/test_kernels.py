@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import (
+from speedrun.kernels import (
     ALIGN_BYTES,
     FlatParams,
     augment_normalize,
@@ -23,7 +23,7 @@ from kernels import (
     normalize_lut,
     triton_is_available,
 )
-from speedrun.augment import (
+from speedrun.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     AugmentConfig,

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from records_fixture import TARGET, UNREACHABLE, cpu_records, dump, variant, write_text  # noqa: F401
-from speedrun.commands import leaderboard as leaderboard_cmd
+from speedrun.cli import command
+from speedrun.cli import leaderboard as leaderboard_cmd
 from speedrun.errors import RecordError, SpeedrunError
-from speedrun.leaderboard import (
+from speedrun.results.leaderboard import (
     CSV_FIELDS,
     build_leaderboard,
     load_records,
@@ -30,7 +31,7 @@ from speedrun.leaderboard import (
     render_markdown,
     render_table,
 )
-from speedrun.stats import summarize
+from speedrun.results.stats import summarize
 
 
 def _copy(src: Path, folder: Path) -> Path:
@@ -330,7 +331,7 @@ def test_render_rejects_an_unknown_format(mixed_groups):
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="speedrun")
-    leaderboard_cmd.register(parser.add_subparsers(dest="command"))
+    leaderboard_cmd.register(parser.add_subparsers(dest="command"), command("leaderboard"))
     return parser.parse_args(argv)
 
 

@@ -11,15 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from extension_helpers import TINY, one_cpu_thread  # noqa: F401
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-from speedrun.harness import HarnessOptions
-from speedrun.lr_find_report import run_lr_find
-from speedrun.lr_finder import (LRFinderConfig, lr_ramp, lr_range_test, recipe_range_test, resolve_auto_max_lr,
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
+from speedrun.bench.harness import HarnessOptions
+from speedrun.bench.lr_range import run_lr_find
+from speedrun.training.lr_range_test import (LRFinderConfig, lr_ramp, lr_range_test, recipe_range_test, resolve_auto_max_lr,
                                 smooth_losses, suggest_lrs)
-from speedrun.optim import OptimizerConfig, ParamGroup, build_optimizer
+from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
 from speedrun.recipes import CLASSIC
-from speedrun.records import read_record
-from speedrun.train import DeviceData, TrainConfig
+from speedrun.results.records import read_record
+from speedrun.training.trainer import DeviceData, TrainConfig
 
 SMALL_RECIPE = CLASSIC.replace(model=TINY, train=TrainConfig(epochs=1, batch_size=32))
 

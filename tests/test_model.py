@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from speedrun.model import ResNet9, ResNet9Config, count_parameters
+from speedrun.models.resnet9 import ResNet9, ResNet9Config, count_parameters
 
 
 def test_output_shape_is_batch_by_classes():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from speedrun.optim import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
+from speedrun.training.optimizers import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
 
 STEPS = 12
 

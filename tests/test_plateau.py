@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from speedrun.plateau import PlateauController, PlateauSettings
+from speedrun.extensions.plateau import PlateauController, PlateauSettings
 
 STEPS_PER_EPOCH = 3
 

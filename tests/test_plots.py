@@ -14,9 +14,10 @@ import sys
 import pytest
 
 from records_fixture import cpu_records  # noqa: F401
-from speedrun.commands import plot as plot_cmd
+from speedrun.cli import command
+from speedrun.cli import plot as plot_cmd
 from speedrun.errors import SpeedrunError
-from speedrun.plots import PLOT_NAMES, plot_record
+from speedrun.results.plots import PLOT_NAMES, plot_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -103,7 +104,7 @@ def test_without_matplotlib_the_error_names_the_install(cpu_records, tmp_path, m
 
 def test_command_names_the_pictures_after_the_record_file(matplotlib, cpu_records, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="speedrun")
-    plot_cmd.register(parser.add_subparsers(dest="command"))
+    plot_cmd.register(parser.add_subparsers(dest="command"), command("plot"))
     args = parser.parse_args(["plot", str(cpu_records.wide), "--out-dir", str(tmp_path / "pics")])
     assert args.handler is plot_cmd.run
     assert plot_cmd.run(args) == 0

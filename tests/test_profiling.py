@@ -3,12 +3,12 @@ import pytest
 
 from speedrun.cli import main
 from speedrun.errors import SpeedrunError
-from speedrun.harness import HarnessOptions, prepare_run
-from speedrun.output_files import write_new_text_file
-from speedrun.model import ResNet9Config
-from speedrun.profiling import profile_epoch
+from speedrun.bench.harness import HarnessOptions, prepare_run
+from speedrun.outputs import write_new_text_file
+from speedrun.models.resnet9 import ResNet9Config
+from speedrun.bench.profiling import profile_epoch
 from speedrun.recipes import CLASSIC
-from speedrun.train import TrainConfig
+from speedrun.training.trainer import TrainConfig
 
 
 def test_profile_of_one_epoch_names_the_convolutions(make_synthetic_cifar10):

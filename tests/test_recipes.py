@@ -1,7 +1,7 @@
 """Recipes: which target a run aims for on which copy of the data, and why."""
 import pytest
 
-from speedrun.data import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
 from speedrun.recipes import CLASSIC, CalibratedTarget
 
 CALIBRATED = CLASSIC.replace(calibrated_targets=(CalibratedTarget(SOURCE_JPEG_COPY, 0.91, "record X, rule Y"),))

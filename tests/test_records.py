@@ -4,7 +4,7 @@ import os
 import pytest
 
 from speedrun.errors import RecordError
-from speedrun.records import SCHEMA_VERSION, find_record_files, read_record, validate_record, write_record
+from speedrun.results.records import SCHEMA_VERSION, find_record_files, read_record, validate_record, write_record
 
 
 def minimal_record(**changes) -> dict:
@@ -76,14 +76,14 @@ def test_find_record_files_expands_folders(tmp_path):
 
 
 def test_a_version_1_record_has_no_completeness_fields_and_counts_as_complete():
-    from speedrun.records import completeness_note, is_complete
+    from speedrun.results.records import completeness_note, is_complete
     old = {k: v for k, v in minimal_record(schema_version=1).items() if k not in ("complete", "runs_planned")}
     validate_record(old)
     assert is_complete(old) and completeness_note(old) == ""
 
 
 def test_an_incomplete_record_says_how_far_it_got():
-    from speedrun.records import completeness_note, is_complete
+    from speedrun.results.records import completeness_note, is_complete
     cut = minimal_record(complete=False, runs_planned=8)
     assert not is_complete(cut)
     assert completeness_note(cut) == "incomplete record: 1 of 8 planned runs (cut short)"

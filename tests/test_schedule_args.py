@@ -6,7 +6,7 @@ import argparse
 import pytest
 import torch
 
-from speedrun import schedule_args as A
+from speedrun.cli import schedule_flags as A
 from speedrun import schedules as S
 
 

@@ -4,10 +4,10 @@ import csv
 import pytest
 import torch
 
-from speedrun import schedule_plot
+from speedrun.schedules import plot as schedule_plot
 from speedrun.cli import main
 from speedrun.errors import SpeedrunError
-from speedrun.schedule_plot import schedule_rows, write_schedule
+from speedrun.schedules.plot import schedule_rows, write_schedule
 from speedrun.schedules import cyclic_lr, one_cycle_lr, step_lr
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

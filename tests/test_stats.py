@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from speedrun.stats import mean_confidence_interval, summarize
+from speedrun.results.stats import mean_confidence_interval, summarize
 
 
 def test_interval_matches_scipy_t_interval():

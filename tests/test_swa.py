@@ -6,8 +6,8 @@ import torch
 from torch.optim.swa_utils import SWALR, update_bn
 
 from extension_helpers import TINY, Probe, constant_schedule, load_state, tiny_trainer, one_cpu_thread  # noqa: F401
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-from speedrun.swa import SWAConfig, WeightAverage, recompute_batchnorm_statistics, swa_phase_lr, write_swa_phase
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
+from speedrun.extensions.swa import SWAConfig, WeightAverage, recompute_batchnorm_statistics, swa_phase_lr, write_swa_phase
 
 
 def test_the_average_is_the_mean_of_the_collected_weights_and_the_model_is_left_alone():

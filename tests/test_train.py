@@ -4,11 +4,11 @@ import dataclasses
 import pytest
 import torch
 
-from speedrun.augment import AugmentConfig
-from speedrun.model import ResNet9Config
-from speedrun.optim import OptimizerConfig, build_optimizer
+from speedrun.data.augment import AugmentConfig
+from speedrun.models.resnet9 import ResNet9Config
+from speedrun.training.optimizers import OptimizerConfig, build_optimizer
 from speedrun.recipes import RECIPES, get_recipe
-from speedrun.train import DeviceData, RunHooks, TrainConfig, Trainer, evaluate, tta_views
+from speedrun.training.trainer import DeviceData, RunHooks, TrainConfig, Trainer, evaluate, tta_views
 
 TINY = ResNet9Config(widths=(8, 16, 16, 32))       # for mechanics: fast, learns little
 SMALL = ResNet9Config(widths=(16, 32, 64, 128))     # for learning on real data

@@ -9,7 +9,7 @@ The small CPU benchmarks of the references only keep this file exercised on CI.
 import pytest
 import torch
 
-from kernels import (
+from speedrun.kernels import (
     FlatParams,
     augment_normalize_reference,
     augment_normalize_triton,
@@ -18,7 +18,7 @@ from kernels import (
     ema_update_triton,
     triton_is_available,
 )
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, sample_augment_params
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, sample_augment_params
 
 DATASET_SIZE = 50000
 BATCH_SIZE = 1024

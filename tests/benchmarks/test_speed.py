@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 import torch
 
-from speedrun.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, normalize, \
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, normalize, \
     sample_augment_params
 from speedrun.recipes import RECIPES, Recipe
-from speedrun.train import DeviceData, RunState, Trainer
+from speedrun.training.trainer import DeviceData, RunState, Trainer
 
 RECIPE_NAMES = tuple(RECIPES)
 

@@ -1,0 +1,264 @@
+"""Seeded runs of a recipe, their summary, and the record that holds them.
+
+``run_benchmark`` is what ``python -m speedrun`` does: load the data, move it to the device
+once (timed apart), build and warm up the model once (timed apart), then train N seeded runs,
+print a line per epoch and a summary, and write one JSON record atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from speedrun.data.cifar10 import Cifar10, load_cifar10
+from speedrun.bench.environment import describe_environment, pick_device
+from speedrun.errors import SpeedrunError
+from speedrun.bench.telemetry import NvmlSampler
+from speedrun.recipes import Recipe
+from speedrun.schedules import Schedule
+from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
+from speedrun.results.stats import summarize
+from speedrun.bench.timing import synchronize
+from speedrun.training.trainer import TIMER_RULE, DeviceData, EpochLog, RunResult, Trainer
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    """How many runs, on what, and where the record goes; the recipe says how each run trains."""
+
+    runs: int = 1
+    seed: int = 0
+    target: float | None = None          # None: the recipe's for the dataset (Recipe.target_for)
+    device: str | None = None            # None: CUDA if present, else CPU
+    compile: bool | None = None          # None: on for CUDA, off for CPU
+    data_dir: str | None = None
+    download: bool = True
+    train_subset: int | None = None
+    test_subset: int | None = None
+    out: str | None = "results"          # a folder (a fresh name is chosen) or a .json path; None: no record
+    force: bool = False                  # replace an existing --out .json file
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise ValueError(f"runs must be at least 1, got {self.runs}")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.94; got {self.target}")
+
+
+def record_path(out: str, recipe: str, kind: str = "train") -> Path:
+    """Where a record goes: ``out`` itself when it names a ``.json`` file, else a fresh name in it."""
+    path = Path(out)
+    return path if path.suffix == ".json" else default_record_path(path, recipe, kind)
+
+
+def format_epoch(entry: EpochLog) -> str:
+    test = "   -   " if entry.test_acc is None else f"{entry.test_acc:7.4f}"
+    loss = "non-finite" if entry.train_loss is None else f"{entry.train_loss:10.4f}"
+    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {loss:>10}  {entry.train_acc:9.4f}  "
+            f"{test}  {entry.elapsed_s:9.2f}")
+
+
+EPOCH_HEADER = "epoch         lr  train_loss  train_acc  test_acc  elapsed_s"
+
+
+def summarize_runs(runs: Sequence[RunResult]) -> dict:
+    """The record's summary: accuracy and time-to-target distributions over the runs."""
+    completed = [r for r in runs if r.status == "ok" and r.final_test_acc is not None]
+    reached = [r for r in completed if r.reached_target]
+    utils = [r.nvml["gpu_util_pct"]["mean"] for r in runs if "gpu_util_pct" in r.nvml]
+    return {
+        "runs": len(runs),
+        "completed": len(completed),
+        "failed": len(runs) - len(completed),
+        "reached": len(reached),
+        "accuracy": summarize([r.final_test_acc for r in completed]).to_dict(),
+        "time_to_target": summarize([r.time_to_target_s for r in reached]).to_dict(),
+        "train_time": summarize([r.train_time_s for r in completed]).to_dict(),
+        "gpu_util_mean": sum(utils) / len(utils) if utils else None,
+    }
+
+
+def format_summary(summary: dict, target: float) -> str:
+    acc, ttt = summary["accuracy"], summary["time_to_target"]
+    lines = [f"runs: {summary['runs']}  completed: {summary['completed']}  failed: {summary['failed']}  "
+             f"reached {target:.4f}: {summary['reached']}/{summary['runs']}"]
+    if acc["n"]:
+        lines.append(f"accuracy: {acc['mean']:.4f} ± {acc['std']:.4f} (std), "
+                     f"95% CI [{acc['ci95_low']:.4f}, {acc['ci95_high']:.4f}] over {acc['n']} runs")
+    if ttt["n"]:
+        lines.append(f"time to {target:.4f}: mean {ttt['mean']:.2f}s  median {ttt['median']:.2f}s  "
+                     f"min {ttt['min']:.2f}s  max {ttt['max']:.2f}s  (95% CI [{ttt['ci95_low']:.2f}, {ttt['ci95_high']:.2f}])")
+    else:
+        lines.append(f"time to {target:.4f}: no run reached the target")
+    if summary.get("gpu_util_mean") is not None:
+        lines.append(f"GPU utilization (timed part): {summary['gpu_util_mean']:.1f}%")
+    return "\n".join(lines)
+
+
+@dataclass
+class PreparedRun:
+    """Everything measured runs share: the device, the data on it, the trainer and the schedule."""
+
+    device: torch.device
+    compile_model: bool
+    target: float
+    target_source: str     # where the target came from (given, the recipe's, calibrated on this copy)
+    data: Cifar10
+    data_sha256: dict      # of the arrays the runs use (after any subset)
+    trainer: Trainer
+    schedule: Schedule
+    lr: torch.Tensor
+    momentum: torch.Tensor | None
+    data_to_device_s: float
+    environment: dict      # read when the run was prepared: the code that runs is the code imported then
+
+    def schedule_record(self) -> dict:
+        """The policy and the per-step values the runs read: the device tensors, so a tail that an
+        extension rewrote for every run (SWA) is in it; per-run changes (plateau) are in each
+        run's epoch log."""
+        return {**self.schedule.describe(), "steps_per_epoch": self.trainer.steps_per_epoch,
+                "lr": self.lr.cpu().tolist(),
+                "momentum": None if self.momentum is None else self.momentum.cpu().tolist()}
+
+    def dataset_record(self) -> dict:
+        d = self.data
+        return {"name": d.source, "origin": str(d.origin), "train_size": len(d.train_labels),
+                "test_size": len(d.test_labels), "sha256": self.data_sha256}
+
+
+def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
+                log: Callable[[str], None] = print) -> PreparedRun:
+    """Load the data, move it to the device once (timed apart), build the trainer and the schedule."""
+    device = pick_device(options.device)
+    if device.type == "cuda":
+        # cuDNN picks the fastest convolution algorithm per shape in the warm-up; every GPU run
+        # (harness and anchor alike, airbench sets it too) runs with it, and the record says so.
+        torch.backends.cudnn.benchmark = True
+    driver = NvmlSampler(device).driver_version() if device.type == "cuda" else None
+    environment = describe_environment(device, driver)
+    compile_model = options.compile if options.compile is not None else device.type == "cuda"
+    if device.type == "cpu":
+        log("warning: no GPU; training on the CPU is slow (a full ResNet-9 run takes hours). "
+            "For a short real run use --epochs, --train-subset and --test-subset.")
+    if data is None:
+        data = load_cifar10(options.data_dir, download=options.download)
+    data = data.subset(options.train_subset, options.test_subset)
+    checksums = data.checksums()
+
+    t0 = time.perf_counter()
+    device_data = DeviceData.from_cifar(data, device)
+    synchronize(device)
+    data_to_device_s = time.perf_counter() - t0
+
+    trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
+    total_steps = trainer.steps_per_epoch * recipe.train.epochs
+    schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
+    if len(schedule) != total_steps:
+        raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "
+                         f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
+    lr = schedule.lr.to(device=device, dtype=torch.float32)
+    momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
+    choice = recipe.target_for(data.source, options.target)
+    if choice.source.startswith("not calibrated"):
+        log(f"warning: target {choice.target}: {choice.source}")
+    return PreparedRun(device, compile_model, choice.target, choice.source, data, checksums, trainer, schedule, lr,
+                       momentum, data_to_device_s, environment)
+
+
+def warm_up(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
+    """The untimed warm-up (compiling where on), logged; returns its seconds."""
+    log("warm-up on random pixels" + (" (compiling)" if prepared.compile_model else "") + ", not timed...")
+    seconds = prepared.trainer.warmup(prepared.lr, prepared.momentum)
+    log(f"warm-up: {seconds:.1f}s")
+    return seconds
+
+
+def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: PreparedRun, *,
+                timer_rule: str, runs: Sequence[RunResult], command: Sequence[str] | None) -> dict:
+    """The fields every record kind shares; callers add ``runs``, ``summary`` and their own."""
+    device = prepared.device
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "created": utc_now(),
+        "command": list(command) if command is not None else list(sys.argv),
+        "recipe": recipe.name,
+        "target": prepared.target,
+        "target_source": prepared.target_source,
+        "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
+                   "compile": prepared.compile_model, "device": str(device)},
+        "dataset": prepared.dataset_record(),
+        "environment": prepared.environment,
+        "timer_rule": timer_rule,
+        "schedule": prepared.schedule_record(),
+        "runs_planned": options.runs,
+        "nvml": {"available": any(r.nvml.get("available") for r in runs),
+                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
+    }
+
+
+class RecordWriter:
+    """Writes one invocation's record, rewritten atomically after every run.
+
+    Until the last run is in, the record says ``complete: false``, so a command killed at any
+    point (a time limit's SIGKILL included) leaves a valid record of every run it finished,
+    marked as cut short. The path is fixed when the writer is made, before any work starts.
+    """
+
+    def __init__(self, options: HarnessOptions, recipe: str, kind: str,
+                 log: Callable[[str], None] = print) -> None:
+        self.path = record_path(options.out, recipe, kind) if options.out else None
+        if self.path is not None and self.path.exists() and not options.force:
+            raise SpeedrunError(f"{self.path} already exists; pass --force to replace it or choose a new --out path")
+        if self.path is not None and self.path.is_dir():
+            raise SpeedrunError(f"{self.path} is a folder; give --out a new .json file name or a folder to write into")
+        self.log = log
+        self._announced = False
+
+    def write(self, record: dict, *, complete: bool) -> dict:
+        """Write ``record`` (with ``complete`` set); returns it with ``_path`` added when written."""
+        record = {**record, "complete": complete}
+        if self.path is None:
+            return record
+        write_record(record, self.path)
+        if complete or not self._announced:
+            self.log(f"record{'' if complete else ' (rewritten after every run)'}: {self.path}")
+            self._announced = True
+        return {**record, "_path": str(self.path)}
+
+
+def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
+                  log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
+    """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``).
+
+    The record is rewritten after every run and marked complete after the last (:class:`RecordWriter`).
+    """
+    writer = RecordWriter(options, recipe.name, "train", log)
+    prepared = prepare_run(recipe, options, data=data, log=log)
+    warmup_s = warm_up(prepared, log)
+    runs: list[RunResult] = []
+    record: dict = {}
+    for i in range(options.runs):
+        seed = options.seed + i
+        log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
+        log(EPOCH_HEADER)
+        runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
+                                         log=lambda e: log(format_epoch(e))))
+        if runs[-1].status != "ok":
+            log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
+        record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
+        record.update({
+            "setup": {"data_to_device_s": prepared.data_to_device_s, "compile_warmup_s": warmup_s},
+            "runs": [r.to_dict() for r in runs],
+            "summary": summarize_runs(runs),
+        })
+        record = writer.write(record, complete=i + 1 == options.runs)
+    log(format_summary(record["summary"], prepared.target))
+    return record

@@ -1,0 +1,161 @@
+"""``speedrun lr-find`` as a library call: run the range test, print it, keep the evidence.
+
+The curve is written as CSV (``lr,loss,smoothed``) and, with matplotlib, as a PNG, beside a JSON
+record of kind ``"lr_find"`` in the usual record schema (no benchmark runs; the curve and the
+suggestions under ``lr_find``, the lr ramp under ``schedule`` so ``speedrun plot`` can draw it).
+Nothing is overwritten: an existing file is an error before the test runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from speedrun.data.cifar10 import Cifar10, load_cifar10
+from speedrun.bench.environment import describe_environment, pick_device
+from speedrun.bench.harness import HarnessOptions, record_path
+from speedrun.training.lr_range_test import LRFinderConfig, LRFinderResult, lr_ramp, recipe_range_test
+from speedrun.bench.telemetry import NvmlSampler
+from speedrun.outputs import check_new_path, matplotlib_available, write_csv, write_figure
+from speedrun.recipes import Recipe
+from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, utc_now, write_record
+from speedrun.training.trainer import DeviceData
+
+LR_FIND_TIMER_RULE = "not timed: an LR range test measures loss against learning rate, not time"
+CURVE_HEADER = ("lr", "loss", "smoothed")
+
+
+def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig = LRFinderConfig(), *,
+                data: Cifar10 | None = None, log: Callable[[str], None] = print,
+                command: Sequence[str] | None = None) -> dict:
+    """Run the range test for ``recipe`` on the data and device of ``options``; return the record
+    (written with its CSV and PNG unless ``options.out`` is None)."""
+    paths = _output_paths(options.out, recipe.name, force=options.force)
+    device = pick_device(options.device)
+    if data is None:
+        data = load_cifar10(options.data_dir, download=options.download)
+    data = data.subset(options.train_subset, options.test_subset)
+    log(f"LR range test: {recipe.name}, {config.num_steps} steps of batch {recipe.train.batch_size}, "
+        f"lr {config.start_lr:g} -> {config.end_lr:g} ({config.ramp}) on {device}")
+    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config)
+    log(format_result(result))
+    record = lr_find_record(recipe, options, config, result, data=data, device=str(device),
+                            driver=NvmlSampler(device).driver_version() if device.type == "cuda" else None,
+                            command=command)
+    if paths is None:
+        return record
+    json_path, csv_path, png_path = paths
+    record["lr_find"]["files"] = {"csv": csv_path.name, "png": png_path.name if png_path else None}
+    write_csv(csv_path, CURVE_HEADER, zip(result.lrs, result.losses, result.smoothed))
+    log(f"curve: {csv_path}")
+    if png_path is not None:
+        write_figure(png_path, lambda fig: draw_lr_find(fig, result, title=f"LR range test: {recipe.name}"))
+        log(f"plot: {png_path}")
+    write_record(record, json_path)
+    log(f"record: {json_path}")
+    record["_path"] = str(json_path)
+    return record
+
+
+def _output_paths(out: str | None, recipe: str, *, force: bool) -> tuple[Path, Path, Path | None] | None:
+    """Record, CSV and (with matplotlib) PNG paths, checked to be new (or ``force``) before anything runs."""
+    if not out:
+        return None
+    json_path = record_path(out, recipe, kind="lr_find")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    check_new_path(json_path, force=force, flag="--out")
+    csv_path = check_new_path(json_path.with_suffix(".csv"), force=force, flag="--out")
+    png_path = None
+    if matplotlib_available():
+        png_path = check_new_path(json_path.with_suffix(".png"), force=force, flag="--out")
+    return json_path, csv_path, png_path
+
+
+def format_result(result: LRFinderResult) -> str:
+    """Plain-words summary: how far the test went and what it suggests."""
+    end = "stopped early (loss diverged)" if result.stopped_early else "ran all steps"
+    if not result.lrs:
+        return "no finite loss recorded: lower --start-lr"
+    lines = [f"{len(result.lrs)} steps up to lr {result.lrs[-1]:.4g}; {end}"]
+    s = result.suggestions
+    if s["one_cycle_max_lr"] is None:
+        lines.append("no suggestion: the smoothed loss never fell; lower --start-lr or raise --num-steps")
+        return "\n".join(lines)
+    lines += [
+        f"steepest descent at lr {s['steepest_lr']:.4g}; "
+        f"minimum at lr {s['min_loss_lr']:.4g} (/10: {s['min_div_10_lr']:.4g})",
+        f"one-cycle: max_lr {s['one_cycle_max_lr']:.4g} (lower bound {s['one_cycle_base_lr']:.4g})",
+        f"cyclical:  base_lr {s['cyclic_base_lr']:.4g}  max_lr {s['cyclic_max_lr']:.4g}",
+    ]
+    return "\n".join(lines)
+
+
+def lr_find_record(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig, result: LRFinderResult, *,
+                   data: Cifar10, device: str, driver: str | None = None,
+                   command: Sequence[str] | None = None) -> dict:
+    """A schema-valid record of kind ``lr_find``: no runs, the curve and suggestions under ``lr_find``."""
+    ramp = lr_ramp(config).tolist()
+    steps_per_epoch = len(data.train_labels) // recipe.train.batch_size
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "kind": "lr_find",
+        "created": utc_now(),
+        "command": list(command) if command is not None else list(sys.argv),
+        "recipe": recipe.name,
+        "target": recipe.target_for(data.source, options.target).target,
+        "target_source": recipe.target_for(data.source, options.target).source,
+        "config": {"recipe": recipe.to_dict(), "harness": dataclasses.asdict(options),
+                   "lr_find": dataclasses.asdict(config), "compile": False, "device": device},
+        "dataset": {"name": data.source, "origin": str(data.origin), "train_size": len(data.train_labels),
+                    "test_size": len(data.test_labels)},
+        "environment": describe_environment(torch.device(device), driver),
+        "timer_rule": LR_FIND_TIMER_RULE,
+        "schedule": {"name": "lr_range_test", "params": {"start_lr": config.start_lr, "end_lr": config.end_lr,
+                                                          "ramp": config.ramp, "num_steps": config.num_steps},
+                     "interval": "step", "steps": len(ramp), "steps_per_epoch": steps_per_epoch,
+                     "lr": ramp, "momentum": None},
+        "runs": [],
+        "runs_planned": 0,
+        "complete": True,
+        "summary": {"runs": 0, "completed": 0, "failed": 0, "reached": 0},
+        "lr_find": _finite(result.to_dict()),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such numbers (none are expected) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def draw_lr_find(fig: Any, result: LRFinderResult, title: str = "LR range test") -> None:
+    """Loss (faint) and smoothed loss against lr on a log axis, with the suggestions marked."""
+    ax = fig.add_subplot()
+    ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    if result.smoothed:
+        low, first = min(min(result.smoothed), min(result.losses)), result.smoothed[0]
+        ax.set_ylim(low - 0.05 * abs(low), max(first, low) * 1.25 + 1e-12)   # divergence would flatten the rest
+    s = result.suggestions
+    marks = (("steepest_lr", "steepest", "tab:green"), ("min_loss_lr", "minimum", "tab:red"),
+             ("one_cycle_max_lr", "one-cycle max_lr", "black"), ("cyclic_base_lr", "cyclical base_lr", "tab:purple"))
+    for key, label, colour in marks:
+        if s.get(key) is not None:
+            ax.axvline(s[key], color=colour, linestyle="--", linewidth=1, label=f"{label} {s[key]:.3g}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"{title}{' (stopped at divergence)' if result.stopped_early else ''}", fontsize=10)
+

@@ -1,0 +1,45 @@
+"""``speedrun leaderboard [PATHS...]``: rank records per GPU model by mean time-to-target."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import argparse
+import sys
+
+from speedrun.outputs import write_new_text_file
+from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records, render
+
+DEFAULT_PATHS = ("results",)  # where the harness writes records by default (HarnessOptions.out)
+
+if TYPE_CHECKING:
+    from speedrun.cli import Command
+
+
+def register(subparsers: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    """Add the ``leaderboard`` subcommand; its handler is also set as ``args.handler``."""
+    p = subparsers.add_parser(command.name, help=command.help,
+        description="Rank result records by mean time-to-target among those whose mean accuracy "
+        "meets the target, one table per GPU model and target. Unreadable files are skipped and named on stderr.",
+    )
+    p.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), metavar="PATHS",
+                   help="record files or folders searched for *.json (default: results/)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--target", type=float, default=None, metavar="T",
+                   help="rank against this accuracy in (0, 1] instead of each record's own target")
+    p.add_argument("--out", default=None, metavar="FILE", help="write to a new FILE instead of stdout (never overwritten)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, rank, render; skipped files go to stderr, the table to stdout or ``--out``."""
+    records, problems = load_records(args.paths)
+    for problem in problems:
+        print(f"speedrun leaderboard: {problem}", file=sys.stderr)
+    text = render(build_leaderboard(records, target=args.target), args.format)
+    if args.out:
+        path = write_new_text_file(args.out, text)
+        print(f"wrote {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,266 @@
+"""Compare two records: is B faster than A, and did accuracy change, beyond run-to-run noise?
+
+Both questions are answered from the runs' raw values with Welch's unequal-variance statistics,
+because two recipes rarely have the same spread:
+
+* difference of means ``B - A`` with a 95% CI from Student's t on the Welch-Satterthwaite df,
+  and a two-sided p-value from ``scipy.stats.ttest_ind(equal_var=False)``;
+* relative time change ``mean_B / mean_A - 1`` with a 95% CI by the delta method:
+  ``se(R) = R * sqrt(s_A^2 / (n_A mean_A^2) + s_B^2 / (n_B mean_B^2))``, and t on the
+  Welch-Satterthwaite df of those two relative-variance terms. Symmetric, which suits the
+  "faster by 12% ± 3%" wording; it is accurate while the CIs are small next to the means (the
+  text report flags an interval reaching below -100% as too wide to trust).
+
+Accuracy uses every run's ``final_test_acc``; time uses the runs that reached the record's own
+target (so A and B should share a target, which the verdict checks). A side with fewer than two
+values has no variance estimate: the verdict says the comparison has too few runs instead of
+inventing a p-value. Wording rules (significance at p < 0.05):
+
+* time: "B is faster by X% ± H%, p = P" / "B is slower by ..." / "time-to-target unchanged, p = P";
+* accuracy: "accuracy higher by X ± H points, p = P" / "lower ..." / "accuracy unchanged, p = P"
+  ("unchanged" means no significant difference at this sample size, not proven equality);
+* warnings are appended when A and B ran on different GPUs, different dataset copies, or toward
+  different targets, because then the difference is not the recipe's alone.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+from scipy import stats as _scipy_stats
+
+from speedrun.errors import RecordError
+from speedrun.results.leaderboard import gpu_label, run_accuracies, run_times_to_target, schedule_label
+from speedrun.results.records import completeness_note
+
+ALPHA = 0.05
+MIN_RUNS = 2
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``B - A`` for one quantity; statistics are None when either side has fewer than 2 values."""
+
+    n_a: int
+    n_b: int
+    mean_a: float | None
+    mean_b: float | None
+    diff: float | None
+    ci95_low: float | None
+    ci95_high: float | None
+    df: float | None
+    p_value: float | None
+
+    @property
+    def testable(self) -> bool:
+        return self.p_value is not None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class RelativeChange:
+    """``mean_B / mean_A - 1`` with a delta-method 95% CI (fractions: -0.12 is 12% less)."""
+
+    change: float
+    ci95_low: float
+    ci95_high: float
+    df: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything ``speedrun compare`` reports; ``verdict`` is the plain-words summary."""
+
+    a_label: str
+    b_label: str
+    accuracy: Difference
+    time_to_target: Difference
+    relative_time: RelativeChange | None
+    warnings: tuple[str, ...]
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+
+    def to_text(self) -> str:
+        """Human report: the verdict first, then the numbers behind it."""
+        lines = [self.verdict, "", f"A: {self.a_label}", f"B: {self.b_label}"]
+        lines.append(_describe("accuracy", self.accuracy, lambda x: f"{100 * x:.2f}%", lambda x: f"{100 * x:+.2f} pts"))
+        lines.append(_describe("time-to-target", self.time_to_target, lambda x: f"{x:.3f} s", lambda x: f"{x:+.3f} s"))
+        if self.relative_time is not None:
+            r = self.relative_time
+            line = f"  relative time change B/A - 1: {100 * r.change:+.1f}% (95% CI {100 * r.ci95_low:+.1f}% .. {100 * r.ci95_high:+.1f}%)"
+            if r.ci95_low <= -1:
+                line += " - too wide for the delta method to be trusted; add runs"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """Difference of means ``b - a`` with Welch CI and p-value (None when a side has < 2 values)."""
+    na, nb = len(a), len(b)
+    mean_a = math.fsum(a) / na if na else None
+    mean_b = math.fsum(b) / nb if nb else None
+    diff = mean_b - mean_a if mean_a is not None and mean_b is not None else None
+    if na < MIN_RUNS or nb < MIN_RUNS:
+        return Difference(na, nb, mean_a, mean_b, diff, None, None, None, None)
+    va, vb = _variance(a), _variance(b)
+    se2 = va / na + vb / nb
+    if se2 == 0:
+        # No spread on either side: a t-test is undefined, and a CI of zero width would overclaim.
+        return Difference(na, nb, mean_a, mean_b, diff, diff, diff, None, None)
+    df = _welch_df(va / na, vb / nb, na, nb)
+    half = float(_scipy_stats.t.ppf(1 - ALPHA / 2, df)) * math.sqrt(se2)
+    p = float(_scipy_stats.ttest_ind(b, a, equal_var=False).pvalue)
+    return Difference(na, nb, mean_a, mean_b, diff, diff - half, diff + half, df, p)
+
+
+def relative_change(a: Sequence[float], b: Sequence[float]) -> RelativeChange | None:
+    """``mean_b / mean_a - 1`` with a delta-method 95% CI; None with < 2 values a side or mean_a <= 0."""
+    na, nb = len(a), len(b)
+    if na < MIN_RUNS or nb < MIN_RUNS:
+        return None
+    mean_a, mean_b = math.fsum(a) / na, math.fsum(b) / nb
+    if mean_a <= 0 or mean_b <= 0:
+        return None
+    ratio = mean_b / mean_a
+    ua = _variance(a) / (na * mean_a**2)
+    ub = _variance(b) / (nb * mean_b**2)
+    if ua + ub == 0:
+        return RelativeChange(ratio - 1, ratio - 1, ratio - 1, None)
+    df = _welch_df(ua, ub, na, nb)
+    half = float(_scipy_stats.t.ppf(1 - ALPHA / 2, df)) * ratio * math.sqrt(ua + ub)
+    return RelativeChange(ratio - 1, ratio - 1 - half, ratio - 1 + half, df)
+
+
+def compare_records(a: dict, b: dict) -> Comparison:
+    """Compare record ``b`` against baseline ``a`` (both validated records with top-level runs)."""
+    for name, record in (("A", a), ("B", b)):
+        if record.get("kind") == "anchor" and record.get("sides"):
+            raise RecordError(
+                f"record {name} ({_label(record)}) is an anchor record with sides; compare takes "
+                "records whose runs are at the top level (e.g. two 'speedrun train' records)"
+            )
+    accuracy = welch_difference(run_accuracies(a["runs"]), run_accuracies(b["runs"]))
+    times_a = run_times_to_target(a["runs"], float(a["target"]), float(a["target"]))
+    times_b = run_times_to_target(b["runs"], float(b["target"]), float(b["target"]))
+    time = welch_difference(times_a, times_b)
+    rel = relative_change(times_a, times_b)
+    warnings = tuple(comparability_warnings(a, b))
+    verdict = write_verdict(accuracy, time, rel, warnings)
+    return Comparison(_label(a), _label(b), accuracy, time, rel, warnings, verdict)
+
+
+def comparability_warnings(a: dict, b: dict) -> list[str]:
+    """Reasons a difference between A and B may not be the recipe's doing."""
+    out = []
+    gpu_a, gpu_b = gpu_label(a), gpu_label(b)
+    if gpu_a != gpu_b:
+        out.append(f"A ran on {gpu_a} and B on {gpu_b}, so their times are not comparable")
+    ds_a, ds_b = _dataset_identity(a), _dataset_identity(b)
+    if ds_a != ds_b:
+        out.append(f"A and B used different dataset copies ({_fmt_dataset(ds_a)} vs {_fmt_dataset(ds_b)})")
+    if not math.isclose(float(a["target"]), float(b["target"]), abs_tol=1e-12):
+        out.append(f"A's target is {100 * a['target']:.2f}% and B's {100 * b['target']:.2f}%, so times measure different goals")
+    for name, record in (("A", a), ("B", b)):
+        note = completeness_note(record)
+        if note:
+            out.append(f"{name} is an {note}, so it holds only the runs it finished")
+    return out
+
+
+def format_p(p: float) -> str:
+    """Two significant digits, never rounding across the 0.05 line; "< 0.001" for tiny ones."""
+    if p < 0.001:
+        return "< 0.001"
+    text = f"{p:.2g}"
+    if (float(text) < ALPHA) != (p < ALPHA):
+        text = f"{p:.3g}"
+    return f"= {text}"
+
+
+def write_verdict(accuracy: Difference, time: Difference, rel: RelativeChange | None,
+                  warnings: Sequence[str] = ()) -> str:
+    """The plain-words summary, by the wording rules in the module docstring."""
+    parts = [_time_words(time, rel), _accuracy_words(accuracy)]
+    text = "; ".join(parts)
+    if warnings:
+        text += ". Warning: " + "; ".join(warnings)
+    return text
+
+
+def _time_words(time: Difference, rel: RelativeChange | None) -> str:
+    if time.n_a < MIN_RUNS or time.n_b < MIN_RUNS:
+        return (
+            f"too few runs to compare time-to-target (A {time.n_a}, B {time.n_b} reached the target; "
+            f"need {MIN_RUNS} each)"
+        )
+    if time.p_value is None:
+        return "time-to-target: no run-to-run spread on either side, so no p-value"
+    p = format_p(time.p_value)
+    if not time.significant or rel is None:
+        return f"time-to-target unchanged, p {p}"
+    half = (rel.ci95_high - rel.ci95_low) / 2
+    direction = "faster" if rel.change < 0 else "slower"
+    return f"B is {direction} by {100 * abs(rel.change):.1f}% ± {100 * half:.1f}%, p {p}"
+
+
+def _accuracy_words(acc: Difference) -> str:
+    if acc.n_a < MIN_RUNS or acc.n_b < MIN_RUNS:
+        return f"too few runs to compare accuracy (A {acc.n_a}, B {acc.n_b} finished; need {MIN_RUNS} each)"
+    if acc.p_value is None:
+        same = "identical" if acc.diff == 0 else "different"
+        return f"accuracy {same} with no run-to-run spread, so no p-value"
+    p = format_p(acc.p_value)
+    if not acc.significant:
+        return f"accuracy unchanged, p {p}"
+    half = (acc.ci95_high - acc.ci95_low) / 2
+    direction = "higher" if acc.diff > 0 else "lower"
+    return f"accuracy {direction} by {100 * abs(acc.diff):.2f} ± {100 * half:.2f} points, p {p}"
+
+
+def _describe(name: str, d: Difference, fmt: Callable[[float], str], fmt_diff: Callable[[float], str]) -> str:
+    mean_a = fmt(d.mean_a) if d.mean_a is not None else "-"
+    mean_b = fmt(d.mean_b) if d.mean_b is not None else "-"
+    line = f"  {name}: A {mean_a} (n={d.n_a}), B {mean_b} (n={d.n_b})"
+    if d.diff is not None:
+        line += f", B - A {fmt_diff(d.diff)}"
+    if d.ci95_low is not None and d.ci95_high is not None and d.p_value is not None:
+        line += f" (95% CI {fmt_diff(d.ci95_low)} .. {fmt_diff(d.ci95_high)}, Welch df {d.df:.1f}, p {format_p(d.p_value)})"
+    return line
+
+
+def _variance(values: Sequence[float]) -> float:
+    n = len(values)
+    mean = math.fsum(values) / n
+    return math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+
+
+def _welch_df(ua: float, ub: float, na: int, nb: int) -> float:
+    """Welch-Satterthwaite degrees of freedom for per-side variance-of-mean terms ``ua``, ``ub``."""
+    return (ua + ub) ** 2 / (ua**2 / (na - 1) + ub**2 / (nb - 1))
+
+
+def _label(record: dict) -> str:
+    source = record.get("source_file")
+    base = (f"{record.get('recipe', '?')}, {schedule_label(record)} "
+            f"({record.get('created', '?')[:19]}, {gpu_label(record)})")
+    return f"{base} {source}" if source else base
+
+
+def _dataset_identity(record: dict) -> tuple:
+    ds = record.get("dataset", {})
+    return tuple(ds.get(k) for k in ("name", "origin", "train_size", "test_size"))
+
+
+def _fmt_dataset(identity: tuple) -> str:
+    name, origin, train, test = identity
+    return f"{name} from {origin}, {train}/{test} images"

@@ -1,0 +1,496 @@
+"""Leaderboard: many records in, one ranked table per GPU model out.
+
+A time on one GPU says nothing about a time on another, a time to 94% says nothing about a time
+to 93%, and an accuracy on the JPEG-q75 copy is not one on CIFAR-10, so entries are grouped by
+(GPU model, dataset copy, target) and ranked only inside their group.
+An entry is ranked by its mean time-to-target when every run finished and the mean final test
+accuracy meets the target; anything else is listed under the ranked ones with the reason. A record
+cut short before its last run (``complete: false``) is read like any other, from the runs it
+finished, and its row says so.
+
+All numbers are recomputed from the runs' raw values (``final_test_acc``, ``time_to_target_s``)
+rather than copied from the record's summary, so the table is the evidence, not a claim about it.
+Conventions:
+
+* accuracy: mean and 95% Student-t CI over the runs that have a final test accuracy;
+* reached: share of *all* runs (failed ones included) that reached the target;
+* time-to-target: mean and 95% CI over the runs that reached it (so a ranked entry whose share
+  is below 100% shows it in the "reached" column; its time describes the runs that got there);
+* a different ``target`` than the record's own is answered from the per-epoch curves: the
+  ``elapsed_s`` of the first evaluated epoch whose ``test_acc`` meets it;
+* GPU: ``environment.gpu_name``, or ``"CPU"`` when ``environment.device`` is cpu;
+* kind ``"train"`` gives one entry; kind ``"anchor"`` gives one entry per element of its
+  ``sides: [{"label", "runs", "summary"}]`` (recipe shown as ``recipe [label]``), or one entry
+  from its top-level runs when it has no sides; other kinds (``lr_find``) are not benchmark
+  results and are left out with a note.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from speedrun.errors import RecordError, SpeedrunError
+from speedrun.results.records import completeness_note, find_record_files, read_record
+from speedrun.results.stats import Summary, summarize
+
+BENCHMARK_KINDS = ("train", "anchor")
+FORMATS = ("table", "markdown", "csv", "json")
+CSV_FIELDS = (
+    "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
+    "reached", "reached_share", "time_to_target_mean_s", "time_to_target_ci95_half_s",
+    "gpu_util_mean", "dataset", "date", "commit", "source", "note", "caveat",
+)
+
+
+@dataclass(frozen=True)
+class RunSet:
+    """One distribution of seeded runs to rank: a train record, or one side of an anchor."""
+
+    label: str
+    runs: tuple[dict, ...]
+    summary: dict
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One row: a recipe's runs on one GPU, summarised; ``note`` says why it is unranked."""
+
+    rank: int | None
+    recipe: str
+    schedule: str          # the lr policy and any extension the recipe does not have by default
+    gpu: str
+    target: float
+    runs: int
+    finished: int
+    accuracy: Summary
+    reached: int
+    time_to_target: Summary
+    gpu_util_mean: float | None
+    dataset: str
+    date: str
+    commit: str
+    source: str | None
+    note: str = ""         # why the entry is not ranked ("" when it is)
+    caveat: str = ""       # shown beside a ranked entry too: an incomplete (cut-short) record
+
+    @property
+    def remarks(self) -> str:
+        return "; ".join(text for text in (self.note, self.caveat) if text)
+
+    @property
+    def reached_share(self) -> float | None:
+        return self.reached / self.runs if self.runs else None
+
+    @property
+    def accuracy_ci95_half(self) -> float | None:
+        return _half_width(self.accuracy)
+
+    @property
+    def time_ci95_half(self) -> float | None:
+        return _half_width(self.time_to_target)
+
+    def to_dict(self) -> dict:
+        """Flat, numeric, JSON/CSV-ready view (fractions, seconds; None where unknown)."""
+        return {
+            "rank": self.rank,
+            "recipe": self.recipe,
+            "schedule": self.schedule,
+            "gpu": self.gpu,
+            "target": self.target,
+            "runs": self.runs,
+            "finished": self.finished,
+            "accuracy_mean": self.accuracy.mean,
+            "accuracy_ci95_half": self.accuracy_ci95_half,
+            "reached": self.reached,
+            "reached_share": self.reached_share,
+            "time_to_target_mean_s": self.time_to_target.mean,
+            "time_to_target_ci95_half_s": self.time_ci95_half,
+            "gpu_util_mean": self.gpu_util_mean,
+            "dataset": self.dataset,
+            "date": self.date,
+            "commit": self.commit,
+            "source": self.source,
+            "note": self.note,
+            "caveat": self.caveat,
+        }
+
+
+@dataclass(frozen=True)
+class LeaderboardGroup:
+    """Entries that may be ranked against each other: same GPU model, dataset copy and target."""
+
+    gpu: str
+    dataset: str
+    target: float
+    ranked: tuple[LeaderboardEntry, ...] = field(default_factory=tuple)
+    unranked: tuple[LeaderboardEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def title(self) -> str:
+        return f"{self.gpu} · {self.dataset} · target {_pct(self.target)}"
+
+    @property
+    def entries(self) -> tuple[LeaderboardEntry, ...]:
+        return self.ranked + self.unranked
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> tuple[list[dict], list[str]]:
+    """Read every record under ``paths``; bad files become one-line problems, not a crash.
+
+    Returns ``(records, problems)``. Each record gets a ``source_file`` key (its path) so a row
+    can be traced back. Raises :class:`RecordError` when there is nothing to rank at all: no
+    JSON files found, or none of them a readable benchmark record.
+    """
+    paths = list(paths)
+    if not paths:
+        raise RecordError("no record paths given; pass record files or a folder of them (e.g. results/)")
+    files = find_record_files(paths)
+    if not files:
+        where = ", ".join(str(p) for p in paths)
+        raise RecordError(f"no *.json records found in {where}; run 'speedrun train' first or pass another folder")
+    records: list[dict] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+    for path in files:
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            record = read_record(path)
+            check_benchmark_fields(record, source=str(path))
+        except RecordError as e:
+            problems.append(f"skipped {e}")
+            continue
+        if record["kind"] not in BENCHMARK_KINDS:
+            problems.append(f"skipped {path}: a '{record['kind']}' record is not a benchmark result")
+            continue
+        records.append({**record, "source_file": str(path)})
+    if not records:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RecordError(f"no readable benchmark records among {len(seen)} file(s): {problems[0]}{more}")
+    return records, problems
+
+
+def check_benchmark_fields(record: dict, source: str = "record") -> None:
+    """Check the fields ranking relies on beyond the base schema; RecordError names the field."""
+    env = record["environment"]
+    for key in ("device", "gpu_name", "git_commit"):
+        if env.get(key) is not None and not isinstance(env[key], str):
+            raise RecordError(f"{source}: environment.{key} must be a string")
+    if record["dataset"].get("name") is not None and not isinstance(record["dataset"]["name"], str):
+        raise RecordError(f"{source}: dataset.name must be a string")
+    for run_set in record_run_sets(record, source):
+        for i, run in enumerate(run_set.runs):
+            where = f"{source}: {run_set.label} runs[{i}]" if run_set.label else f"{source}: runs[{i}]"
+            if not isinstance(run, dict):
+                raise RecordError(f"{where}: expected an object")
+            for key in ("final_test_acc", "time_to_target_s"):
+                value = run.get(key)
+                if value is not None and not _is_number(value):
+                    raise RecordError(f"{where}: field '{key}' must be a number or null")
+            if run.get("reached_target") and run.get("time_to_target_s") is None:
+                raise RecordError(f"{where}: reached_target is true but time_to_target_s is missing")
+            epochs = run.get("epochs", [])
+            if not isinstance(epochs, list) or not all(
+                isinstance(e, dict) and _is_number(e.get("elapsed_s"))
+                and (e.get("test_acc") is None or _is_number(e.get("test_acc")))
+                for e in epochs
+            ):
+                raise RecordError(f"{where}: 'epochs' must be a list of {{elapsed_s: number, test_acc: number or null}}")
+
+
+def record_run_sets(record: dict, source: str = "record") -> list[RunSet]:
+    """The distributions a record holds: its runs, or each side of an anchor record."""
+    sides = record.get("sides")
+    if record.get("kind") == "anchor" and sides is not None:
+        if not isinstance(sides, list) or not sides:
+            raise RecordError(f"{source}: field 'sides' must be a non-empty list of {{label, runs, summary}}")
+        out = []
+        for i, side in enumerate(sides):
+            if not isinstance(side, dict) or not isinstance(side.get("label"), str) or not isinstance(side.get("runs"), list):
+                raise RecordError(f"{source}: sides[{i}] must be an object with a string 'label' and a list 'runs'")
+            summary = side.get("summary") if isinstance(side.get("summary"), dict) else {}
+            out.append(RunSet(side["label"], tuple(side["runs"]), summary))
+        return out
+    return [RunSet("", tuple(record["runs"]), record["summary"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Values from runs (shared with compare)
+
+
+_EXTENSION_LABELS = {"SWAConfig": "SWA", "SnapshotEnsembleConfig": "snapshot ensemble", "PlateauConfig": "plateau"}
+
+
+def schedule_label(record: dict) -> str:
+    """The record's lr policy, plus the extensions its command added to the recipe (e.g. SWA).
+
+    Runs of one recipe under different policies are otherwise indistinguishable in the table.
+    """
+    name = str((record.get("schedule") or {}).get("name") or "?")
+    extensions = ((record.get("config") or {}).get("recipe") or {}).get("extensions") or []
+    added = [_EXTENSION_LABELS[e["type"]] for e in extensions
+             if isinstance(e, dict) and e.get("type") in _EXTENSION_LABELS]
+    return " + ".join([name, *added])
+
+
+def gpu_label(record: dict) -> str:
+    """The GPU model a record's times belong to; "CPU" for CPU runs."""
+    env = record.get("environment", {})
+    device = str(env.get("device") or "")
+    if device.lower().startswith("cpu"):
+        return "CPU"
+    return env.get("gpu_name") or f"unknown GPU ({device or 'no device recorded'})"
+
+
+def run_accuracies(runs: Sequence[dict]) -> list[float]:
+    """Final test accuracy of every run that has one."""
+    return [float(r["final_test_acc"]) for r in runs if _is_number(r.get("final_test_acc"))]
+
+
+def run_time_to_target(run: dict, target: float, record_target: float) -> float | None:
+    """Seconds until ``run`` reached ``target``, or None if it never did.
+
+    At the record's own target this is the harness's ``time_to_target_s``; at another target it
+    is the ``elapsed_s`` of the first epoch whose ``test_acc`` meets it (evaluation granularity).
+    """
+    if math.isclose(target, record_target, rel_tol=0, abs_tol=1e-12):
+        value = run.get("time_to_target_s")
+        return float(value) if run.get("reached_target") and _is_number(value) else None
+    if run.get("status") != "ok":
+        return None
+    for epoch in run.get("epochs", []):
+        acc = epoch.get("test_acc")
+        if _is_number(acc) and acc >= target:
+            return float(epoch["elapsed_s"])
+    return None
+
+
+def run_times_to_target(runs: Sequence[dict], target: float, record_target: float) -> list[float]:
+    """Time-to-target of every run that reached ``target``."""
+    times = (run_time_to_target(r, target, record_target) for r in runs)
+    return [t for t in times if t is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking
+
+
+def build_leaderboard(records: Sequence[dict], target: float | None = None) -> list[LeaderboardGroup]:
+    """Group entries by (GPU, dataset copy, target) and rank each group by mean time-to-target.
+
+    ``target=None`` uses each record's own target (records with different targets land in
+    different groups); a number re-evaluates every record against that target.
+    """
+    if target is not None and not (0 < target <= 1):
+        raise SpeedrunError(f"--target must be an accuracy in (0, 1], got {target}; e.g. --target 0.94")
+    entries = [entry for record in records for entry in _record_entries(record, target)]
+    groups: dict[tuple[str, str, float], list[LeaderboardEntry]] = {}
+    for entry in entries:
+        groups.setdefault((entry.gpu, entry.dataset, entry.target), []).append(entry)
+    out = []
+    for (gpu, dataset, group_target), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0].lower(), kv[0][1], -kv[0][2])):
+        ranked = sorted((e for e in members if not e.note), key=lambda e: (e.time_to_target.mean, -(e.accuracy.mean or 0)))
+        ranked = [replace(e, rank=i + 1) for i, e in enumerate(ranked)]
+        unranked = sorted((e for e in members if e.note), key=lambda e: (e.recipe, e.date))
+        out.append(LeaderboardGroup(gpu, dataset, group_target, tuple(ranked), tuple(unranked)))
+    return out
+
+
+def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry]:
+    source = record.get("source_file")
+    goal = float(record["target"]) if target is None else float(target)
+    env = record["environment"]
+    commit = (env.get("git_commit") or "")[:7]
+    if commit and env.get("git_dirty"):
+        commit += "+dirty"
+    entries = []
+    for run_set in record_run_sets(record, source or "record"):
+        runs = run_set.runs
+        accuracy = summarize(run_accuracies(runs))
+        times = summarize(run_times_to_target(runs, goal, float(record["target"])))
+        finished = sum(1 for r in runs if r.get("status") == "ok")
+        util = run_set.summary.get("gpu_util_mean")
+        entry = LeaderboardEntry(
+            rank=None,
+            recipe=f"{record['recipe']} [{run_set.label}]" if run_set.label else record["recipe"],
+            schedule=schedule_label(record),
+            gpu=gpu_label(record),
+            target=goal,
+            runs=len(runs),
+            finished=finished,
+            accuracy=accuracy,
+            reached=times.n,
+            time_to_target=times,
+            gpu_util_mean=float(util) if _is_number(util) else None,
+            dataset=str(record["dataset"].get("name") or "?"),
+            date=record["created"][:10],
+            commit=commit or "?",
+            source=source,
+            caveat=completeness_note(record),
+        )
+        entries.append(replace(entry, note=_unranked_reason(entry)))
+    return entries
+
+
+def _unranked_reason(entry: LeaderboardEntry) -> str:
+    if entry.runs == 0:
+        return "no runs"
+    if entry.finished < entry.runs:
+        return f"{entry.runs - entry.finished} of {entry.runs} runs diverged or failed"
+    if entry.accuracy.mean is None:
+        return "no run has a final test accuracy"
+    if entry.accuracy.mean < entry.target:
+        return f"mean accuracy {_pct(entry.accuracy.mean)} is below the target {_pct(entry.target)}"
+    if entry.time_to_target.n == 0:
+        return "no run reached the target"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+_NUMERIC_COLUMNS = frozenset({0, 4, 5, 6, 7, 8})
+_COLUMNS = ("#", "recipe", "schedule", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")
+
+
+def render(groups: Sequence[LeaderboardGroup], fmt: str) -> str:
+    """Render in one of :data:`FORMATS`; an unknown format names the valid ones."""
+    if fmt == "table":
+        return render_table(groups)
+    if fmt == "markdown":
+        return render_markdown(groups)
+    if fmt == "csv":
+        return render_csv(groups)
+    if fmt == "json":
+        return render_json(groups)
+    raise SpeedrunError(f"unknown leaderboard format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _cells(entry: LeaderboardEntry) -> list[str]:
+    return [
+        str(entry.rank) if entry.rank is not None else "-",
+        entry.recipe,
+        entry.schedule,
+        entry.gpu,
+        str(entry.runs),
+        _pm(entry.accuracy.mean, entry.accuracy_ci95_half, _pct, lambda h: f"{100 * h:.2f}"),
+        f"{entry.reached}/{entry.runs}" if entry.runs else "-",
+        _pm(entry.time_to_target.mean, entry.time_ci95_half, _secs, _secs_bare),
+        f"{entry.gpu_util_mean:.0f}%" if entry.gpu_util_mean is not None else "-",
+        entry.dataset,
+        entry.date,
+        entry.commit,
+    ]
+
+
+def render_table(groups: Sequence[LeaderboardGroup]) -> str:
+    """Aligned plain-text tables for the terminal, one per group, unranked rows last with reasons."""
+    blocks = []
+    for group in groups:
+        notes = any(e.remarks for e in group.entries)
+        header = list(_COLUMNS) + (["note"] if notes else [])
+        rows = [_cells(e) + ([e.remarks] if notes else []) for e in group.entries]
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            parts = [c.rjust(w) if i in _NUMERIC_COLUMNS else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+            return "  ".join(parts).rstrip()
+
+        text = [group.title, line(header), "  ".join("-" * w for w in widths)]
+        text += [line(r) for r in rows]
+        blocks.append("\n".join(text))
+    return "\n\n".join(blocks) + "\n"
+
+
+def render_markdown(groups: Sequence[LeaderboardGroup]) -> str:
+    """GitHub-flavoured Markdown: a heading and a table per group, ready for the README."""
+    blocks = []
+    for group in groups:
+        notes = any(e.remarks for e in group.entries)
+        header = list(_COLUMNS) + (["note"] if notes else [])
+        align = ["---:" if i in _NUMERIC_COLUMNS else "---" for i in range(len(header))]
+        lines = [f"### {_md_escape(group.title)}", "", _md_row(header), "|" + "|".join(align) + "|"]
+        lines += [_md_row(_cells(e) + ([e.remarks] if notes else [])) for e in group.entries]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def render_csv(groups: Sequence[LeaderboardGroup]) -> str:
+    """One flat CSV row per entry with raw numbers (fractions, seconds); rank empty if unranked."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for group in groups:
+        for entry in group.entries:
+            writer.writerow({k: "" if v is None else v for k, v in entry.to_dict().items()})
+    return buf.getvalue()
+
+
+def render_json(groups: Sequence[LeaderboardGroup]) -> str:
+    """Groups with their entries as JSON: raw numbers, nulls where unknown."""
+    doc = {
+        "groups": [
+            {
+                "gpu": g.gpu,
+                "dataset": g.dataset,
+                "target": g.target,
+                "ranked": [e.to_dict() for e in g.ranked],
+                "unranked": [e.to_dict() for e in g.unranked],
+            }
+            for g in groups
+        ]
+    }
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _half_width(s: Summary) -> float | None:
+    if s.n < 2 or s.ci95_high is None or s.mean is None:
+        return None
+    return s.ci95_high - s.mean
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _secs(x: float) -> str:
+    return f"{_secs_bare(x)} s"
+
+
+def _secs_bare(x: float) -> str:
+    return f"{x:.2f}" if abs(x) < 100 else f"{x:.1f}"
+
+
+def _pm(mean: float | None, half: float | None, fmt_mean: Callable[[float], str], fmt_half: Callable[[float], str]) -> str:
+    if mean is None:
+        return "-"
+    return fmt_mean(mean) if half is None else f"{fmt_mean(mean)} ± {fmt_half(half)}"

@@ -1,0 +1,215 @@
+"""Result records: one JSON document per invocation, written atomically, read with a schema check.
+
+A record is the evidence behind every number speedrun reports, so it holds everything needed to
+judge it: the full config, the software and hardware it ran on, each run's per-epoch curve and
+time-to-target, the GPU telemetry, and the summary statistics. Readers (leaderboard, compare,
+plot) validate a record before trusting it and name the file and field when it is malformed.
+
+Schema (version 2); ``?`` marks a field that may be null::
+
+    schema: "speedrun.record"        schema_version: 2
+    kind: "train" | "anchor" | "lr_find"
+    complete: bool                    runs_planned: int
+        (a record is rewritten after every run; until the last one it says complete: false, so a
+        command that was killed leaves a valid record of the runs it finished. runs_planned is
+        the seeded runs asked for, per side for an anchor. Version 1 records lack both fields
+        and are complete.)
+    created: ISO-8601 UTC             command: [argv...]
+    recipe: str                       target: float (accuracy in 0..1)
+    config: {...}                     (the recipe's dataclasses, asdict'ed)
+    dataset: {name, origin, train_size, test_size}
+    environment: {python, torch, cuda?, cudnn?, driver?, gpu_name?, device, hostname,
+                  git_commit?, git_dirty?}
+    timer_rule: str
+    schedule: {name, params, interval, steps, steps_per_epoch, lr: [...], momentum?: [...]}
+    setup: {data_to_device_s, compile_warmup_s}   (the warm-up, compiling or not)
+    runs: [{seed, status: "ok"|"diverged"|"failed", error?, epochs: [{epoch, lr, train_loss,
+            train_acc, test_acc?, elapsed_s}], final_test_acc?, reached_target: bool,
+            time_to_target_s?, train_time_s, nvml: {...}}]
+    summary: {runs, completed, failed, reached, accuracy: Summary, time_to_target: Summary,
+              gpu_util_mean?}
+    nvml: {available: bool, reason?: str, ...}
+
+``Summary`` is :class:`speedrun.results.stats.Summary` as a dict. Extra fields are allowed (a record
+can carry more, e.g. an anchor's second distribution); missing or mistyped required ones are not.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from speedrun.outputs import write_text_atomically
+from speedrun.errors import RecordError
+
+SCHEMA_NAME = "speedrun.record"
+SCHEMA_VERSION = 2
+
+_NUMBER = (int, float)
+_REQUIRED_TOP: dict[str, tuple[type, ...]] = {
+    "schema": (str,),
+    "schema_version": (int,),
+    "kind": (str,),
+    "created": (str,),
+    "recipe": (str,),
+    "target": _NUMBER,
+    "config": (dict,),
+    "dataset": (dict,),
+    "environment": (dict,),
+    "timer_rule": (str,),
+    "runs": (list,),
+    "summary": (dict,),
+}
+_REQUIRED_RUN: dict[str, tuple[type, ...]] = {
+    "seed": (int,),
+    "status": (str,),
+    "epochs": (list,),
+    "reached_target": (bool,),
+}
+_REQUIRED_EPOCH: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "train_loss": _NUMBER + (type(None),),
+    "elapsed_s": _NUMBER,
+}
+_RUN_STATUSES = ("ok", "diverged", "failed")
+
+
+def utc_now() -> str:
+    """Timestamp for ``created``: ISO-8601 in UTC, seconds precision."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def default_record_path(out_dir: str | os.PathLike, recipe: str, kind: str = "train") -> Path:
+    """A fresh file name under ``out_dir`` that sorts by time and never overwrites."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(out_dir) / f"{stamp}-{kind}-{recipe}"
+    path = base.with_suffix(".json")
+    n = 1
+    while path.exists():
+        path = Path(f"{base}-{n}.json")
+        n += 1
+    return path
+
+
+def _reject_non_finite(value: Any) -> None:
+    raise ValueError(f"non-finite number {value!r} in record")
+
+
+def write_record(record: dict, path: str | os.PathLike) -> Path:
+    """Write ``record`` as JSON atomically: a temp file in the same folder, then rename.
+
+    A crash mid-write leaves either the old file or none, never half a record. Non-finite
+    floats must be turned into null (with the run marked failed) before writing: JSON has no
+    NaN, and a record with one would be unreadable by strict parsers.
+    """
+    validate_record(record, source="record to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
+    write_text_atomically(path, text)
+    return path
+
+
+def is_complete(record: dict) -> bool:
+    """False for a record cut short before its last run (version 1 records are always complete)."""
+    return bool(record.get("complete", True))
+
+
+def completeness_note(record: dict) -> str:
+    """'' for a complete record, else e.g. 'incomplete record: 3 of 8 planned runs (cut short)'."""
+    if is_complete(record):
+        return ""
+    planned = record.get("runs_planned")
+    sides = record.get("sides")
+    done = min(len(side.get("runs", [])) for side in sides) if isinstance(sides, list) and sides else len(record["runs"])
+    of = f" of {planned} planned" if isinstance(planned, int) else ""
+    return f"incomplete record: {done}{of} runs{' a side' if isinstance(sides, list) and sides else ''} (cut short)"
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """Read and validate one record; :class:`RecordError` names the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such record file; pass a path to a speedrun JSON record") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path}: cannot read record ({e.__class__.__name__}: {e})") from None
+    try:
+        record = json.loads(text, parse_constant=_reject_non_finite)
+    except ValueError as e:
+        raise RecordError(f"{path}: not a valid JSON record ({e}); was it cut short?") from None
+    validate_record(record, source=str(path))
+    return record
+
+
+def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively, ``*.json``) into a sorted list of record paths."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file()))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise RecordError(f"{p}: no such file or folder; pass record files or a folder of them")
+    return found
+
+
+def _check_fields(obj: Any, required: dict[str, tuple[type, ...]], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise RecordError(f"{where}: expected an object, got {type(obj).__name__}")
+    for key, types in required.items():
+        if key not in obj:
+            raise RecordError(f"{where}: missing field '{key}'")
+        value = obj[key]
+        if isinstance(value, bool) and bool not in types:
+            raise RecordError(f"{where}: field '{key}' must be {_type_names(types)}, got a boolean")
+        if not isinstance(value, types):
+            raise RecordError(f"{where}: field '{key}' must be {_type_names(types)}, got {type(value).__name__}")
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def _check_finite(obj: Any, where: str) -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise RecordError(f"{where}: non-finite number {obj!r}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def validate_record(record: Any, source: str = "record") -> None:
+    """Raise :class:`RecordError` unless ``record`` follows the schema above."""
+    if not isinstance(record, dict):
+        raise RecordError(f"{source}: expected a JSON object at the top level")
+    if record.get("schema") != SCHEMA_NAME:
+        raise RecordError(f"{source}: not a speedrun record (field 'schema' is {record.get('schema')!r})")
+    version = record.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise RecordError(
+            f"{source}: schema_version {version} is newer than this speedrun understands "
+            f"({SCHEMA_VERSION}); upgrade speedrun to read it"
+        )
+    _check_fields(record, _REQUIRED_TOP, source)
+    if isinstance(version, int) and version >= 2:
+        _check_fields(record, {"complete": (bool,), "runs_planned": (int,)}, source)
+    if not 0 < record["target"] <= 1:
+        raise RecordError(f"{source}: field 'target' must be an accuracy in (0, 1], got {record['target']}")
+    for i, run in enumerate(record["runs"]):
+        where = f"{source}: runs[{i}]"
+        _check_fields(run, _REQUIRED_RUN, where)
+        if run["status"] not in _RUN_STATUSES:
+            raise RecordError(f"{where}: status must be one of {', '.join(_RUN_STATUSES)}, got {run['status']!r}")
+        for j, epoch in enumerate(run["epochs"]):
+            _check_fields(epoch, _REQUIRED_EPOCH, f"{where}.epochs[{j}]")
+    _check_fields(record["summary"], {"runs": (int,), "reached": (int,)}, f"{source}: summary")
+    _check_finite(record, source)

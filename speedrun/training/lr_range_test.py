@@ -1,0 +1,242 @@
+"""The learning-rate range test (Smith, 2017): find the bounds of a cyclical or one-cycle policy.
+
+Train for ``num_steps`` steps while the lr rises exponentially (or linearly) from ``start_lr``
+to ``end_lr``, and watch the loss. Single-batch losses are noisy, so the curve is smoothed with
+a bias-corrected exponential moving average (``beta``); once the smoothed loss exceeds
+``diverge_factor`` times its minimum the test stops, since larger rates only diverge. The
+model's and optimizer's state are restored afterwards, so the test leaves no trace.
+
+Suggestions read off the smoothed curve:
+
+* ``steepest_lr``: where the smoothed loss falls fastest against log(lr), searched up to the
+  minimum (beyond it the loss is no longer falling);
+* ``min_div_10_lr``: the lr at the smoothed minimum divided by 10, a margin below the edge of
+  divergence;
+* ``one_cycle_max_lr``: the geometric mean of those two, i.e. halfway between them on the
+  log-lr axis the curve is measured on: the steepest point alone is noisy and the min/10
+  rule is conservative by construction;
+* ``one_cycle_base_lr``: ``one_cycle_max_lr / one_cycle_divisor`` (10): the lower bound a
+  one-cycle policy starts (and, without annihilation, ends) at;
+* ``cyclic_max_lr`` / ``cyclic_base_lr``: the same upper bound, and a lower bound
+  ``cyclic_divisor`` (4) times smaller, as Smith suggests for triangular cycles.
+
+All are None when the loss never fell (the range started too high, or too few steps).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, apply_augment, batch_order, normalize, sample_augment_params
+from speedrun.errors import SpeedrunError
+from speedrun.training.optimizers import build_optimizer
+from speedrun.training.trainer import DeviceData, Trainer, autocast_for
+
+if TYPE_CHECKING:
+    from speedrun.data.cifar10 import Cifar10
+    from speedrun.bench.harness import HarnessOptions
+    from speedrun.recipes import Recipe
+
+LR_RAMPS = ("exp", "linear")
+
+
+@dataclass(frozen=True)
+class LRFinderConfig:
+    """How the range test ramps the lr, smooths the loss, stops, and turns the curve into bounds."""
+
+    start_lr: float = 1e-4
+    end_lr: float = 10.0
+    num_steps: int = 100
+    ramp: str = "exp"                # "exp": geometric steps; "linear": equal steps
+    beta: float = 0.98               # smoothing of the loss curve
+    diverge_factor: float = 4.0      # stop once smoothed loss > this x its minimum
+    one_cycle_divisor: float = 10.0  # one-cycle lower bound = max_lr / this
+    cyclic_divisor: float = 4.0      # cyclical base_lr = max_lr / this
+
+    def __post_init__(self) -> None:
+        for name in ("start_lr", "end_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.end_lr <= self.start_lr:
+            raise ValueError(f"end_lr ({self.end_lr}) must be greater than start_lr ({self.start_lr})")
+        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 2:
+            raise ValueError(f"num_steps must be an integer >= 2, got {self.num_steps!r}")
+        if self.ramp not in LR_RAMPS:
+            raise ValueError(f"ramp must be one of {', '.join(LR_RAMPS)}, got {self.ramp!r}")
+        if not 0 <= self.beta < 1:
+            raise ValueError(f"beta must be in [0, 1), got {self.beta!r}")
+        for name in ("diverge_factor", "one_cycle_divisor", "cyclic_divisor"):
+            if not getattr(self, name) > 1:
+                raise ValueError(f"{name} must be greater than 1, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class LRFinderResult:
+    """The curve as measured (``lrs[i]`` is the rate of the step whose batch gave ``losses[i]``)."""
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    stopped_early: bool
+    suggestions: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_ramp(config: LRFinderConfig) -> np.ndarray:
+    """The ``num_steps`` rates of the test, from ``start_lr`` to ``end_lr`` inclusive."""
+    if config.ramp == "linear":
+        return np.linspace(config.start_lr, config.end_lr, config.num_steps)
+    return np.geomspace(config.start_lr, config.end_lr, config.num_steps)
+
+
+def smooth_losses(losses: Sequence[float], beta: float) -> list[float]:
+    """Bias-corrected exponential moving average: ``avg_i / (1 - beta**(i+1))``.
+
+    Without the correction the average starts near 0 (it is initialised at 0) and the early
+    curve would be meaningless.
+    """
+    out, avg = [], 0.0
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / (1 - beta ** (i + 1)))
+    return out
+
+
+def suggest_lrs(lrs: Sequence[float], smoothed: Sequence[float], config: LRFinderConfig = LRFinderConfig()) -> dict:
+    """The suggestions described in the module doc, from a (possibly truncated) smoothed curve."""
+    keys = ("steepest_lr", "min_loss_lr", "min_div_10_lr", "one_cycle_max_lr", "one_cycle_base_lr",
+            "cyclic_base_lr", "cyclic_max_lr")
+    none = dict.fromkeys(keys)
+    if len(smoothed) < 3:
+        return none
+    loss = np.asarray(smoothed, dtype=np.float64)
+    log_lr = np.log(np.asarray(lrs[:len(loss)], dtype=np.float64))
+    lowest = int(np.argmin(loss))
+    if lowest == 0:
+        return none
+    slope = np.gradient(loss, log_lr)
+    skip = min(max(1, len(loss) // 10), lowest)   # the smoothing's warm-up is too noisy to judge slopes
+    steepest = float(np.exp(log_lr[skip + int(np.argmin(slope[skip:lowest + 1]))]))
+    min_loss = float(np.exp(log_lr[lowest]))
+    min_div_10 = min_loss / 10
+    max_lr = math.sqrt(steepest * min_div_10)
+    return {"steepest_lr": steepest, "min_loss_lr": min_loss, "min_div_10_lr": min_div_10,
+            "one_cycle_max_lr": max_lr, "one_cycle_base_lr": max_lr / config.one_cycle_divisor,
+            "cyclic_base_lr": max_lr / config.cyclic_divisor, "cyclic_max_lr": max_lr}
+
+
+def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss: Callable[[], Tensor],
+                  config: LRFinderConfig = LRFinderConfig(), *, lr_scales: Sequence[float] | None = None
+                  ) -> LRFinderResult:
+    """Run the range test on ``model`` with ``optimizer``; ``batch_loss()`` gives the next batch's loss.
+
+    Each step sets every group's lr (times its entry in ``lr_scales``, default 1), computes the
+    loss, steps, and reads the loss back (one sync per step: the test is not timed). Stops early
+    on a non-finite loss or divergence. The model's parameters and buffers and the optimizer's
+    state are restored exactly at the end, even if ``batch_loss`` raises.
+    """
+    scales = list(lr_scales) if lr_scales is not None else [1.0] * len(optimizer.param_groups)
+    saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    lrs, losses = [], []
+    stopped_early = False
+    best, average = math.inf, 0.0
+    try:
+        for lr in lr_ramp(config).tolist():
+            _set_lr(optimizer, lr, scales)
+            loss = batch_loss()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                stopped_early = True
+                break
+            lrs.append(lr)
+            losses.append(value)
+            average = config.beta * average + (1 - config.beta) * value
+            smoothed = average / (1 - config.beta ** len(losses))   # as smooth_losses, incrementally
+            if len(losses) > 1 and smoothed > config.diverge_factor * best:
+                stopped_early = True
+                break
+            best = min(best, smoothed)
+    finally:
+        with torch.no_grad():
+            model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+    smoothed_curve = smooth_losses(losses, config.beta)
+    return LRFinderResult(tuple(lrs), tuple(losses), tuple(smoothed_curve), stopped_early,
+                          suggest_lrs(lrs, smoothed_curve, config))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float, scales: Sequence[float]) -> None:
+    for group, scale in zip(optimizer.param_groups, scales):
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lr * scale)
+        else:
+            group["lr"] = lr * scale
+
+
+def recipe_range_test(recipe: "Recipe", data: DeviceData, *, seed: int = 0,
+                      config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False) -> LRFinderResult:
+    """The range test for ``recipe`` as it trains: its model, init, parameter groups, optimizer,
+    batch size, augmentation and label smoothing (momentum is held at the optimizer config's)."""
+    trainer = Trainer(recipe.model, data, augment=recipe.augment, optimizer=recipe.optimizer, train=recipe.train,
+                      compile_model=compile_model)
+    trainer.initialize(seed)
+    start = torch.full((1,), config.start_lr, dtype=torch.float32, device=data.device)
+    scheduled = build_optimizer(trainer.param_groups(), recipe.optimizer, start)
+    gen = torch.Generator(device=data.device).manual_seed(seed)
+    batches = _endless_batches(len(data.train_images), recipe.train.batch_size, gen)
+
+    def batch_loss() -> Tensor:
+        indices = next(batches)
+        params = sample_augment_params(len(indices), recipe.augment, gen, image_size=data.train_images.shape[-1])
+        x = normalize(apply_augment(data.train_images[indices], params, recipe.augment), CIFAR10_MEAN, CIFAR10_STD)
+        with autocast_for(data.device):
+            return F.cross_entropy(trainer.forward(x), data.train_labels[indices],
+                                   label_smoothing=recipe.train.label_smoothing)
+
+    trainer.model.train()
+    return lr_range_test(trainer.model, scheduled.optimizer, batch_loss, config, lr_scales=scheduled.lr_scales)
+
+
+def _endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """Full batches from a fresh permutation each pass over the data, for as long as asked."""
+    while True:
+        order = batch_order(n, gen)
+        yield from order[:n - n % batch_size].view(-1, batch_size)
+
+
+def resolve_auto_max_lr(recipe: "Recipe", options: "HarnessOptions", data: "Cifar10 | None" = None, *,
+                        config: LRFinderConfig = LRFinderConfig(), log: Callable[[str], None] = print) -> float:
+    """``--max-lr auto``: run the range test for ``recipe`` on the run's data and device; return
+    the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""
+    from speedrun.data.cifar10 import load_cifar10
+    from speedrun.bench.environment import pick_device
+
+    device = pick_device(options.device)
+    if data is None:
+        data = load_cifar10(options.data_dir, download=options.download)
+    data = data.subset(options.train_subset, options.test_subset)
+    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config)
+    max_lr = result.suggestions["one_cycle_max_lr"]
+    if max_lr is None:
+        raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} "
+                            "found no falling loss; pass --max-lr as a number, or run `speedrun lr-find` with a "
+                            "lower --start-lr")
+    s = result.suggestions
+    stopped = ", stopped at divergence" if result.stopped_early else ""
+    log(f"--max-lr auto: LR range test ({len(result.lrs)} steps{stopped}) suggests max_lr {max_lr:.4g} "
+        f"(steepest {s['steepest_lr']:.4g}, min/10 {s['min_div_10_lr']:.4g})")
+    return max_lr
