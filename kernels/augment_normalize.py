@@ -1,69 +1,64 @@
 """One pass from the uint8 dataset on the device to the normalized, augmented training batch.
 
-Why: the pure-torch path (:func:`augment_normalize_reference`) gathers the batch, builds crop
-indices, gathers again, masks, converts and normalizes: several kernel launches and several
-round trips through memory for a few megabytes. The Triton kernel reads each source byte once
-and writes each output element once, with the padding done by index arithmetic.
+Why: the pure-torch path (``speedrun.data.fused_input.augment_normalize_reference``) gathers the
+batch, builds crop indices, gathers again, masks, converts and normalizes: several kernel
+launches and several round trips through memory for a few megabytes. This Triton kernel reads
+each source byte once and writes each output element once, with the padding done by index
+arithmetic.
 
-The reference *is* the spec: ``speedrun.data.augment.apply_augment`` then ``normalize`` on
+The reference is the spec: speedrun's ``apply_augment`` then ``normalize`` on
 ``dataset_u8[indices]``. The kernel equals it bit for bit in every dtype, because it maps each
-uint8 value through a table of ``normalize``'s own outputs (:func:`normalize_lut`) instead of
-re-doing the float arithmetic (where a fused multiply-add would round differently).
+uint8 value through a table of ``normalize``'s own outputs (the ``lut`` the caller passes,
+built by ``speedrun.data.fused_input.normalize_lut``) instead of re-doing the float arithmetic
+(where a fused multiply-add would round differently). This module imports nothing from
+speedrun: the kernels depend on torch and Triton only, and speedrun calls them.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from .triton_support import should_use_triton, triton_kernel
-from speedrun.data.augment import AugmentConfig, AugmentParams, apply_augment, normalize
+from .triton_support import triton_kernel
 
-__all__ = [
-    "augment_normalize",
-    "augment_normalize_reference",
-    "augment_normalize_triton",
-    "normalize_lut",
-]
+__all__ = ["BatchDraws", "augment_normalize_triton"]
 
-_PARAM_NAMES = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x")
-_UINT8_LEVELS = 256
+_DRAW_NAMES = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x")
 
 
-def augment_normalize_reference(
-    dataset_u8: Tensor,
-    indices: Tensor,
-    params: AugmentParams,
-    cfg: AugmentConfig,
-    mean: Sequence[float],
-    std: Sequence[float],
-    dtype: torch.dtype = torch.bfloat16,
-) -> Tensor:
-    """The spec: crop, flip, cutout (``apply_augment``) and ``normalize`` of ``dataset_u8[indices]``.
+class BatchDraws(Protocol):
+    """A batch's random draws, one value per image (``speedrun.data.augment.AugmentParams`` is one)."""
 
-    Returns a new channels_last ``(B, C, H, W)`` tensor in ``dtype``.
-    """
-    batch = apply_augment(dataset_u8[indices], params, cfg)
-    return normalize(batch, mean, std, dtype=dtype, channels_last=True)
+    crop_y: Tensor     # row offset into the padded image, clamped to [0, 2 * crop_padding]
+    crop_x: Tensor
+    flip: Tensor       # bool
+    cutout_y: Tensor   # top row of the unclipped cutout window (may be < 0)
+    cutout_x: Tensor
 
 
 def augment_normalize_triton(
     dataset_u8: Tensor,
     indices: Tensor,
-    params: AugmentParams,
-    cfg: AugmentConfig,
-    mean: Sequence[float],
-    std: Sequence[float],
+    draws: BatchDraws,
+    lut: Tensor,
+    *,
+    crop_padding: int,
+    reflect: bool,
+    flip: bool,
+    cutout_size: int,
     dtype: torch.dtype = torch.bfloat16,
 ) -> Tensor:
-    """The reference's result from one Triton launch (any dataset strides; indices may be < 0).
+    """The batch ``dataset_u8[indices]`` cropped, flipped, cut out and normalized, in one launch.
 
-    Indices must lie in ``[-N, N)``: they are not checked, as checking would sync with the device.
-    Runs on CUDA, or on CPU tensors under ``TRITON_INTERPRET=1``.
+    ``lut`` is the ``(C, 256)`` table of normalized values in ``dtype``; ``crop_padding``,
+    ``reflect`` (else zero padding), ``flip`` and ``cutout_size`` (0: none) say which
+    augmentations apply. Any dataset strides; indices may be negative (they wrap) and must lie
+    in ``[-N, N)``: they are not checked, as checking would sync with the device. Returns a new
+    channels_last ``(B, C, H, W)`` tensor in ``dtype``. Runs on CUDA, or on CPU tensors under
+    ``TRITON_INTERPRET=1``.
     """
-    _check_inputs(dataset_u8, indices, params, cfg, mean, std)
+    _check_inputs(dataset_u8, indices, draws, lut, crop_padding=crop_padding, reflect=reflect, dtype=dtype)
     from ._augment_normalize_body import augment_normalize_body
 
     num_images, channels, height, width = dataset_u8.shape
@@ -73,86 +68,43 @@ def augment_normalize_triton(
     )
     if batch == 0:
         return out
-    lut = normalize_lut(mean, std, dtype=dtype, device=dataset_u8.device)
     kernel = triton_kernel(augment_normalize_body)
     kernel[(batch,)](
-        dataset_u8, indices, params.crop_y, params.crop_x, params.flip.view(torch.uint8),
-        params.cutout_y, params.cutout_x, lut, out,
+        dataset_u8, indices, draws.crop_y, draws.crop_x, draws.flip.view(torch.uint8),
+        draws.cutout_y, draws.cutout_x, lut, out,
         num_images,
         *dataset_u8.stride(),
         *out.stride(),
         CHANNELS=channels, HEIGHT=height, WIDTH=width,
-        PADDING=cfg.crop_padding, REFLECT=cfg.pad_mode == "reflect", FLIP=cfg.flip, CUTOUT=cfg.cutout_size,
+        PADDING=crop_padding, REFLECT=reflect, FLIP=flip, CUTOUT=cutout_size,
         PIXEL_BLOCK=_next_power_of_2(height * width), CHANNEL_BLOCK=_next_power_of_2(channels),
         num_warps=4,
     )
     return out
 
 
-def augment_normalize(
-    dataset_u8: Tensor,
-    indices: Tensor,
-    params: AugmentParams,
-    cfg: AugmentConfig,
-    mean: Sequence[float],
-    std: Sequence[float],
-    dtype: torch.dtype = torch.bfloat16,
-) -> Tensor:
-    """The Triton kernel for CUDA data when Triton imports, else the reference: same result."""
-    if should_use_triton(dataset_u8):
-        return augment_normalize_triton(dataset_u8, indices, params, cfg, mean, std, dtype)
-    return augment_normalize_reference(dataset_u8, indices, params, cfg, mean, std, dtype)
-
-
-def normalize_lut(
-    mean: Sequence[float], std: Sequence[float], *, dtype: torch.dtype, device: torch.device | str
-) -> Tensor:
-    """``(C, 256)`` table: row c holds ``normalize`` of uint8 values 0..255 in channel c.
-
-    Built by calling ``normalize`` itself, so looking a pixel up equals normalizing it exactly.
-    Cached per (mean, std, dtype, device); the returned tensor is shared, so do not modify it.
-    """
-    key_mean = tuple(float(m) for m in mean)
-    key_std = tuple(float(s) for s in std)
-    return _cached_lut(key_mean, key_std, dtype, torch.device(device))
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_lut(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    channels = len(mean)
-    levels = torch.arange(_UINT8_LEVELS, dtype=torch.uint8, device=device)
-    ramp = levels.expand(channels, _UINT8_LEVELS).reshape(1, channels, 1, _UINT8_LEVELS)
-    table = normalize(ramp, mean, std, dtype=dtype, channels_last=False)
-    return table.reshape(channels, _UINT8_LEVELS).contiguous()
-
-
-def _check_inputs(
-    dataset_u8: Tensor,
-    indices: Tensor,
-    params: AugmentParams,
-    cfg: AugmentConfig,
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> None:
+def _check_inputs(dataset_u8: Tensor, indices: Tensor, draws: BatchDraws, lut: Tensor, *, crop_padding: int,
+                  reflect: bool, dtype: torch.dtype) -> None:
     """Metadata checks only (shapes, dtypes, devices): they never wait for the device."""
     if dataset_u8.dtype != torch.uint8 or dataset_u8.dim() != 4:
         raise ValueError(f"dataset_u8 must be uint8 (N, C, H, W), got {dataset_u8.dtype} {tuple(dataset_u8.shape)}")
     if indices.dim() != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise ValueError(f"indices must be a 1-D integer tensor, got {indices.dtype} {tuple(indices.shape)}")
     batch = indices.shape[0]
-    tensors = {"indices": indices, **{name: getattr(params, name) for name in _PARAM_NAMES}}
+    tensors = {"indices": indices, **{name: getattr(draws, name) for name in _DRAW_NAMES}}
     for name, tensor in tensors.items():
         if tensor.device != dataset_u8.device:
             raise ValueError(f"{name} is on {tensor.device}, the dataset on {dataset_u8.device}")
         if tensor.shape != (batch,):
             raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected ({batch},) like indices")
-    if params.flip.dtype != torch.bool:
-        raise ValueError(f"AugmentParams.flip must be bool, got {params.flip.dtype}")
+    if draws.flip.dtype != torch.bool:
+        raise ValueError(f"the flip draws must be bool, got {draws.flip.dtype}")
     channels, height, width = dataset_u8.shape[1:]
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"need one mean and std per channel ({channels}), got {len(mean)} and {len(std)}")
-    if cfg.pad_mode == "reflect" and cfg.crop_padding >= min(height, width):
-        raise ValueError(f"reflect padding {cfg.crop_padding} must be smaller than the image ({height}x{width})")
+    if lut.shape != (channels, 256) or lut.dtype != dtype or lut.device != dataset_u8.device:
+        raise ValueError(f"lut must be ({channels}, 256) {dtype} on {dataset_u8.device}, "
+                         f"got {tuple(lut.shape)} {lut.dtype} on {lut.device}")
+    if reflect and crop_padding >= min(height, width):
+        raise ValueError(f"reflect padding {crop_padding} must be smaller than the image ({height}x{width})")
 
 
 def _next_power_of_2(n: int) -> int:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speedrun.data.cifar10 import Cifar10, load_cifar10
+from speedrun.data.cifar10 import Cifar10
+from speedrun.data.loading import load_cifar10
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"

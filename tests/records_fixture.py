@@ -29,7 +29,7 @@ from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC
 from speedrun.results.records import read_record, write_record
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 TARGET = 0.3          # reachable in a few epochs on the synthetic data
 UNREACHABLE = 0.999   # a target these tiny runs never reach: gives an unranked entry

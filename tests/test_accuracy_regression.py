@@ -25,7 +25,8 @@ import torch
 
 from speedrun.results.baselines import (TIME_TOLERANCE, BaselineQuery, accuracy_floor, find_baseline, gate_target,
                                 time_ratio)
-from speedrun.data.cifar10 import SOURCE_JPEG_COPY, load_cifar10
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY
+from speedrun.data.loading import load_cifar10
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.recipes import CLASSIC, RECIPES, Recipe
 

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from speedrun.bench.anchor import Airbench94, AnchorOutcome, interleaved_order, run_anchor
+from speedrun.bench.airbench import Airbench94
+from speedrun.bench.anchor import interleaved_order, run_anchor
+from speedrun.bench.anchor_side import AnchorOutcome
 from speedrun.cli import main
 from speedrun.errors import SpeedrunError
 from speedrun.recipes.fast94 import fast94_recipe
@@ -44,8 +46,8 @@ class SoftmaxStandIn:
         x = F.avg_pool2d(images_u8_nhwc.permute(0, 3, 1, 2).float() / 255, 4).flatten(1)
         return (x - x.mean(0)) / (x.std(0) + 1e-6)
 
-    def warmup(self) -> None:
-        self.events.append(("warmup",))
+    def rehearse(self) -> None:
+        self.events.append(("rehearse",))
 
     def run(self, seed: int) -> AnchorOutcome:
         self.events.append(("anchor run", seed))

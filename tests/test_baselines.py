@@ -18,7 +18,7 @@ from speedrun.data.cifar10 import SOURCE_JPEG_COPY, SOURCE_OFFICIAL
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC, ScheduleSpec
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 from records_fixture import variant
 

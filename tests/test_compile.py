@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from extension_helpers import one_cpu_thread  # noqa: F401
+from speedrun.models.protocol import one_group, reinitialize
 from speedrun.recipes import RECIPES, get_recipe
-from speedrun.training.trainer import DeviceData, Trainer
+from speedrun.data.device_data import DeviceData
+from speedrun.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -57,7 +59,7 @@ def compiled_trainer(recipe_name: str, data, backend, *, epochs: int = 2) -> tup
 
 def assert_measured_runs_compile_nothing(trainer: Trainer, backend: CountingBackend, lr, momentum) -> None:
     torch._dynamo.reset()
-    trainer.warmup(lr, momentum)
+    trainer.rehearse(lr, momentum)
     built = backend.graphs
     assert built >= 2                               # the training graph and the evaluation graph at least
     assert backend.dynamic_graphs == 0, "a graph was compiled with a dynamic size: batch shapes must be static"
@@ -99,6 +101,12 @@ def test_a_graph_break_is_an_error_not_a_silent_slowdown(make_synthetic_cifar10)
         def build(self) -> nn.Module:
             return Breaks()
 
+        def initialize(self, model, seed, train_images) -> None:
+            reinitialize(model, seed)
+
+        def param_groups(self, model, optimizer):
+            return one_group(model)
+
     recipe = get_recipe("classic")
     trainer = Trainer(BreakingConfig(), DeviceData.from_cifar(make_synthetic_cifar10(train=64, test=32), CPU),
                       augment=recipe.augment, optimizer=recipe.optimizer,
@@ -106,4 +114,4 @@ def test_a_graph_break_is_an_error_not_a_silent_slowdown(make_synthetic_cifar10)
                       compile_backend="aot_eager")
     torch._dynamo.reset()
     with pytest.raises(Exception, match="(?i)graph break|data-dependent|unsupported"):
-        trainer.warmup(torch.full((2,), 0.1))
+        trainer.rehearse(torch.full((2,), 0.1))

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speedrun.data.cifar10 import (
-    ARCHIVE_NAME, CACHE_NAME, FOLDER_NAME, JPEG_COPY_NAME, SOURCE_JPEG_COPY, SOURCE_OFFICIAL,
-    Cifar10, default_data_dir, load_cifar10,
-)
+from speedrun.data.cifar10 import (ARCHIVE_NAME, CACHE_NAME, Cifar10, FOLDER_NAME, JPEG_COPY_NAME, SOURCE_JPEG_COPY,
+                                   SOURCE_OFFICIAL)
+from speedrun.data.loading import default_data_dir, load_cifar10
 from speedrun.errors import DatasetError, SpeedrunError
 
 SMALL = dict(expected_counts=None, expected_md5=None)

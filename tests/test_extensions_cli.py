@@ -12,7 +12,7 @@ from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, opti
 from speedrun.cli.extension_flags import (CommandLineSchedule, add_extension_arguments, apply_training_flags,
                                      extensions_from_args, schedule_spec_from_args, with_peak_lr)
 from speedrun.bench.harness import run_benchmark
-from speedrun.extensions.plateau_config import PlateauConfig
+from speedrun.extensions.plateau import PlateauConfig
 from speedrun.recipes import CLASSIC, ScheduleSpec
 from speedrun.results.records import read_record
 from speedrun.cli.schedule_flags import schedule_from_args

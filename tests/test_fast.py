@@ -10,11 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-from speedrun.recipes.fast94 import (DecoupledWeightDecay, FastNetConfig, LookaheadConfig, fast94_recipe,
-                           fast_recipe_ablations, patch_whitening)
+from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
+from speedrun.extensions.lookahead import LookaheadConfig
+from speedrun.models.fast_net import FastNetConfig
+from speedrun.models.whitening import patch_whitening
+from speedrun.recipes.fast94 import fast94_recipe, fast_recipe_ablations
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.training.optimizers import build_optimizer
-from speedrun.training.trainer import DeviceData, Trainer
+from speedrun.data.device_data import DeviceData
+from speedrun.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 

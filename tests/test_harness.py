@@ -8,7 +8,7 @@ from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.recipes import CLASSIC
 from speedrun.results.records import read_record
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 TINY_RECIPE = CLASSIC.replace(model=ResNet9Config(widths=(8, 16, 16, 32)),
                               train=TrainConfig(epochs=2, batch_size=32, eval_every=1))

@@ -14,12 +14,13 @@ import torch
 from extension_helpers import one_cpu_thread  # noqa: F401
 from speedrun.bench.host_sync import HostSyncCounter
 from speedrun.training.optimizers import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
-from speedrun.extensions.plateau_config import PlateauConfig
+from speedrun.extensions.plateau import PlateauConfig
 from speedrun.recipes import RECIPES, ScheduleSpec, get_recipe
 from speedrun.schedules import build_schedule, with_warmup
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
-from speedrun.training.trainer import DeviceData, Trainer
+from speedrun.data.device_data import DeviceData
+from speedrun.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 EPOCHS = 3

@@ -1,5 +1,5 @@
-"""Behaviour of the kernels package: the pure-torch references (the specs), the flat parameter
-buffer, and each Triton kernel against its reference.
+"""Behaviour of the kernels package: the pure-torch references (the specs; the input kernel's is
+``speedrun.data.fused_input``), the flat parameter buffer, and each Triton kernel against its reference.
 
 Kernel-vs-reference tests run on CPU under Triton's interpreter when Triton is installed
 (``pip install triton``; skipped otherwise) and on the GPU at full size (``-m gpu``; skipped
@@ -11,18 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speedrun.kernels import (
-    ALIGN_BYTES,
-    FlatParams,
-    augment_normalize,
-    augment_normalize_reference,
-    augment_normalize_triton,
-    ema_update,
-    ema_update_reference,
-    ema_update_triton,
-    normalize_lut,
-    triton_is_available,
-)
+from speedrun.data.fused_input import (augment_normalize, augment_normalize_fused, augment_normalize_reference,
+                                       normalize_lut)
+from speedrun.kernels import ALIGN_BYTES, FlatParams, ema_update, ema_update_reference, ema_update_triton, triton_is_available
 from speedrun.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -203,7 +194,7 @@ def test_triton_entry_point_rejects_bad_inputs_before_launching():
 
     def call(**changes):
         args = {**good, **changes}
-        augment_normalize_triton(changes.get("dataset", dataset), args["indices"], args["params"], args["cfg"],
+        augment_normalize_fused(changes.get("dataset", dataset), args["indices"], args["params"], args["cfg"],
                                  CIFAR10_MEAN, CIFAR10_STD)
 
     with pytest.raises(ValueError, match="uint8"):
@@ -399,7 +390,7 @@ def test_interpreted_augment_kernel_equals_reference(interpreted, cfg, dtype):
     indices = torch.randint(-12, 12, (6,), generator=g)
     params = sample_augment_params(6, cfg, g)
     args = (dataset, indices, params, cfg, CIFAR10_MEAN, CIFAR10_STD, dtype)
-    out = augment_normalize_triton(*args)
+    out = augment_normalize_fused(*args)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out, augment_normalize_reference(*args))
 
@@ -417,11 +408,11 @@ def test_interpreted_augment_kernel_handles_odd_layouts_and_out_of_range_offsets
     indices = torch.tensor([8, 0, -9, 4, 4], dtype=torch.int32)
     for dtype in (torch.float16, torch.bfloat16):
         args = (dataset, indices, params, cfg, CIFAR10_MEAN, CIFAR10_STD, dtype)
-        assert torch.equal(augment_normalize_triton(*args), augment_normalize_reference(*args))
+        assert torch.equal(augment_normalize_fused(*args), augment_normalize_reference(*args))
 
 
 def test_interpreted_augment_kernel_accepts_an_empty_batch(interpreted):
-    out = augment_normalize_triton(nonzero_images(3), torch.zeros(0, dtype=torch.int64), constant_params(0),
+    out = augment_normalize_fused(nonzero_images(3), torch.zeros(0, dtype=torch.int64), constant_params(0),
                                    AugmentConfig(), CIFAR10_MEAN, CIFAR10_STD)
     assert out.shape == (0, 3, 8, 8)
 
@@ -490,7 +481,7 @@ def test_gpu_augment_kernel_equals_reference_at_full_size(cuda_dataset, cfg, dty
     indices = torch.randperm(cuda_dataset.shape[0], generator=g, device="cuda")[:1024]
     params = sample_augment_params(1024, cfg, g)
     args = (cuda_dataset, indices, params, cfg, CIFAR10_MEAN, CIFAR10_STD, dtype)
-    assert torch.equal(augment_normalize_triton(*args), augment_normalize_reference(*args))
+    assert torch.equal(augment_normalize_fused(*args), augment_normalize_reference(*args))
 
 
 @on_gpu

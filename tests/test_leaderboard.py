@@ -21,16 +21,8 @@ from records_fixture import TARGET, UNREACHABLE, cpu_records, dump, variant, wri
 from speedrun.cli import command
 from speedrun.cli import leaderboard as leaderboard_cmd
 from speedrun.errors import RecordError, SpeedrunError
-from speedrun.results.leaderboard import (
-    CSV_FIELDS,
-    build_leaderboard,
-    load_records,
-    render,
-    render_csv,
-    render_json,
-    render_markdown,
-    render_table,
-)
+from speedrun.results.leaderboard import CSV_FIELDS, build_leaderboard, load_records
+from speedrun.results.render import render, render_csv, render_json, render_markdown, render_table
 from speedrun.results.stats import summarize
 
 

@@ -19,7 +19,8 @@ from speedrun.training.lr_range_test import (LRFinderConfig, lr_ramp, lr_range_t
 from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
 from speedrun.recipes import CLASSIC
 from speedrun.results.records import read_record
-from speedrun.training.trainer import DeviceData, TrainConfig
+from speedrun.data.device_data import DeviceData
+from speedrun.training.config import TrainConfig
 
 SMALL_RECIPE = CLASSIC.replace(model=TINY, train=TrainConfig(epochs=1, batch_size=32))
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from extension_helpers import Probe, constant_schedule, tiny_trainer, one_cpu_thread  # noqa: F401
-from speedrun.extensions.plateau_config import PlateauConfig
+from speedrun.extensions.plateau import PlateauConfig
 
 # An absolute threshold this large makes every epoch after the first "no improvement".
 NEVER_IMPROVES = dict(threshold=1e9, threshold_mode="abs", patience=0)

@@ -8,7 +8,7 @@ from speedrun.outputs import write_new_text_file
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.bench.profiling import profile_epoch
 from speedrun.recipes import CLASSIC
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 
 def test_profile_of_one_epoch_names_the_convolutions(make_synthetic_cifar10):

@@ -7,7 +7,7 @@ import torch
 from extension_helpers import TINY, Probe, constant_schedule, load_state, one_cpu_thread, tiny_trainer  # noqa: F401
 from speedrun.schedules import cosine_annealing_warm_restarts
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig, cycle_ends_from_lr, ensemble_logits, sgdr_cycle_ends
-from speedrun.training.trainer import predict
+from speedrun.training.evaluation import predict
 
 
 @pytest.mark.parametrize("T_0,T_mult,total,expected", [

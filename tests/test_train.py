@@ -8,7 +8,11 @@ from speedrun.data.augment import AugmentConfig
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.training.optimizers import OptimizerConfig, build_optimizer
 from speedrun.recipes import RECIPES, get_recipe
-from speedrun.training.trainer import DeviceData, RunHooks, TrainConfig, Trainer, evaluate, tta_views
+from speedrun.data.device_data import DeviceData
+from speedrun.training.config import TrainConfig
+from speedrun.training.evaluation import evaluate, tta_views
+from speedrun.training.hooks import RunHooks
+from speedrun.training.trainer import Trainer
 
 TINY = ResNet9Config(widths=(8, 16, 16, 32))       # for mechanics: fast, learns little
 SMALL = ResNet9Config(widths=(16, 32, 64, 128))     # for learning on real data
@@ -125,7 +129,7 @@ def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10)
     schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
     lr = schedule.lr.to("cuda", torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to("cuda", torch.float32)
-    trainer.warmup(lr, momentum)
+    trainer.rehearse(lr, momentum)
     trainer.initialize(0)
     run = trainer.start_run(0, lr, momentum)
     torch.cuda.synchronize()

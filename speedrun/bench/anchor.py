@@ -19,7 +19,7 @@ Fairness rules:
 * Same timer: each side's whole run call is timed from outside with CUDA events (``perf_counter``
   on CPU): for speedrun, ``Trainer.run`` (re-initialisation including fast94's whitening,
   training, the evaluations needed); for the anchor, its training call plus one test-time-augmented
-  evaluation. Moving data to the device and the warm-ups are excluded for both. A side's
+  evaluation. Moving data to the device and the rehearsals are excluded for both. A side's
   ``time_to_target_s`` is that call time when its final accuracy reached the target. Speedrun's
   harness rule excludes re-initialisation, which airbench's own timer includes (its whitening),
   so timing the whole call is the symmetric rule; the harness's own figures are kept per run as
@@ -31,7 +31,7 @@ Fairness rules:
   time includes those few milliseconds. We call it with ``verbose=False``, so its per-epoch
   untimed evaluations do not run at all.
 
-Statistics (``summary`` of the record): per side, mean accuracy and mean time-to-target with
+Statistics (``summary`` of the record, :mod:`speedrun.bench.anchor_summary`): per side, mean accuracy and mean time-to-target with
 95% Student-t CIs (:func:`speedrun.bench.harness.summarize_runs`); the ratio of our mean time to the
 anchor's with a 95% CI by the delta method, ``se(R) = R * sqrt(s_o^2/(n_o m_o^2) + s_a^2/(n_a m_a^2))``
 and t on the Welch-Satterthwaite df (:func:`speedrun.results.compare.relative_change`), once over the
@@ -46,174 +46,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.metadata
-import io
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from speedrun.results.compare import relative_change, welch_difference
-from speedrun.data.cifar10 import CIFAR10_CLASSES, Cifar10
+from speedrun.bench.anchor_side import DATA_FOLDER, AnchorSide, write_anchor_data
+from speedrun.bench.anchor_summary import anchor_summary, format_anchor_summary
 from speedrun.bench.environment import pick_device
-from speedrun.errors import SpeedrunError
-from speedrun.bench.harness import (HarnessOptions, RecordWriter, base_record, format_epoch, prepare_run, summarize_runs,
-                              warm_up)
+from speedrun.bench.harness import (HarnessOptions, RecordWriter, base_record, format_epoch, prepare_run, rehearse,
+                                    summarize_runs)
 from speedrun.bench.telemetry import NvmlSampler
-from speedrun.recipes import Recipe
 from speedrun.bench.timing import Stopwatch
-from speedrun.training.trainer import RunResult, Trainer
+from speedrun.data.cifar10 import Cifar10
+from speedrun.recipes import Recipe
+from speedrun.training.run_result import RunResult
+from speedrun.training.trainer import Trainer
 
 ANCHOR_TIMER_RULE = (
     "each side's whole run call is timed with CUDA events (perf_counter on CPU): for speedrun, "
     "Trainer.run (re-initialisation incl. any data-dependent init, training, the evaluations needed); "
     "for the anchor, its training call plus one TTA evaluation; data loading onto the device and the "
-    "warm-ups are excluded for both; time_to_target_s is the call time of a run whose final accuracy "
+    "rehearsals (compilation, first use) are excluded for both; time_to_target_s is the call time of a run whose final accuracy "
     "reached the target (speedrun's harness-rule times are kept as harness_time_to_target_s)"
 )
-DATA_FOLDER = "cifar10"
-
-
-@dataclass(frozen=True)
-class AnchorOutcome:
-    """What one anchor run reports; its time is measured by the caller, never by the side."""
-
-    final_test_acc: float
-    epochs: float                      # training epochs the run took (for the record's curve entry)
-    details: dict = field(default_factory=dict)
-
-
-class AnchorSide(Protocol):
-    """A published training run to compare against. Called with the working folder as cwd."""
-
-    label: str
-
-    def check(self, device: torch.device) -> None:
-        """Raise SpeedrunError (one line naming the fix) if it cannot run here; cheap, before any data."""
-
-    def prepare(self, device: torch.device) -> None:
-        """Load ``cifar10/train.pt`` and ``cifar10/test.pt`` from the cwd onto the device (not timed)."""
-
-    def warmup(self) -> None:
-        """Pay one-time costs (kernel selection, compilation) without a measured run."""
-
-    def run(self, seed: int) -> AnchorOutcome:
-        """Train from scratch with ``seed`` and evaluate on the test set (timed by the caller)."""
-
-    def describe(self) -> dict:
-        """JSON-ready: package, version, settings, and how its own timer differs from ours."""
-
-
-# ---------------------------------------------------------------------------------------------
-# airbench94
-
-
-AIRBENCH_VERSION = "0.1.8"
-
-
-@dataclass
-class Airbench94:
-    """airbench's ``train94`` (airbench 0.1.8, its published defaults) and its TTA evaluation."""
-
-    label: str = "airbench94"
-    tta_level: int = 2                 # mirror + 1-px translations: the level airbench94 reports
-    _airbench: Any = field(default=None, repr=False)
-    _train: Any = field(default=None, repr=False)
-    _test: Any = field(default=None, repr=False)
-
-    def check(self, device: torch.device) -> None:
-        if device.type != "cuda":
-            raise SpeedrunError(
-                f"the airbench94 anchor needs a CUDA GPU (airbench runs only on CUDA) and the device here is "
-                f"{device}; run 'speedrun anchor airbench94' on a GPU machine")
-        if device.index not in (None, 0):
-            raise SpeedrunError(
-                f"--device {device}: airbench loads its data onto GPU 0 only; choose the GPU with "
-                f"CUDA_VISIBLE_DEVICES and pass --device cuda")
-        self._airbench = import_airbench()
-
-    def prepare(self, device: torch.device) -> None:
-        ab = self._airbench or import_airbench()
-        self._airbench = ab
-        self._train = ab.CifarLoader(DATA_FOLDER, train=True, batch_size=1024, aug={"flip": True, "translate": 2},
-                                     altflip=True)
-        self._test = ab.CifarLoader(DATA_FOLDER, train=False, batch_size=2000)
-
-    def warmup(self) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
-            self._airbench.warmup94(train_loader=self._train)          # one training step, then returns
-            self._airbench.evaluate(self._airbench.make_net94(), self._test, tta_level=self.tta_level)
-
-    def run(self, seed: int) -> AnchorOutcome:
-        torch.manual_seed(seed)              # airbench draws everything from the global generator
-        model = self._airbench.train94(train_loader=self._train, verbose=False)
-        accuracy = self._airbench.evaluate(model, self._test, tta_level=self.tta_level)
-        epochs = self._airbench.lib_airbench94.hyp["opt"]["train_epochs"]
-        return AnchorOutcome(final_test_acc=float(accuracy), epochs=float(epochs))
-
-    def describe(self) -> dict:
-        return {
-            "package": "airbench",
-            "version": _installed_version("airbench"),
-            "call": f"airbench.train94(train_loader, verbose=False) then airbench.evaluate(model, test_loader, "
-                    f"tta_level={self.tta_level}), after torch.manual_seed(seed)",
-            "settings": "airbench94 published defaults: 9.9 epochs, batch 1024, flip (alternating) + 2-px translate",
-            "own_timer": "airbench's own timer (printed with verbose=True) covers the whitening init, each "
-                         "epoch's training loop and the final TTA evaluation; it excludes building the net and "
-                         "loading the test set onto the GPU inside train94, which the anchor's call time includes",
-            "process_effects": "importing airbench sets torch.backends.cudnn.benchmark=True for the whole "
-                               "process; it is imported before any run, so both sides run with it",
-        }
-
-
-def import_airbench() -> Any:
-    """The airbench module, checked for the pinned version; SpeedrunError names the fix."""
-    try:
-        airbench = importlib.import_module("airbench")
-    except ImportError as e:
-        raise SpeedrunError(
-            f"the airbench94 anchor needs the airbench package ({e}); install it with "
-            f"pip install 'airbench=={AIRBENCH_VERSION}' torchvision, or pip install 'speedrun[anchor]'") from None
-    version = _installed_version("airbench")
-    if version != AIRBENCH_VERSION:
-        raise SpeedrunError(f"found airbench {version}, but the anchor is written against airbench "
-                            f"{AIRBENCH_VERSION}; pip install 'airbench=={AIRBENCH_VERSION}'")
-    return airbench
-
-
-def _installed_version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-ANCHORS: dict[str, Callable[[], AnchorSide]] = {"airbench94": Airbench94}
-
-
-# ---------------------------------------------------------------------------------------------
-# Data and working folder
-
-
-def write_anchor_data(data: Cifar10, folder: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``train.pt`` and ``test.pt`` (airbench's format) under ``folder``; return their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, images, labels in (("train.pt", data.train_images, data.train_labels),
-                                 ("test.pt", data.test_images, data.test_labels)):
-        path = folder / name
-        torch.save({"images": torch.from_numpy(images.copy()),
-                    "labels": torch.from_numpy(labels.astype("int64")),
-                    "classes": list(CIFAR10_CLASSES)}, path)
-        paths.append(path)
-    return paths[0], paths[1]
 
 
 @contextlib.contextmanager
@@ -284,9 +144,9 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
         setup: dict = {"data_to_device_s": prepared.data_to_device_s}
         with working_directory(folder):
             setup["anchor_prepare_s"] = _seconds(lambda: side.prepare(device))
-            log(f"warming up {side.label} (not timed)...")
-            setup["anchor_warmup_s"] = _seconds(side.warmup)
-        setup["compile_warmup_s"] = warm_up(prepared, log)
+            log(f"rehearsing {side.label} (not timed)...")
+            setup["anchor_rehearsal_s"] = _seconds(side.rehearse)
+        setup["rehearsal_s"] = rehearse(prepared, log)
 
         for pair, is_ours in interleaved_order(options.runs):
             seed = options.seed + pair
@@ -372,105 +232,6 @@ def _side(label: str, runs: list[RunResult], extras: list[dict]) -> dict:
         d.update(extra)
         run_dicts.append(d)
     return {"label": label, "runs": run_dicts, "summary": summarize_runs(runs)}
-
-
-def _ratio(ours: list[float], theirs: list[float], metric: str) -> dict:
-    """Ours / anchor for the mean of ``metric``, with the delta-method CI (None with < 2 values a side)."""
-    change = relative_change(theirs, ours)
-    base = {"metric": metric, "n_ours": len(ours), "n_anchor": len(theirs),
-            "mean_ours": math.fsum(ours) / len(ours) if ours else None,
-            "mean_anchor": math.fsum(theirs) / len(theirs) if theirs else None,
-            "method": "delta method on the ratio of means, t on Welch-Satterthwaite df "
-                      "(speedrun.results.compare.relative_change)"}
-    if change is None:
-        return {**base, "ratio": None, "ci95_low": None, "ci95_high": None, "df": None}
-    return {**base, "ratio": 1 + change.change, "ci95_low": 1 + change.ci95_low, "ci95_high": 1 + change.ci95_high,
-            "df": change.df}
-
-
-def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_label: str,
-                   anchor_label: str, *, target: float) -> dict:
-    """Both distributions compared, from the runs' raw values (see the module docstring).
-
-    ``headline`` is what the comparison says in one breath: the ratio of mean run times at
-    matched budgets (every completed run counts, none is dropped for missing the target), the
-    accuracy difference with its Welch p-value, and the time-to-target ratio at ``target`` when
-    both sides' mean accuracy reaches it (otherwise the reason it is not comparable).
-    """
-    def completed(runs: Sequence[dict]) -> list[dict]:
-        return [r for r in runs if r["status"] == "ok" and r.get("final_test_acc") is not None]
-
-    def reached_times(runs: Sequence[dict]) -> list[float]:
-        return [float(r["time_to_target_s"]) for r in completed(runs) if r["reached_target"]]
-
-    acc_ours = [float(r["final_test_acc"]) for r in completed(ours_runs)]
-    acc_anchor = [float(r["final_test_acc"]) for r in completed(anchor_runs)]
-    accuracy = welch_difference(acc_anchor, acc_ours)
-    run_time = _ratio([float(r["call_s"]) for r in completed(ours_runs)],
-                      [float(r["call_s"]) for r in completed(anchor_runs)], "call_s")
-    time_to_target = _ratio(reached_times(ours_runs), reached_times(anchor_runs), "time_to_target_s")
-    accuracy_difference = {"ours_minus_anchor": accuracy.diff, "ci95_low": accuracy.ci95_low,
-                           "ci95_high": accuracy.ci95_high, "p_value": accuracy.p_value,
-                           "method": "Welch t (speedrun.results.compare.welch_difference)"}
-    return {
-        "runs": len(ours_runs) + len(anchor_runs),
-        "completed": len(completed(ours_runs)) + len(completed(anchor_runs)),
-        "reached": len(reached_times(ours_runs)) + len(reached_times(anchor_runs)),
-        "ours": ours_label,
-        "anchor": anchor_label,
-        "time_to_target_ratio": time_to_target,
-        "run_time_ratio": run_time,
-        "accuracy_difference": accuracy_difference,
-        "headline": _headline(acc_ours, acc_anchor, run_time, time_to_target, accuracy_difference,
-                              ours_label, anchor_label, target),
-    }
-
-
-def _headline(acc_ours: list[float], acc_anchor: list[float], run_time: dict, time_to_target: dict,
-              accuracy: dict, ours_label: str, anchor_label: str, target: float) -> dict:
-    means = {ours_label: _mean(acc_ours), anchor_label: _mean(acc_anchor)}
-    short = [f"{label} (mean {100 * m:.2f}%)" if m is not None else f"{label} (no finished run)"
-             for label, m in means.items() if m is None or m < target]
-    both_reach = not short
-    parts = []
-    if run_time["ratio"] is not None:
-        parts.append(f"run time at matched budgets: {ours_label} / {anchor_label} = {run_time['ratio']:.3f} "
-                     f"(95% CI {run_time['ci95_low']:.3f}..{run_time['ci95_high']:.3f})")
-    else:
-        parts.append(f"run time ratio: needs 2 finished runs a side ({run_time['n_ours']} vs {run_time['n_anchor']})")
-    if accuracy["ours_minus_anchor"] is not None:
-        p = accuracy["p_value"]
-        parts.append(f"accuracy difference {100 * accuracy['ours_minus_anchor']:+.2f} points"
-                     + (f" (Welch p = {p:.3g})" if p is not None else " (too few runs for a p-value)"))
-    if not both_reach:
-        parts.append(f"time-to-target at {100 * target:.2f}% not comparable: below it " + ", ".join(short))
-    elif time_to_target["ratio"] is not None:
-        parts.append(f"time-to-target at {100 * target:.2f}%: ratio {time_to_target['ratio']:.3f} "
-                     f"(95% CI {time_to_target['ci95_low']:.3f}..{time_to_target['ci95_high']:.3f}, "
-                     f"{time_to_target['n_ours']} vs {time_to_target['n_anchor']} runs that reached it)")
-    return {"target": target, "both_reach": both_reach, "run_time_ratio": run_time["ratio"],
-            "accuracy_difference": accuracy["ours_minus_anchor"], "accuracy_p_value": accuracy["p_value"],
-            "time_to_target_ratio": time_to_target["ratio"] if both_reach else None, "text": "; ".join(parts)}
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-def format_anchor_summary(summary: dict, sides: Sequence[dict], target: float) -> list[str]:
-    """Plain lines for the terminal: each side's accuracy and time, then the headline."""
-    lines = []
-    for side in sides:
-        s = side["summary"]
-        acc, ttt = s["accuracy"], s["time_to_target"]
-        acc_text = (f"{acc['mean']:.4f} (95% CI {acc['ci95_low']:.4f}..{acc['ci95_high']:.4f})" if acc["n"] > 1
-                    else f"{acc['mean']:.4f} (one run: no interval)" if acc["n"] else "-")
-        ttt_text = (f"{ttt['mean']:.2f}s (95% CI {ttt['ci95_low']:.2f}..{ttt['ci95_high']:.2f})" if ttt["n"] > 1
-                    else f"{ttt['mean']:.2f}s (one run)" if ttt["n"] else "-")
-        lines.append(f"{side['label']}: accuracy {acc_text}; reached {target:.4f} in {s['reached']}/{s['runs']}; "
-                     f"time to target {ttt_text}")
-    lines.append(summary["headline"]["text"])
-    return lines
 
 
 def _run_line(label: str, result: RunResult) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]   # speedrun/bench/environment.py -> the checkout
 
 
 def git_state(repo: Path = _REPO) -> tuple[str | None, bool | None]:

@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from speedrun.data.cifar10 import Cifar10, load_cifar10
+from speedrun.data.cifar10 import Cifar10
+from speedrun.data.loading import load_cifar10
 from speedrun.bench.environment import describe_environment, pick_device
 from speedrun.errors import SpeedrunError
 from speedrun.bench.telemetry import NvmlSampler
@@ -24,7 +25,10 @@ from speedrun.schedules import Schedule
 from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
 from speedrun.results.stats import summarize
 from speedrun.bench.timing import synchronize
-from speedrun.training.trainer import TIMER_RULE, DeviceData, EpochLog, RunResult, Trainer
+from speedrun.bench.timing import TIMER_RULE
+from speedrun.data.device_data import DeviceData
+from speedrun.training.run_result import EpochLog, RunResult
+from speedrun.training.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -171,11 +175,11 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
                        momentum, data_to_device_s, environment)
 
 
-def warm_up(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
-    """The untimed warm-up (compiling where on), logged; returns its seconds."""
-    log("warm-up on random pixels" + (" (compiling)" if prepared.compile_model else "") + ", not timed...")
-    seconds = prepared.trainer.warmup(prepared.lr, prepared.momentum)
-    log(f"warm-up: {seconds:.1f}s")
+def rehearse(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
+    """The untimed rehearsal (:meth:`Trainer.rehearse`: compiling where on), logged; returns its seconds."""
+    log("rehearsal on random pixels" + (" (compiling)" if prepared.compile_model else "") + ", not timed...")
+    seconds = prepared.trainer.rehearse(prepared.lr, prepared.momentum)
+    log(f"rehearsal: {seconds:.1f}s")
     return seconds
 
 
@@ -242,7 +246,7 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     """
     writer = RecordWriter(options, recipe.name, "train", log)
     prepared = prepare_run(recipe, options, data=data, log=log)
-    warmup_s = warm_up(prepared, log)
+    rehearsal_s = rehearse(prepared, log)
     runs: list[RunResult] = []
     record: dict = {}
     for i in range(options.runs):
@@ -255,7 +259,7 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
             log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
         record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
         record.update({
-            "setup": {"data_to_device_s": prepared.data_to_device_s, "compile_warmup_s": warmup_s},
+            "setup": {"data_to_device_s": prepared.data_to_device_s, "rehearsal_s": rehearsal_s},
             "runs": [r.to_dict() for r in runs],
             "summary": summarize_runs(runs),
         })

@@ -53,3 +53,12 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued device work; a no-op on CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# The rule every harness record states; the README's "The timer rule" says the same in prose.
+TIMER_RULE = (
+    "time covers the run's (re-)initialization, every training step and every evaluation needed "
+    "to establish the target, "
+    "measured with CUDA events on a GPU (perf_counter on CPU); moving the dataset to the device "
+    "and the one-time rehearsal (torch.compile and first use, on random pixels) are measured separately and excluded"
+)

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 import argparse
 import sys
 
-from speedrun.bench.anchor import ANCHORS, run_anchor
+from speedrun.bench.airbench import ANCHORS
+from speedrun.bench.anchor import run_anchor
 from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
 from speedrun.bench.environment import pick_device
 

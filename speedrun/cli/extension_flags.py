@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from speedrun.training.lr_range_test import LRFinderConfig, resolve_auto_max_lr
-from speedrun.extensions.plateau_config import PLATEAU_METRICS, PlateauConfig
+from speedrun.extensions.plateau import PLATEAU_METRICS, PlateauConfig
 from speedrun.cli.schedule_flags import add_schedule_arguments, flag_for, given_schedule_flags, schedule_from_args
 from speedrun.schedules import ANNEAL_STRATEGIES, Schedule, policy_parameters
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig

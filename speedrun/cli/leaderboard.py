@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from speedrun.outputs import write_new_text_file
-from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records, render
+from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records
+from speedrun.results.render import render
 
 DEFAULT_PATHS = ("results",)  # where the harness writes records by default (HarnessOptions.out)
 

@@ -8,7 +8,7 @@ import sys
 
 from speedrun.outputs import write_new_text_file
 from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
-from speedrun.bench.harness import prepare_run, warm_up
+from speedrun.bench.harness import prepare_run, rehearse
 from speedrun.bench.profiling import profile_epoch
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise ValueError(f"--rows must be at least 1, got {args.rows}")
     prepared = prepare_run(recipe_from_args(args), options_from_args(args), log=lambda m: print(m, file=sys.stderr))
-    warm_up(prepared, log=lambda m: print(m, file=sys.stderr))
+    rehearse(prepared, log=lambda m: print(m, file=sys.stderr))
     report = profile_epoch(prepared, seed=args.seed, trace_path=args.trace)
     text = report.to_markdown(args.rows)
     print(text, end="")

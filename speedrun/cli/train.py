@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import sys
 
-from speedrun.data.cifar10 import load_cifar10
+from speedrun.data.loading import load_cifar10
 from speedrun.cli.extension_flags import AUTO, add_extension_arguments, apply_training_flags
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.training.optimizers import OPTIMIZER_NAMES

@@ -1,4 +1,4 @@
-"""Reduce-on-plateau for precomputed schedules.
+"""Reduce-on-plateau, as a trainer extension, for precomputed schedules.
 
 PyTorch's ReduceLROnPlateau changes the optimizer's lr after looking at a metric. Our
 training loop instead reads the lr from a per-step device tensor (see
@@ -6,17 +6,30 @@ training loop instead reads the lr from a per-step device tensor (see
 host and, when it decides to reduce, rewrites the not-yet-used tail of that tensor in place
 with device-side operations. Nothing waits for the device and nothing recompiles: the loop
 simply reads smaller values from the next epoch on.
+
+:class:`PlateauConfig` is the extension: after each epoch's one host sync, the metric from its
+log goes to the controller. The default metric is the training loss (mode "min"): it exists
+every epoch, and steering the schedule by test accuracy would tune the run on the test set that
+then judges it, flattering the reported accuracy. ``metric="test_acc"`` (mode "max") is offered
+for parity with common practice; epochs without an evaluation (``eval_every > 1``) are skipped.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
-from typing import SupportsFloat
-
-from speedrun.checks import int_at_least, real_in
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, SupportsFloat
 
 import torch
+
+from speedrun.checks import int_at_least, real_in
+from speedrun.training.hooks import RunHooks
+from speedrun.training.run_result import EpochLog
+
+if TYPE_CHECKING:
+    from speedrun.training.optimizers import ScheduledOptimizer
+    from speedrun.training.trainer import Trainer
 
 MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")
@@ -142,3 +155,48 @@ class PlateauController:
         """JSON-friendly settings and what happened, for the result record."""
         return {**dataclasses.asdict(self.settings), "steps_per_epoch": self.steps_per_epoch,
                 "reduced_after_epochs": list(self.reductions)}
+
+
+PLATEAU_METRICS = {"train_loss": "min", "test_acc": "max"}
+
+
+@dataclass(frozen=True)
+class PlateauConfig:
+    """ReduceLROnPlateau's parameters (same names and defaults) and which logged metric it watches."""
+
+    metric: str = "train_loss"
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: str = "rel"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.metric not in PLATEAU_METRICS:
+            raise ValueError(f"plateau metric must be one of {', '.join(PLATEAU_METRICS)}, got {self.metric!r}")
+        self.settings()  # validates the rest, naming the bad parameter
+
+    @property
+    def mode(self) -> str:
+        return PLATEAU_METRICS[self.metric]
+
+    def settings(self) -> PlateauSettings:
+        return PlateauSettings(mode=self.mode, factor=self.factor, patience=self.patience, threshold=self.threshold,
+                               threshold_mode=self.threshold_mode, cooldown=self.cooldown, min_lr=self.min_lr,
+                               eps=self.eps)
+
+    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
+        # Reductions must not leak into the next run that shares this schedule tensor, so this
+        # run gets its own copy (a device op; extensions made later edit the copy).
+        optimizer.lr_schedule = optimizer.lr_schedule.clone()
+        controller = PlateauController(optimizer.lr_schedule, trainer.steps_per_epoch,
+                                       **dataclasses.asdict(self.settings()))
+
+        def after_log(epoch: int, entry: EpochLog) -> None:
+            value = getattr(entry, self.metric)
+            if value is not None:
+                controller.step(value, epoch - 1)   # the controller counts epochs from 0
+
+        return RunHooks(after_log=(after_log,))

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor, nn
 
-from speedrun.training.trainer import RunHooks, predict
+from speedrun.training.evaluation import predict
+from speedrun.training.hooks import RunHooks
 
 if TYPE_CHECKING:
     from speedrun.training.optimizers import ScheduledOptimizer

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.schedules import ANNEAL_STRATEGIES
-from speedrun.training.trainer import RunHooks, autocast_for
+from speedrun.training.evaluation import autocast_for
+from speedrun.training.hooks import RunHooks
 
 if TYPE_CHECKING:
     from speedrun.training.optimizers import ScheduledOptimizer

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from speedrun.models.protocol import one_group, reinitialize
+from speedrun.training.optimizers import OptimizerConfig, ParamGroup
+
 
 @dataclass(frozen=True)
 class ResNet9Config:
@@ -28,8 +31,15 @@ class ResNet9Config:
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
-    def build(self) -> "ResNet9":
+    def build(self) -> ResNet9:
         return ResNet9(self)
+
+    def initialize(self, model: nn.Module, seed: int, train_images: torch.Tensor) -> None:
+        """PyTorch's default init from ``seed`` (the data are not used)."""
+        reinitialize(model, seed)
+
+    def param_groups(self, model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]:
+        return one_group(model)
 
 
 def conv_bn_relu(c_in: int, c_out: int, *, pool: bool = False, bn_momentum: float = 0.1) -> nn.Sequential:

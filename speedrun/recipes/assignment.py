@@ -21,7 +21,7 @@ from speedrun.models.resnet9 import ResNet9Config
 from speedrun.training.optimizers import OptimizerConfig
 from speedrun.recipes.base import Recipe
 from speedrun.schedules.spec import ScheduleSpec
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 
 ASSIGNMENT_MAX_LR = 0.4

@@ -15,7 +15,7 @@ from speedrun.data.cifar10 import SOURCE_OFFICIAL
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.optimizers import OptimizerConfig
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from speedrun.recipes.base import Recipe
 from speedrun.schedules.spec import ScheduleSpec
-from speedrun.training.trainer import TrainConfig
+from speedrun.training.config import TrainConfig
 
 CLASSIC = Recipe(
     name="classic",

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 from scipy import stats as _scipy_stats
 
 from speedrun.errors import RecordError
-from speedrun.results.leaderboard import gpu_label, run_accuracies, run_times_to_target, schedule_label
+from speedrun.results.run_values import gpu_label, run_accuracies, run_times_to_target, schedule_label
 from speedrun.results.records import completeness_note
 
 ALPHA = 0.05

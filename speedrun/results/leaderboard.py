@@ -26,17 +26,14 @@ Conventions:
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from speedrun.errors import RecordError, SpeedrunError
 from speedrun.results.records import completeness_note, find_record_files, read_record
+from speedrun.results.run_values import gpu_label, is_number, run_accuracies, run_times_to_target, schedule_label
 from speedrun.results.stats import Summary, summarize
 
 BENCHMARK_KINDS = ("train", "anchor")
@@ -197,14 +194,14 @@ def check_benchmark_fields(record: dict, source: str = "record") -> None:
                 raise RecordError(f"{where}: expected an object")
             for key in ("final_test_acc", "time_to_target_s"):
                 value = run.get(key)
-                if value is not None and not _is_number(value):
+                if value is not None and not is_number(value):
                     raise RecordError(f"{where}: field '{key}' must be a number or null")
             if run.get("reached_target") and run.get("time_to_target_s") is None:
                 raise RecordError(f"{where}: reached_target is true but time_to_target_s is missing")
             epochs = run.get("epochs", [])
             if not isinstance(epochs, list) or not all(
-                isinstance(e, dict) and _is_number(e.get("elapsed_s"))
-                and (e.get("test_acc") is None or _is_number(e.get("test_acc")))
+                isinstance(e, dict) and is_number(e.get("elapsed_s"))
+                and (e.get("test_acc") is None or is_number(e.get("test_acc")))
                 for e in epochs
             ):
                 raise RecordError(f"{where}: 'epochs' must be a list of {{elapsed_s: number, test_acc: number or null}}")
@@ -226,61 +223,7 @@ def record_run_sets(record: dict, source: str = "record") -> list[RunSet]:
     return [RunSet("", tuple(record["runs"]), record["summary"])]
 
 
-# ---------------------------------------------------------------------------------------------
-# Values from runs (shared with compare)
 
-
-_EXTENSION_LABELS = {"SWAConfig": "SWA", "SnapshotEnsembleConfig": "snapshot ensemble", "PlateauConfig": "plateau"}
-
-
-def schedule_label(record: dict) -> str:
-    """The record's lr policy, plus the extensions its command added to the recipe (e.g. SWA).
-
-    Runs of one recipe under different policies are otherwise indistinguishable in the table.
-    """
-    name = str((record.get("schedule") or {}).get("name") or "?")
-    extensions = ((record.get("config") or {}).get("recipe") or {}).get("extensions") or []
-    added = [_EXTENSION_LABELS[e["type"]] for e in extensions
-             if isinstance(e, dict) and e.get("type") in _EXTENSION_LABELS]
-    return " + ".join([name, *added])
-
-
-def gpu_label(record: dict) -> str:
-    """The GPU model a record's times belong to; "CPU" for CPU runs."""
-    env = record.get("environment", {})
-    device = str(env.get("device") or "")
-    if device.lower().startswith("cpu"):
-        return "CPU"
-    return env.get("gpu_name") or f"unknown GPU ({device or 'no device recorded'})"
-
-
-def run_accuracies(runs: Sequence[dict]) -> list[float]:
-    """Final test accuracy of every run that has one."""
-    return [float(r["final_test_acc"]) for r in runs if _is_number(r.get("final_test_acc"))]
-
-
-def run_time_to_target(run: dict, target: float, record_target: float) -> float | None:
-    """Seconds until ``run`` reached ``target``, or None if it never did.
-
-    At the record's own target this is the harness's ``time_to_target_s``; at another target it
-    is the ``elapsed_s`` of the first epoch whose ``test_acc`` meets it (evaluation granularity).
-    """
-    if math.isclose(target, record_target, rel_tol=0, abs_tol=1e-12):
-        value = run.get("time_to_target_s")
-        return float(value) if run.get("reached_target") and _is_number(value) else None
-    if run.get("status") != "ok":
-        return None
-    for epoch in run.get("epochs", []):
-        acc = epoch.get("test_acc")
-        if _is_number(acc) and acc >= target:
-            return float(epoch["elapsed_s"])
-    return None
-
-
-def run_times_to_target(runs: Sequence[dict], target: float, record_target: float) -> list[float]:
-    """Time-to-target of every run that reached ``target``."""
-    times = (run_time_to_target(r, target, record_target) for r in runs)
-    return [t for t in times if t is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +277,7 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
             accuracy=accuracy,
             reached=times.n,
             time_to_target=times,
-            gpu_util_mean=float(util) if _is_number(util) else None,
+            gpu_util_mean=float(util) if is_number(util) else None,
             dataset=str(record["dataset"].get("name") or "?"),
             date=record["created"][:10],
             commit=commit or "?",
@@ -359,138 +302,12 @@ def _unranked_reason(entry: LeaderboardEntry) -> str:
     return ""
 
 
-# ---------------------------------------------------------------------------------------------
-# Rendering
-
-_NUMERIC_COLUMNS = frozenset({0, 4, 5, 6, 7, 8})
-_COLUMNS = ("#", "recipe", "schedule", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")
-
-
-def render(groups: Sequence[LeaderboardGroup], fmt: str) -> str:
-    """Render in one of :data:`FORMATS`; an unknown format names the valid ones."""
-    if fmt == "table":
-        return render_table(groups)
-    if fmt == "markdown":
-        return render_markdown(groups)
-    if fmt == "csv":
-        return render_csv(groups)
-    if fmt == "json":
-        return render_json(groups)
-    raise SpeedrunError(f"unknown leaderboard format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-def _cells(entry: LeaderboardEntry) -> list[str]:
-    return [
-        str(entry.rank) if entry.rank is not None else "-",
-        entry.recipe,
-        entry.schedule,
-        entry.gpu,
-        str(entry.runs),
-        _pm(entry.accuracy.mean, entry.accuracy_ci95_half, _pct, lambda h: f"{100 * h:.2f}"),
-        f"{entry.reached}/{entry.runs}" if entry.runs else "-",
-        _pm(entry.time_to_target.mean, entry.time_ci95_half, _secs, _secs_bare),
-        f"{entry.gpu_util_mean:.0f}%" if entry.gpu_util_mean is not None else "-",
-        entry.dataset,
-        entry.date,
-        entry.commit,
-    ]
-
-
-def render_table(groups: Sequence[LeaderboardGroup]) -> str:
-    """Aligned plain-text tables for the terminal, one per group, unranked rows last with reasons."""
-    blocks = []
-    for group in groups:
-        notes = any(e.remarks for e in group.entries)
-        header = list(_COLUMNS) + (["note"] if notes else [])
-        rows = [_cells(e) + ([e.remarks] if notes else []) for e in group.entries]
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-
-        def line(cells: list[str]) -> str:
-            parts = [c.rjust(w) if i in _NUMERIC_COLUMNS else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
-            return "  ".join(parts).rstrip()
-
-        text = [group.title, line(header), "  ".join("-" * w for w in widths)]
-        text += [line(r) for r in rows]
-        blocks.append("\n".join(text))
-    return "\n\n".join(blocks) + "\n"
-
-
-def render_markdown(groups: Sequence[LeaderboardGroup]) -> str:
-    """GitHub-flavoured Markdown: a heading and a table per group, ready for the README."""
-    blocks = []
-    for group in groups:
-        notes = any(e.remarks for e in group.entries)
-        header = list(_COLUMNS) + (["note"] if notes else [])
-        align = ["---:" if i in _NUMERIC_COLUMNS else "---" for i in range(len(header))]
-        lines = [f"### {_md_escape(group.title)}", "", _md_row(header), "|" + "|".join(align) + "|"]
-        lines += [_md_row(_cells(e) + ([e.remarks] if notes else [])) for e in group.entries]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(_md_escape(c) for c in cells) + " |"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def render_csv(groups: Sequence[LeaderboardGroup]) -> str:
-    """One flat CSV row per entry with raw numbers (fractions, seconds); rank empty if unranked."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for group in groups:
-        for entry in group.entries:
-            writer.writerow({k: "" if v is None else v for k, v in entry.to_dict().items()})
-    return buf.getvalue()
-
-
-def render_json(groups: Sequence[LeaderboardGroup]) -> str:
-    """Groups with their entries as JSON: raw numbers, nulls where unknown."""
-    doc = {
-        "groups": [
-            {
-                "gpu": g.gpu,
-                "dataset": g.dataset,
-                "target": g.target,
-                "ranked": [e.to_dict() for e in g.ranked],
-                "unranked": [e.to_dict() for e in g.unranked],
-            }
-            for g in groups
-        ]
-    }
-    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _half_width(s: Summary) -> float | None:
-    if s.n < 2 or s.ci95_high is None or s.mean is None:
-        return None
-    return s.ci95_high - s.mean
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _secs(x: float) -> str:
-    return f"{_secs_bare(x)} s"
-
-
-def _secs_bare(x: float) -> str:
-    return f"{x:.2f}" if abs(x) < 100 else f"{x:.1f}"
-
-
-def _pm(mean: float | None, half: float | None, fmt_mean: Callable[[float], str], fmt_half: Callable[[float], str]) -> str:
-    if mean is None:
-        return "-"
-    return fmt_mean(mean) if half is None else f"{fmt_mean(mean)} ± {fmt_half(half)}"
+def _half_width(s: Summary) -> float | None:
+    """Half the 95% CI's width, or None where there is no interval (fewer than two runs)."""
+    if s.n < 2 or s.ci95_high is None or s.mean is None:
+        return None
+    return s.ci95_high - s.mean

@@ -28,7 +28,7 @@ from typing import Any
 
 from speedrun.outputs import write_atomically
 from speedrun.errors import SpeedrunError
-from speedrun.results.leaderboard import gpu_label, schedule_label
+from speedrun.results.run_values import gpu_label, schedule_label
 from speedrun.results.records import completeness_note
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")

@@ -22,7 +22,8 @@ Schema (version 2); ``?`` marks a field that may be null::
                   git_commit?, git_dirty?}
     timer_rule: str
     schedule: {name, params, interval, steps, steps_per_epoch, lr: [...], momentum?: [...]}
-    setup: {data_to_device_s, compile_warmup_s}   (the warm-up, compiling or not)
+    setup: {data_to_device_s, rehearsal_s}   (the untimed rehearsal: compilation and first use;
+                                              compile_warmup_s in records made before 2026-12)
     runs: [{seed, status: "ok"|"diverged"|"failed", error?, epochs: [{epoch, lr, train_loss,
             train_acc, test_acc?, elapsed_s}], final_test_acc?, reached_target: bool,
             time_to_target_s?, train_time_s, nvml: {...}}]

@@ -37,7 +37,9 @@ from torch import Tensor, nn
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, apply_augment, batch_order, normalize, sample_augment_params
 from speedrun.errors import SpeedrunError
 from speedrun.training.optimizers import build_optimizer
-from speedrun.training.trainer import DeviceData, Trainer, autocast_for
+from speedrun.data.device_data import DeviceData
+from speedrun.training.evaluation import autocast_for
+from speedrun.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from speedrun.data.cifar10 import Cifar10
@@ -222,7 +224,7 @@ def resolve_auto_max_lr(recipe: "Recipe", options: "HarnessOptions", data: "Cifa
                         config: LRFinderConfig = LRFinderConfig(), log: Callable[[str], None] = print) -> float:
     """``--max-lr auto``: run the range test for ``recipe`` on the run's data and device; return
     the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""
-    from speedrun.data.cifar10 import load_cifar10
+    from speedrun.data.loading import load_cifar10
     from speedrun.bench.environment import pick_device
 
     device = pick_device(options.device)

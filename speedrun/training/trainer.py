@@ -5,264 +5,44 @@ come from a device permutation, augmentation runs on the device, the optimizer t
 step's learning rate from the device schedule, and the running loss/accuracy accumulate in
 device tensors. The host syncs once per epoch, to print a line and check the target.
 
-Timer rule (also written into every record): time covers the run's initialization (a
-data-dependent init such as patch whitening is part of a run's cost), every training step and
-every evaluation needed to establish the target, measured with CUDA events on a GPU
-(``perf_counter`` on CPU). Moving the dataset to the device and the one-time compile
-warm-up are measured separately and are not in it.
+Timer rule (``speedrun.bench.timing.TIMER_RULE``, written into every record): time covers the
+run's initialization (a data-dependent init such as patch whitening is part of a run's cost),
+every training step and every evaluation needed to establish the target, measured with CUDA
+events on a GPU (``perf_counter`` on CPU). Moving the dataset to the device and the one-time
+rehearsal (compilation and first use) are measured separately and are not in it.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from speedrun.kernels.augment_normalize import augment_normalize
-from speedrun.data.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, batch_order,
-                              normalize, sample_augment_params)
-from speedrun.data.cifar10 import Cifar10
 from speedrun.bench.telemetry import NvmlSampler
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup, ScheduledOptimizer, build_optimizer
 from speedrun.bench.timing import Stopwatch, synchronize
-
-TIMER_RULE = (
-    "time covers the run's (re-)initialization, every training step and every evaluation needed "
-    "to establish the target, "
-    "measured with CUDA events on a GPU (perf_counter on CPU); moving the dataset to the device "
-    "and the one-time torch.compile warm-up are measured separately and excluded"
-)
-
-
-TTA_MODES = ("none", "flip", "multi")
-FLIP_MODES = ("random", "alternate")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a run trains and when it is evaluated."""
-
-    epochs: int = 24
-    batch_size: int = 512
-    label_smoothing: float = 0.0
-    tta: str = "flip"             # test-time views: "none", "flip" (image + mirror) or "multi" (+ 1-px shifts)
-    flip_mode: str = "random"     # "random": each image flipped with p=1/2 every epoch; "alternate":
-                                  # a random first epoch, then each image flipped in every other epoch
-    eval_every: int = 1           # evaluate every k-th epoch (and always after the last)
-    eval_batch_size: int = 1000
-    stop_at_target: bool = True   # end a run at the first evaluation that reaches the target
-    input_kernel: bool = False    # build each batch with kernels/augment_normalize (one fused pass)
-                                  # instead of the reference ops; see kernels/README.md
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
-        if self.flip_mode not in FLIP_MODES:
-            raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got {self.flip_mode!r}")
-
-
-@dataclass
-class DeviceData:
-    """CIFAR-10 on the device as uint8 NCHW, moved there once."""
-
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
-
-    @classmethod
-    def from_cifar(cls, data: Cifar10, device: torch.device) -> "DeviceData":
-        def images(a) -> Tensor:
-            return torch.from_numpy(a).to(device).permute(0, 3, 1, 2).contiguous()
-
-        def labels(a) -> Tensor:
-            return torch.from_numpy(a).to(device=device, dtype=torch.long)
-
-        return cls(images(data.train_images), labels(data.train_labels),
-                   images(data.test_images), labels(data.test_labels))
-
-    @property
-    def device(self) -> torch.device:
-        return self.train_images.device
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    lr: float
-    train_loss: float | None            # None: not finite (the run diverged)
-    train_acc: float
-    test_acc: float | None
-    elapsed_s: float
-
-
-@dataclass
-class RunResult:
-    seed: int
-    status: str = "ok"                  # "ok", "diverged" or "failed"
-    error: str | None = None
-    epochs: list[EpochLog] = field(default_factory=list)
-    final_test_acc: float | None = None
-    reached_target: bool = False
-    time_to_target_s: float | None = None
-    train_time_s: float = 0.0
-    nvml: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class RunHooks:
-    """Behaviour an extension adds to one run. Device-side hooks must not sync with the host.
-
-    after_step:  device work after each optimizer step (EMA, lookahead).
-    after_epoch: device work at an epoch's end, before its evaluation (SWA averaging,
-                 saving a snapshot); gets the 1-based epoch.
-    after_log:   host work after the epoch's one sync, with its log (reduce-on-plateau).
-    eval_model:  which function to evaluate with (e.g. EMA or SWA weights); None: the model.
-    finish:      after the last epoch, inside the timed part: returns a device accuracy that
-                 replaces the final one (SWA after its BN update, a snapshot ensemble), or None.
-    """
-
-    after_step: Sequence[Callable[[], None]] = ()
-    after_epoch: Sequence[Callable[[int], None]] = ()
-    after_log: Sequence[Callable[[int, "EpochLog"], None]] = ()
-    eval_model: Callable[[], Callable[[Tensor], Tensor]] | None = None
-    finish: Callable[[], Tensor | None] | None = None
-
-    @classmethod
-    def combine(cls, hooks: Sequence["RunHooks"]) -> "RunHooks":
-        """One set of hooks for a run, flattened once, in extension order.
-
-        Step, epoch and log hooks all run, in order. For ``eval_model`` and ``finish`` the last
-        extension that sets one wins: every ``finish`` runs (each may have work to do), and the
-        accuracy of the last one that returns a value replaces the final evaluation.
-        """
-        finishes = [h.finish for h in hooks if h.finish is not None]
-
-        def finish_all() -> Tensor | None:
-            accuracy = None
-            for fn in finishes:
-                returned = fn()
-                accuracy = accuracy if returned is None else returned
-            return accuracy
-
-        return cls(after_step=tuple(fn for h in hooks for fn in h.after_step),
-                   after_epoch=tuple(fn for h in hooks for fn in h.after_epoch),
-                   after_log=tuple(fn for h in hooks for fn in h.after_log),
-                   eval_model=next((h.eval_model for h in reversed(hooks) if h.eval_model), None),
-                   finish=finish_all if finishes else None)
-
-
-@dataclass
-class RunState:
-    """What one run carries from epoch to epoch, all on the device but the hooks."""
-
-    optimizer: ScheduledOptimizer
-    hooks: RunHooks
-    generator: torch.Generator
-    first_flips: Tensor               # each image's flip in the first epoch (alternating flips)
-    loss_sum: Tensor                  # this epoch's summed training loss
-    correct: Tensor                   # this epoch's correct training predictions
-
-
-class Extension(Protocol):
-    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
-
-    def make(self, trainer: "Trainer", optimizer: ScheduledOptimizer) -> RunHooks: ...
-
-
-class ModelConfig(Protocol):
-    """What a recipe's model config provides: the network, its init, its parameter groups."""
-
-    def build(self) -> nn.Module: ...
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores); full precision elsewhere, where bf16 is slow."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def reinitialize(model: nn.Module, seed: int) -> None:
-    """Fresh weights and BN statistics from ``seed``, in place, so a compiled model is reused."""
-    torch.manual_seed(seed)
-    for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-
-
-def default_param_groups(model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]:
-    return [ParamGroup([p for p in model.parameters() if p.requires_grad])]
-
-
-def tta_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
-    """Weighted views of a normalized batch for test-time augmentation.
-
-    "flip": the image and its mirror, equally weighted. "multi": those two at weight 1/4
-    each, plus the mirror pair of two 1-pixel diagonal shifts (reflect-padded) at 1/8 each.
-    """
-    if mode == "none":
-        return [(1.0, x)]
-    views = [(0.5, x), (0.5, x.flip(-1))]
-    if mode == "flip":
-        return [(wt, _like(v, x)) for wt, v in views]
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    shifted = [padded[..., :h, :w], padded[..., 2:, 2:]]
-    views = [(0.5 * wt, v) for wt, v in views] + [(0.125, v) for s in shifted for v in (s, s.flip(-1))]
-    return [(wt, _like(v, x)) for wt, v in views]
-
-
-def _like(view: Tensor, x: Tensor) -> Tensor:
-    """``view`` with ``x``'s memory layout: a compiled model with static shapes sees one stride
-    pattern for every view (a sliced view's strides would compile a second graph)."""
-    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-        else torch.contiguous_format
-    return view.contiguous(memory_format=layout)
-
-
-@torch.no_grad()
-def evaluate(model: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, *, batch_size: int,
-             tta: str = "flip") -> Tensor:
-    """Test accuracy as a device scalar (no sync), from the weighted logits of the ``tta`` views."""
-    correct = torch.zeros((), dtype=torch.long, device=images.device)
-    for start in range(0, len(images), batch_size):
-        logits = predict(model, images[start:start + batch_size], tta)
-        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
-    return correct.float() / len(images)
-
-
-@torch.no_grad()
-def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "flip") -> Tensor:
-    """Float32 logits of a uint8 batch under the ``tta`` views (used by ensembles too)."""
-    x = normalize(images_u8, CIFAR10_MEAN, CIFAR10_STD)
-    with autocast_for(images_u8.device):
-        return sum(weight * model(view).float() for weight, view in tta_views(x, tta))
+from speedrun.data.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, batch_order,
+                                   normalize, sample_augment_params)
+from speedrun.data.device_data import DeviceData
+from speedrun.data.fused_input import augment_normalize
+from speedrun.models.protocol import ModelConfig
+from speedrun.training.config import TrainConfig
+from speedrun.training.evaluation import autocast_for, evaluate
+from speedrun.training.hooks import Extension, RunHooks, RunState
+from speedrun.training.optimizers import OptimizerConfig, ParamGroup, ScheduledOptimizer, build_optimizer
+from speedrun.training.run_result import EpochLog, RunResult
 
 
 class Trainer:
     """Trains seeded runs of one recipe on one dataset; the model is built and compiled once.
 
     Reusing one (re-initialized) model across runs means ``torch.compile`` traces once, and
-    the warm-up can exercise the compiled code without training any measured model.
-    The model config may offer ``initialize(model, seed, train_images)`` (e.g. a data-dependent
-    first layer) and ``param_groups(model, optimizer_config)``; defaults are a plain re-init
-    and one group.
+    the rehearsal can exercise the compiled code without training any measured model.
+    The model config (:class:`~speedrun.models.protocol.ModelConfig`) builds the network,
+    initializes it from a seed (possibly from the data, like fast94's whitening) and groups its
+    parameters.
     """
 
     def __init__(self, model_config: ModelConfig, data: DeviceData, *, augment: AugmentConfig,
@@ -271,7 +51,7 @@ class Trainer:
         self.device = data.device
         self.model_config = model_config
         self.model = model_config.build().to(self.device, memory_format=torch.channels_last)
-        # Static shapes and one graph: every batch shape is compiled once in the warm-up (a
+        # Static shapes and one graph: every batch shape is compiled once in the rehearsal (a
         # dynamic batch dimension would cost a recompile and slower kernels), and a graph break
         # is an error rather than a silent slowdown.
         self.forward: Callable[[Tensor], Tensor] = (
@@ -288,15 +68,10 @@ class Trainer:
         return len(self.data.train_images) // self.config.batch_size
 
     def param_groups(self) -> list[ParamGroup]:
-        groups = getattr(self.model_config, "param_groups", None)
-        return groups(self.model, self.optimizer_config) if groups else default_param_groups(self.model, self.optimizer_config)
+        return self.model_config.param_groups(self.model, self.optimizer_config)
 
     def initialize(self, seed: int) -> None:
-        init = getattr(self.model_config, "initialize", None)
-        if init is None:
-            reinitialize(self.model, seed)
-        else:
-            init(self.model, seed, self.data.train_images)
+        self.model_config.initialize(self.model, seed, self.data.train_images)
 
     def evaluate(self, model: Callable[[Tensor], Tensor] | None = None, images: Tensor | None = None,
                  labels: Tensor | None = None) -> Tensor:
@@ -315,15 +90,16 @@ class Trainer:
         return RunState(opt, hooks, gen, first_flips, torch.zeros((), device=self.device),
                         torch.zeros((), dtype=torch.long, device=self.device))
 
-    def warmup(self, lr: Tensor, momentum: Tensor | None = None, steps: int = 3) -> float:
-        """A miniature run on random pixels, so the first measured run pays no first-use cost.
+    def rehearse(self, lr: Tensor, momentum: Tensor | None = None, steps: int = 3) -> float:
+        """A rehearsal: a miniature run on random pixels, so the first measured run pays no first-use cost.
 
         It initializes the model as the recipe does (fast94's whitening, with its float64
         eigendecomposition), takes ``steps`` steps with every extension's hooks, ends an epoch
         (SWA averaging, snapshots), evaluates at every batch shape the measured evaluations use,
         and runs the extensions' final work: compilation, kernel selection and allocation all
         happen here. Returns the seconds it took. Each measured run re-initializes the model,
-        so the warm-up trains no measured model.
+        so the rehearsal trains no measured model. (Not to be confused with a learning-rate
+        warm-up, which is part of a schedule.)
         """
         stopwatch = Stopwatch(self.device)
         stopwatch.start()
@@ -334,7 +110,7 @@ class Trainer:
                              device=self.device, dtype=torch.uint8)
         labels = torch.randint(0, 10, (n,), generator=run.generator, device=self.device)
         self.train_steps(run, fake, labels, torch.arange(n, device=self.device).expand(steps, n), epoch=1)
-        self.end_epoch(run, self.config.epochs, evaluate=True, eval_images=_warmup_eval_size(
+        self.end_epoch(run, self.config.epochs, evaluate=True, eval_images=_rehearsal_eval_size(
             len(self.data.test_images), self.config.eval_batch_size))
         synchronize(self.device)
         stopwatch.stop()
@@ -388,7 +164,7 @@ class Trainer:
         """Epoch-end hooks, the evaluation if due, and after the last epoch the extensions' final word.
 
         Returns the test accuracy as a device scalar (None when not evaluated); no host sync.
-        ``eval_images`` evaluates only that many test images (the warm-up's shapes).
+        ``eval_images`` evaluates only that many test images (the rehearsal's shapes).
         """
         for fn in run.hooks.after_epoch:
             fn(epoch)
@@ -450,7 +226,7 @@ class Trainer:
         return result
 
 
-def _warmup_eval_size(test_images: int, batch_size: int) -> int:
+def _rehearsal_eval_size(test_images: int, batch_size: int) -> int:
     """How many test images give every batch shape a full evaluation uses: a full batch and the remainder."""
     if test_images <= batch_size:
         return test_images

@@ -9,15 +9,8 @@ The small CPU benchmarks of the references only keep this file exercised on CI.
 import pytest
 import torch
 
-from speedrun.kernels import (
-    FlatParams,
-    augment_normalize_reference,
-    augment_normalize_triton,
-    ema_update,
-    ema_update_reference,
-    ema_update_triton,
-    triton_is_available,
-)
+from speedrun.data.fused_input import augment_normalize_fused, augment_normalize_reference
+from speedrun.kernels import FlatParams, ema_update, ema_update_reference, ema_update_triton, triton_is_available
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, sample_augment_params
 
 DATASET_SIZE = 50000
@@ -77,7 +70,7 @@ def gpu_augment_inputs():
 
 
 AUGMENT_IMPLEMENTATIONS = {
-    "triton": lambda: augment_normalize_triton,
+    "triton": lambda: augment_normalize_fused,
     "reference": lambda: augment_normalize_reference,
     "reference-compiled": lambda: torch.compile(augment_normalize_reference),
 }

@@ -32,7 +32,9 @@ import torch
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, normalize, \
     sample_augment_params
 from speedrun.recipes import RECIPES, Recipe
-from speedrun.training.trainer import DeviceData, RunState, Trainer
+from speedrun.data.device_data import DeviceData
+from speedrun.training.hooks import RunState
+from speedrun.training.trainer import Trainer
 
 RECIPE_NAMES = tuple(RECIPES)
 

@@ -1,0 +1,36 @@
+"""What a recipe's model config is: data that builds a network, initializes it from a seed, and
+groups its parameters for the optimizer. Every model config implements all three, so the
+trainer needs no special cases."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from speedrun.training.optimizers import OptimizerConfig, ParamGroup
+
+
+class ModelConfig(Protocol):
+    """The network, its seeded (possibly data-dependent) init, and its parameter groups."""
+
+    def build(self) -> nn.Module: ...
+
+    def initialize(self, model: nn.Module, seed: int, train_images: Tensor) -> None: ...
+
+    def param_groups(self, model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]: ...
+
+
+def reinitialize(model: nn.Module, seed: int) -> None:
+    """Fresh weights and BN statistics from ``seed``, in place, so a compiled model is reused."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+
+
+def one_group(model: nn.Module) -> list[ParamGroup]:
+    """Every trainable tensor in one group at the schedule's lr and the config's weight decay."""
+    return [ParamGroup([p for p in model.parameters() if p.requires_grad])]

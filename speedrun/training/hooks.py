@@ -1,0 +1,85 @@
+"""How extensions join a run: the hooks they hand the trainer, and the state a run carries.
+
+An extension is a config dataclass with ``make(trainer, optimizer) -> RunHooks``; the trainer
+calls every hook at its place in the loop. Device-side hooks must not sync with the host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from speedrun.training.optimizers import ScheduledOptimizer
+from speedrun.training.run_result import EpochLog
+
+if TYPE_CHECKING:
+    from speedrun.training.trainer import Trainer
+
+
+@dataclass
+class RunHooks:
+    """Behaviour an extension adds to one run. Device-side hooks must not sync with the host.
+
+    after_step:  device work after each optimizer step (EMA, lookahead).
+    after_epoch: device work at an epoch's end, before its evaluation (SWA averaging,
+                 saving a snapshot); gets the 1-based epoch.
+    after_log:   host work after the epoch's one sync, with its log (reduce-on-plateau).
+    eval_model:  which function to evaluate with (e.g. EMA or SWA weights); None: the model.
+    finish:      after the last epoch, inside the timed part: returns a device accuracy that
+                 replaces the final one (SWA after its BN update, a snapshot ensemble), or None.
+    """
+
+    after_step: Sequence[Callable[[], None]] = ()
+    after_epoch: Sequence[Callable[[int], None]] = ()
+    after_log: Sequence[Callable[[int, EpochLog], None]] = ()
+    eval_model: Callable[[], Callable[[Tensor], Tensor]] | None = None
+    finish: Callable[[], Tensor | None] | None = None
+
+    @classmethod
+    def combine(cls, hooks: Sequence[RunHooks]) -> RunHooks:
+        """One set of hooks for a run, flattened once, in extension order.
+
+        Step, epoch and log hooks all run, in order. For ``eval_model`` and ``finish`` the last
+        extension that sets one wins: every ``finish`` runs (each may have work to do), and the
+        accuracy of the last one that returns a value replaces the final evaluation.
+        """
+        finishes = [h.finish for h in hooks if h.finish is not None]
+
+        def finish_all() -> Tensor | None:
+            accuracy = None
+            for fn in finishes:
+                returned = fn()
+                accuracy = accuracy if returned is None else returned
+            return accuracy
+
+        return cls(after_step=tuple(fn for h in hooks for fn in h.after_step),
+                   after_epoch=tuple(fn for h in hooks for fn in h.after_epoch),
+                   after_log=tuple(fn for h in hooks for fn in h.after_log),
+                   eval_model=next((h.eval_model for h in reversed(hooks) if h.eval_model), None),
+                   finish=finish_all if finishes else None)
+
+
+@dataclass
+class RunState:
+    """What one run carries from epoch to epoch, all on the device but the hooks."""
+
+    optimizer: ScheduledOptimizer
+    hooks: RunHooks
+    generator: torch.Generator
+    first_flips: Tensor               # each image's flip in the first epoch (alternating flips)
+    loss_sum: Tensor                  # this epoch's summed training loss
+    correct: Tensor                   # this epoch's correct training predictions
+
+
+class Extension(Protocol):
+    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
+
+    def make(self, trainer: "Trainer", optimizer: ScheduledOptimizer) -> RunHooks: ...
+
+
+class Extension(Protocol):
+    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
+
+    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks: ...
