@@ -33,9 +33,9 @@ Fairness rules:
 
 Statistics (``summary`` of the record, :mod:`speedrun.bench.anchor_summary`): per side, mean accuracy and mean time-to-target with
 95% Student-t CIs (:func:`speedrun.bench.harness.summarize_runs`); the ratio of our mean time to the
-anchor's with a 95% CI by the delta method, ``se(R) = R * sqrt(s_o^2/(n_o m_o^2) + s_a^2/(n_a m_a^2))``
-and t on the Welch-Satterthwaite df (:func:`speedrun.results.compare.relative_change`), once over the
-runs that reached the target (``time_to_target_ratio``) and once over every completed run's call
+anchor's, ``1 + (m_o - m_a) / m_a``, with Welch's 95% CI of ``m_o - m_a`` over ``m_a`` and that
+test's p-value (:func:`speedrun.results.stats.relative_change`), once over the runs that reached
+the target (``time_to_target_ratio``) and once over every completed run's call
 time (``run_time_ratio``, which does not drop the runs that fell short); and the accuracy
 difference (ours - anchor) with a Welch CI.
 

@@ -1,25 +1,26 @@
-"""The anchor record's statistics: ratios of mean times (delta method), the accuracy difference
-(Welch), and the headline that says what the comparison shows in one breath."""
+"""The anchor record's statistics: ratios of mean times and the accuracy difference (both by
+Welch's t-test, :mod:`speedrun.results.stats`), and the headline that says what the comparison
+shows in one breath."""
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-from speedrun.results.compare import relative_change, welch_difference
+from speedrun.results.stats import relative_change, welch_difference
 
 
 def _ratio(ours: list[float], theirs: list[float], metric: str) -> dict:
-    """Ours / anchor for the mean of ``metric``, with the delta-method CI (None with < 2 values a side)."""
+    """Ours / anchor for the mean of ``metric``, with Welch's CI over the anchor's mean (None without a test)."""
     change = relative_change(theirs, ours)
     base = {"metric": metric, "n_ours": len(ours), "n_anchor": len(theirs),
             "mean_ours": math.fsum(ours) / len(ours) if ours else None,
             "mean_anchor": math.fsum(theirs) / len(theirs) if theirs else None,
-            "method": "delta method on the ratio of means, t on Welch-Satterthwaite df "
-                      "(speedrun.results.compare.relative_change)"}
+            "method": "1 + Welch difference of means over the anchor's mean, its CI likewise "
+                      "(speedrun.results.stats.relative_change)"}
     if change is None:
-        return {**base, "ratio": None, "ci95_low": None, "ci95_high": None, "df": None}
+        return {**base, "ratio": None, "ci95_low": None, "ci95_high": None, "df": None, "p_value": None}
     return {**base, "ratio": 1 + change.change, "ci95_low": 1 + change.ci95_low, "ci95_high": 1 + change.ci95_high,
-            "df": change.df}
+            "df": change.df, "p_value": change.p_value}
 
 
 def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_label: str,
@@ -45,7 +46,7 @@ def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_
     time_to_target = _ratio(reached_times(ours_runs), reached_times(anchor_runs), "time_to_target_s")
     accuracy_difference = {"ours_minus_anchor": accuracy.diff, "ci95_low": accuracy.ci95_low,
                            "ci95_high": accuracy.ci95_high, "p_value": accuracy.p_value,
-                           "method": "Welch t (speedrun.results.compare.welch_difference)"}
+                           "method": "Welch t (speedrun.results.stats.welch_difference)"}
     return {
         "runs": len(ours_runs) + len(anchor_runs),
         "completed": len(completed(ours_runs)) + len(completed(anchor_runs)),

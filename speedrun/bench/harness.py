@@ -92,11 +92,16 @@ def format_summary(summary: dict, target: float) -> str:
     lines = [f"runs: {summary['runs']}  completed: {summary['completed']}  failed: {summary['failed']}  "
              f"reached {target:.4f}: {summary['reached']}/{summary['runs']}"]
     if acc["n"]:
-        lines.append(f"accuracy: {acc['mean']:.4f} ± {acc['std']:.4f} (std), "
-                     f"95% CI [{acc['ci95_low']:.4f}, {acc['ci95_high']:.4f}] over {acc['n']} runs")
+        if acc["ci95_low"] is None:
+            lines.append(f"accuracy: {acc['mean']:.4f} from {acc['n']} run (no interval from fewer than 2 runs)")
+        else:
+            lines.append(f"accuracy: {acc['mean']:.4f} ± {acc['std']:.4f} (std), "
+                         f"95% CI [{acc['ci95_low']:.4f}, {acc['ci95_high']:.4f}] over {acc['n']} runs")
     if ttt["n"]:
         lines.append(f"time to {target:.4f}: mean {ttt['mean']:.2f}s  median {ttt['median']:.2f}s  "
-                     f"min {ttt['min']:.2f}s  max {ttt['max']:.2f}s  (95% CI [{ttt['ci95_low']:.2f}, {ttt['ci95_high']:.2f}])")
+                     f"min {ttt['min']:.2f}s  max {ttt['max']:.2f}s  " + (
+                         f"(95% CI [{ttt['ci95_low']:.2f}, {ttt['ci95_high']:.2f}])" if ttt["ci95_low"] is not None
+                         else "(one run: no interval)"))
     else:
         lines.append(f"time to {target:.4f}: no run reached the target")
     if summary.get("gpu_util_mean") is not None:

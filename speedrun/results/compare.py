@@ -1,15 +1,12 @@
 """Compare two records: is B faster than A, and did accuracy change, beyond run-to-run noise?
 
-Both questions are answered from the runs' raw values with Welch's unequal-variance statistics,
-because two recipes rarely have the same spread:
-
-* difference of means ``B - A`` with a 95% CI from Student's t on the Welch-Satterthwaite df,
-  and a two-sided p-value from ``scipy.stats.ttest_ind(equal_var=False)``;
-* relative time change ``mean_B / mean_A - 1`` with a 95% CI by the delta method:
-  ``se(R) = R * sqrt(s_A^2 / (n_A mean_A^2) + s_B^2 / (n_B mean_B^2))``, and t on the
-  Welch-Satterthwaite df of those two relative-variance terms. Symmetric, which suits the
-  "faster by 12% ± 3%" wording; it is accurate while the CIs are small next to the means (the
-  text report flags an interval reaching below -100% as too wide to trust).
+Both questions are answered from the runs' raw values with Welch's unequal-variance t-test
+(:mod:`speedrun.results.stats`), because two recipes rarely have the same spread: the difference
+of means ``B - A``, its 95% CI and its two-sided p-value all come from one
+``scipy.stats.ttest_ind(equal_var=False)``, and the relative time change ``mean_B / mean_A - 1``
+is that difference over A's mean (A is the baseline), with the same test's interval over A's
+mean and the same p-value. So the verdict, the p-value and both intervals always agree: a
+change is called significant exactly when its interval excludes zero.
 
 Accuracy uses every run's ``final_test_acc``; time uses the runs that reached the record's own
 target (so A and B should share a target, which the verdict checks). A side with fewer than two
@@ -29,48 +26,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-from scipy import stats as _scipy_stats
-
 from speedrun.errors import RecordError
 from speedrun.results.run_values import gpu_label, run_accuracies, run_times_to_target, schedule_label
 from speedrun.results.records import completeness_note
-
-ALPHA = 0.05
-MIN_RUNS = 2
-
-
-@dataclass(frozen=True)
-class Difference:
-    """``B - A`` for one quantity; statistics are None when either side has fewer than 2 values."""
-
-    n_a: int
-    n_b: int
-    mean_a: float | None
-    mean_b: float | None
-    diff: float | None
-    ci95_low: float | None
-    ci95_high: float | None
-    df: float | None
-    p_value: float | None
-
-    @property
-    def testable(self) -> bool:
-        return self.p_value is not None
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
-
-
-@dataclass(frozen=True)
-class RelativeChange:
-    """``mean_B / mean_A - 1`` with a delta-method 95% CI (fractions: -0.12 is 12% less)."""
-
-    change: float
-    ci95_low: float
-    ci95_high: float
-    df: float | None
-
+from speedrun.results.stats import ALPHA, MIN_RUNS, Difference, RelativeChange, relative_change, welch_difference
 
 @dataclass(frozen=True)
 class Comparison:
@@ -97,48 +56,9 @@ class Comparison:
         lines.append(_describe("time-to-target", self.time_to_target, lambda x: f"{x:.3f} s", lambda x: f"{x:+.3f} s"))
         if self.relative_time is not None:
             r = self.relative_time
-            line = f"  relative time change B/A - 1: {100 * r.change:+.1f}% (95% CI {100 * r.ci95_low:+.1f}% .. {100 * r.ci95_high:+.1f}%)"
-            if r.ci95_low <= -1:
-                line += " - too wide for the delta method to be trusted; add runs"
-            lines.append(line)
+            lines.append(f"  relative time change B/A - 1: {100 * r.change:+.1f}% "
+                         f"(95% CI {100 * r.ci95_low:+.1f}% .. {100 * r.ci95_high:+.1f}%, relative to A's mean)")
         return "\n".join(lines) + "\n"
-
-
-def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """Difference of means ``b - a`` with Welch CI and p-value (None when a side has < 2 values)."""
-    na, nb = len(a), len(b)
-    mean_a = math.fsum(a) / na if na else None
-    mean_b = math.fsum(b) / nb if nb else None
-    diff = mean_b - mean_a if mean_a is not None and mean_b is not None else None
-    if na < MIN_RUNS or nb < MIN_RUNS:
-        return Difference(na, nb, mean_a, mean_b, diff, None, None, None, None)
-    va, vb = _variance(a), _variance(b)
-    se2 = va / na + vb / nb
-    if se2 == 0:
-        # No spread on either side: a t-test is undefined, and a CI of zero width would overclaim.
-        return Difference(na, nb, mean_a, mean_b, diff, diff, diff, None, None)
-    df = _welch_df(va / na, vb / nb, na, nb)
-    half = float(_scipy_stats.t.ppf(1 - ALPHA / 2, df)) * math.sqrt(se2)
-    p = float(_scipy_stats.ttest_ind(b, a, equal_var=False).pvalue)
-    return Difference(na, nb, mean_a, mean_b, diff, diff - half, diff + half, df, p)
-
-
-def relative_change(a: Sequence[float], b: Sequence[float]) -> RelativeChange | None:
-    """``mean_b / mean_a - 1`` with a delta-method 95% CI; None with < 2 values a side or mean_a <= 0."""
-    na, nb = len(a), len(b)
-    if na < MIN_RUNS or nb < MIN_RUNS:
-        return None
-    mean_a, mean_b = math.fsum(a) / na, math.fsum(b) / nb
-    if mean_a <= 0 or mean_b <= 0:
-        return None
-    ratio = mean_b / mean_a
-    ua = _variance(a) / (na * mean_a**2)
-    ub = _variance(b) / (nb * mean_b**2)
-    if ua + ub == 0:
-        return RelativeChange(ratio - 1, ratio - 1, ratio - 1, None)
-    df = _welch_df(ua, ub, na, nb)
-    half = float(_scipy_stats.t.ppf(1 - ALPHA / 2, df)) * ratio * math.sqrt(ua + ub)
-    return RelativeChange(ratio - 1, ratio - 1 - half, ratio - 1 + half, df)
 
 
 def compare_records(a: dict, b: dict) -> Comparison:
@@ -236,17 +156,6 @@ def _describe(name: str, d: Difference, fmt: Callable[[float], str], fmt_diff: C
     if d.ci95_low is not None and d.ci95_high is not None and d.p_value is not None:
         line += f" (95% CI {fmt_diff(d.ci95_low)} .. {fmt_diff(d.ci95_high)}, Welch df {d.df:.1f}, p {format_p(d.p_value)})"
     return line
-
-
-def _variance(values: Sequence[float]) -> float:
-    n = len(values)
-    mean = math.fsum(values) / n
-    return math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-
-
-def _welch_df(ua: float, ub: float, na: int, nb: int) -> float:
-    """Welch-Satterthwaite degrees of freedom for per-side variance-of-mean terms ``ua``, ``ub``."""
-    return (ua + ub) ** 2 / (ua**2 / (na - 1) + ub**2 / (nb - 1))
 
 
 def _label(record: dict) -> str:
