@@ -7,8 +7,9 @@ flags are overrides of a named recipe rather than a second source of defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_OFFICIAL
@@ -34,6 +35,22 @@ class CalibratedTarget:
     def __post_init__(self) -> None:
         if not 0 < self.target <= 1:
             raise ValueError(f"a calibrated target must be an accuracy in (0, 1], got {self.target}")
+
+
+CALIBRATION_MARGIN = 0.005     # below the measured mean accuracy: several run-to-run stds of fast94
+CALIBRATION_STEP = 0.005       # targets are round numbers: 0.900, 0.905, ...
+
+
+def calibration_rule(accuracies: Sequence[float]) -> float:
+    """The target a copy's measured full-budget accuracies give: their mean less the margin, rounded down.
+
+    A target is set where the recipe's runs reliably get, so that time-to-target measures time
+    and not luck: half a point below the measured mean, on the 0.5-point grid.
+    """
+    if not accuracies:
+        raise ValueError("calibration needs at least one measured accuracy")
+    mean = math.fsum(accuracies) / len(accuracies)
+    return round(math.floor(round((mean - CALIBRATION_MARGIN) / CALIBRATION_STEP, 9)) * CALIBRATION_STEP, 6)
 
 
 @dataclass(frozen=True)

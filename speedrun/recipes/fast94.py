@@ -19,6 +19,11 @@ Epoch budget: on the real CIFAR-10, airbench94 reaches 94% mean test accuracy in
 epochs (9.9) of this kind of net. fast94's default of 10 epochs is that published figure, **not a
 measurement of this code**: it must be re-measured on a GPU (``speedrun --recipe fast94 --runs
 N`` and ``speedrun anchor airbench94``) before fast94's time-to-94% is quoted.
+
+Target on the JPEG-q75 copy: 0.94 is the real CIFAR-10's goal; on the copy, accuracy runs lower,
+so the default target there is calibrated from fast94's measured full-budget accuracy on it
+(:data:`JPEG_COPY_TARGET`, by :func:`~speedrun.recipes.base.calibration_rule`; the records are
+under ``results/calibration/``).
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ from speedrun.data.augment import AugmentConfig
 from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
 from speedrun.extensions.lookahead import LookaheadConfig
 from speedrun.models.fast_net import FastNetConfig
-from speedrun.recipes.base import Recipe
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY
+from speedrun.recipes.base import CalibratedTarget, Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
 from speedrun.training.optimizers import OptimizerConfig
@@ -42,6 +48,14 @@ BATCH_SIZE = 1024
 EPOCHS = 10                    # the published budget; re-measure on a GPU
 WARMUP_FRACTION = 0.23         # lr rises from 0.2*peak to peak over this share of the steps...
 START_FACTOR, END_FACTOR = 0.2, 0.07   # ...then falls linearly to 0.07*peak at the end
+
+# Measured, not assumed: fast94 at its full budget on the JPEG-q75 copy, on the CPU (fp32).
+# tests/recipes/test_calibration.py recomputes it from the committed records.
+JPEG_COPY_TARGET = CalibratedTarget(
+    SOURCE_JPEG_COPY, 0.900,
+    "fast94 reached 0.9065 test accuracy at its full 10-epoch budget (seed 0, CPU, commit d72f5b8; "
+    "results/calibration/20261201T215940Z-train-fast94-cpu-full-budget-seed0.json); the target is the "
+    "measured mean less 0.005, rounded down to a multiple of 0.005 (speedrun.recipes.base.calibration_rule)")
 
 
 def fast94_schedule(peak_lr: float = PEAK_LR):
@@ -75,6 +89,7 @@ def fast94_recipe(batch_size: int = BATCH_SIZE) -> Recipe:
         train=TrainConfig(epochs=EPOCHS, batch_size=batch_size, label_smoothing=0.2, tta="multi",
                           flip_mode="alternate", eval_every=EPOCHS),
         extensions=(DecoupledWeightDecay(), LookaheadConfig()),
+        calibrated_targets=(JPEG_COPY_TARGET,),
     )
 
 
