@@ -1,13 +1,17 @@
-"""Parameter checks whose ValueError names the parameter, the rule and the value given.
+"""Parameter checks whose error names the parameter, the rule and the value given.
 
-Configs and schedule policies validate their arguments with these, so that every bad value
-reaches the user as one line (the CLI maps ValueError to exit code 2) saying what to fix.
+The one implementation of number checks: configs, schedule policies and extensions validate
+their settings with these, so every bad value reaches the user as one line saying what to fix.
+The error is a :class:`~speedrun.errors.SettingError` (a ``ValueError``) naming the setting;
+the CLI writes the flag that sets it instead.
 """
 from __future__ import annotations
 
 import math
 import numbers
 from collections.abc import Sequence
+
+from speedrun.errors import SettingError
 
 
 def is_int(value: object) -> bool:
@@ -22,7 +26,7 @@ def is_real(value: object) -> bool:
 
 def int_at_least(name: str, value: object, minimum: int) -> int:
     if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise SettingError(name, f"must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -41,11 +45,24 @@ def real_in(name: str, value: object, *, low: float | None = None, high: float |
         if high is not None:
             bounds.append(f"{'<' if high_open else '<='} {high}")
         where = f" {' and '.join(bounds)}" if bounds else ""
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+        raise SettingError(name, f"must be a finite number{where}, got {value!r}")
     return float(value)
 
 
 def one_of(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise SettingError(name, f"must be one of {', '.join(choices)}; got {value!r}")
     return str(value)
+
+
+def boolean(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(name, f"must be true or false, got {value!r}")
+    return value
+
+
+def positive_ints(name: str, value: object, count: int) -> tuple[int, ...]:
+    """``count`` positive integers (e.g. a model's channel widths)."""
+    if not isinstance(value, (tuple, list)) or len(value) != count or not all(is_int(v) and v > 0 for v in value):
+        raise SettingError(name, f"must be {count} positive whole numbers, got {value!r}")
+    return tuple(int(v) for v in value)

@@ -44,10 +44,20 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--target", "1.5"], "target"),
-    (["--runs", "0"], "runs"),
+    (["--target", "1.5"], "--target must be an accuracy"),
+    (["--runs", "0"], "--runs must be an integer >= 1"),
     (["--recipe", "nope"], "unknown recipe"),
-    (["--epochs", "0"], "epochs"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--momentum", "1.5"], "--momentum must be a finite number >= 0 and < 1"),
+    (["--momentum", "0", "--nesterov"], "--nesterov needs --momentum > 0"),
+    (["--weight-decay", "inf"], "--weight-decay: 'inf' is not a finite number"),
+    (["--label-smoothing", "nan"], "--label-smoothing: 'nan' is not a finite number"),
+    (["--width", "nan"], "--width: 'nan' is not a finite number"),
+    (["--widths", "8,x"], "--widths: '8,x' is not comma-separated whole numbers"),
+    (["--widths", "8,16"], "--widths must be 4 positive whole numbers"),
+    (["--whiten-eps", "1e-3"], "--whiten-eps does not apply to recipe classic"),
+    (["--cutout", "-2"], "--cutout must be an integer >= 0"),
+    (["--epochs", "two"], "--epochs: 'two' is not a whole number"),
     (["--optimizer", "adagrad", "--schedule", "one_cycle_lr", "--max-lr", "0.1"], "cycle_momentum"),
     (["--schedule", "cosine_annealing_lr", "--base-lr", "0.1", "--mode", "triangular"], "--mode"),
     (["--base-lr", "0.1"], "--schedule NAME"),
@@ -57,6 +67,8 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--data-dir", "/definitely/not/here"], "/definitely/not/here"),
     (["--train-subset", "100000"], "--train-subset"),
     (["--width", "-1"], "--width"),
+    (["--tta", "all"], "--tta: invalid choice: 'all'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, npz_dataset, tmp_path, capsys):
     argv = argv if "--data-dir" in argv else ["--data-dir", str(npz_dataset), *argv]
@@ -72,3 +84,33 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("speedrun: error:")
+
+
+def test_every_recipe_setting_is_a_flag_of_train(capsys):
+    """Adding a field to a recipe config is one edit: the flag (and its help) comes from the dataclass."""
+    import dataclasses
+
+    from speedrun.cli.recipe_flags import MODEL_CONFIGS, SECTIONS, recipe_setting_flags
+
+    assert main(["train", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    flags = recipe_setting_flags()
+    for cls in [c for _, c, _ in SECTIONS] + list(MODEL_CONFIGS):
+        for field in dataclasses.fields(cls):
+            entry = next(e for e in flags.values() if e.field == field.name)
+            for flag in entry.flags:
+                assert flag in help_text, f"{cls.__name__}.{field.name} has no flag {flag}"
+
+
+def test_flags_override_only_what_they_name(npz_dataset):
+    from speedrun.cli import build_parser
+    from speedrun.cli.recipe_flags import recipe_from_args
+    from speedrun.recipes import get_recipe
+
+    args = build_parser("train").parse_args(["train", "--recipe", "fast94", "--widths", "8,16,16", "--whiten-eps",
+                                             "0.001", "--no-dirac-init", "--full-budget", "--optimizer-eps", "1e-6"])
+    recipe, base = recipe_from_args(args), get_recipe("fast94")
+    assert recipe.model.widths == (8, 16, 16) and recipe.model.whiten_eps == 0.001 and not recipe.model.dirac_init
+    assert recipe.train.stop_at_target is False and recipe.optimizer.eps == 1e-6
+    assert recipe.replace(model=base.model, train=base.train, optimizer=base.optimizer) == base
+    assert recipe_from_args(build_parser("train").parse_args(["train", "--recipe", "fast94"])) == base

@@ -8,7 +8,8 @@ import torch
 from extension_helpers import TINY, one_cpu_thread  # noqa: F401
 from speedrun.cli import extension_flags as extensions_cli
 from speedrun.recipes.assignment import assignment_recipe
-from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
+from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
+from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.cli.extension_flags import (CommandLineSchedule, add_extension_arguments, apply_training_flags,
                                      extensions_from_args, schedule_spec_from_args, with_peak_lr)
 from speedrun.bench.harness import run_benchmark

@@ -71,7 +71,7 @@ def test_cycled_momentum_needs_an_optimizer_with_momentum():
 
 
 @pytest.mark.parametrize("kwargs,field", [
-    (dict(name="lamb"), "optimizer"), (dict(momentum=1.5), "momentum"),
+    (dict(name="lamb"), "name must be one of sgd"), (dict(momentum=1.5), "momentum"),
     (dict(weight_decay=-1.0), "weight_decay"), (dict(momentum=0.0, nesterov=True), "nesterov"),
 ])
 def test_bad_config_names_the_field(kwargs, field):

@@ -18,11 +18,12 @@ import torch
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.loading import load_cifar10
 from speedrun.bench.environment import describe_environment, pick_device
-from speedrun.errors import SpeedrunError
+from speedrun.checks import int_at_least, is_real
+from speedrun.errors import SettingError, SpeedrunError
 from speedrun.bench.telemetry import NvmlSampler
 from speedrun.recipes import Recipe
 from speedrun.schedules import Schedule
-from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
+from speedrun.results.records import DEFAULT_RESULTS_DIR, SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
 from speedrun.results.stats import summarize
 from speedrun.bench.timing import synchronize
 from speedrun.bench.timing import TIMER_RULE
@@ -44,14 +45,14 @@ class HarnessOptions:
     download: bool = True
     train_subset: int | None = None
     test_subset: int | None = None
-    out: str | None = "results"          # a folder (a fresh name is chosen) or a .json path; None: no record
+    out: str | None = DEFAULT_RESULTS_DIR  # a folder (a fresh name is chosen) or a .json path; None: no record
     force: bool = False                  # replace an existing --out .json file
 
     def __post_init__(self) -> None:
-        if self.runs < 1:
-            raise ValueError(f"runs must be at least 1, got {self.runs}")
-        if self.target is not None and not 0 < self.target <= 1:
-            raise ValueError(f"target must be an accuracy in (0, 1], e.g. 0.94; got {self.target}")
+        int_at_least("runs", self.runs, 1)
+        int_at_least("seed", self.seed, 0)
+        if self.target is not None and not (is_real(self.target) and 0 < self.target <= 1):
+            raise SettingError("target", f"must be an accuracy in (0, 1], e.g. 0.94; got {self.target}")
 
 
 def record_path(out: str, recipe: str, kind: str = "train") -> Path:

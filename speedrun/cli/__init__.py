@@ -14,10 +14,17 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from speedrun import __version__
-from speedrun.errors import SpeedrunError
+from speedrun.errors import SettingError, SpeedrunError
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, like every other user error here, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"speedrun: error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -53,18 +60,23 @@ def command(name: str) -> Command:
     return _BY_NAME[name]
 
 
+def name_settings(parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
+    """Remember which flag sets which setting, so a SettingError from the library names the flag."""
+    parser.set_defaults(setting_flags={**(parser.get_default("setting_flags") or {}), **flags})
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The parser with ``selected``'s full arguments; every other command is listed by name only.
 
     The selected command's module is imported (an import error is an error, never a silently
     missing command); the others are not, which is what keeps a record command free of torch.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="speedrun",
         description="Train CIFAR-10 to a target accuracy on one GPU, compare schedules, rank result records.",
         epilog=f"With no COMMAND, '{DEFAULT_COMMAND}' is meant: python -m speedrun --target 0.94")
     parser.add_argument("--version", action="version", version=f"speedrun {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandLineParser)
     for entry in COMMANDS:
         if entry.name == selected:
             importlib.import_module(entry.module).register(subparsers, entry)
@@ -88,13 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = selected_command(argv)
     if selected is not None and (not argv or argv[0] != selected):
         argv = [selected, *argv]
-    args = build_parser(selected).parse_args(argv)
+    try:
+        args = build_parser(selected).parse_args(argv)
+    except SystemExit as stop:            # --help, --version, or a bad flag (already said in one line)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     except (SpeedrunError, ValueError) as e:
         if os.environ.get("SPEEDRUN_DEBUG"):
             raise
-        message = " ".join(str(e).split())
+        flags = getattr(args, "setting_flags", None) or {}
+        text = e.render(lambda name: flags.get(name, name)) if isinstance(e, SettingError) else str(e)
+        message = " ".join(text.split())
         print(f"speedrun: error: {message}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:

@@ -8,7 +8,8 @@ import sys
 
 from speedrun.bench.airbench import ANCHORS
 from speedrun.bench.anchor import run_anchor
-from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
+from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
+from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.bench.environment import pick_device
 
 DEFAULT_RECIPE = "fast94"

@@ -7,10 +7,11 @@ import argparse
 import sys
 
 from speedrun.outputs import write_new_text_file
+from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records
 from speedrun.results.render import render
 
-DEFAULT_PATHS = ("results",)  # where the harness writes records by default (HarnessOptions.out)
+DEFAULT_PATHS = (DEFAULT_RESULTS_DIR,)  # where the harness writes records by default
 
 if TYPE_CHECKING:
     from speedrun.cli import Command

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 import argparse
 import sys
 
-from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
+from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
+from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.bench.lr_range import run_lr_find
 from speedrun.training.lr_range_test import LR_RAMPS, LRFinderConfig
 

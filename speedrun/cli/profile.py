@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from speedrun.outputs import write_new_text_file
-from speedrun.cli.train import add_harness_arguments, add_recipe_arguments, options_from_args, recipe_from_args
+from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
+from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.bench.harness import prepare_run, rehearse
 from speedrun.bench.profiling import profile_epoch
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from speedrun.checks import boolean, int_at_least, one_of
+from speedrun.settings import setting
+
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
@@ -38,20 +41,16 @@ PAD_MODES = ("reflect", "zeros")
 class AugmentConfig:
     """Which augmentations run, and how strongly; each has a value that switches it off."""
 
-    crop_padding: int = 4  # random crop after padding by this many pixels; 0 disables
-    pad_mode: str = "reflect"  # "reflect" or "zeros": what the crop sees beyond the border
-    flip: bool = True  # random horizontal flip with p=0.5
-    cutout_size: int = 8  # side of the zeroed cutout square; 0 disables
+    crop_padding: int = setting(4, "random-crop padding in pixels; 0 disables")
+    pad_mode: str = setting("reflect", "what the crop sees beyond the border", choices=PAD_MODES)
+    flip: bool = setting(True, "random horizontal flip with p=1/2")
+    cutout_size: int = setting(8, "side of the zeroed cutout square; 0 disables", flag="--cutout")
 
     def __post_init__(self) -> None:
-        if not _is_int(self.crop_padding) or self.crop_padding < 0:
-            raise ValueError(f"AugmentConfig.crop_padding must be an int >= 0, got {self.crop_padding!r}")
-        if self.pad_mode not in PAD_MODES:
-            raise ValueError(f"AugmentConfig.pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"AugmentConfig.flip must be a bool, got {self.flip!r}")
-        if not _is_int(self.cutout_size) or self.cutout_size < 0:
-            raise ValueError(f"AugmentConfig.cutout_size must be an int >= 0, got {self.cutout_size!r}")
+        int_at_least("crop_padding", self.crop_padding, 0)
+        one_of("pad_mode", self.pad_mode, PAD_MODES)
+        boolean("flip", self.flip)
+        int_at_least("cutout_size", self.cutout_size, 0)
 
 
 @dataclass(frozen=True)
@@ -268,7 +267,3 @@ def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
     if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -48,8 +48,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from speedrun.checks import boolean, int_at_least, one_of, positive_ints, real_in
 from speedrun.models.resnet9 import LogitScale
 from speedrun.models.whitening import patch_whitening, sample_images
+from speedrun.settings import setting
 from speedrun.training.optimizers import OptimizerConfig, ParamGroup
 
 ACTIVATIONS = ("gelu", "relu")
@@ -59,40 +61,39 @@ ACTIVATIONS = ("gelu", "relu")
 class FastNetConfig:
     """The fast net and the techniques that live in its init and its parameter groups."""
 
-    widths: tuple[int, int, int] = (64, 256, 256)
-    num_classes: int = 10
-    logit_scale: float = 1 / 9
-    activation: str = "gelu"           # "gelu" or "relu"
-    bn_momentum: float = 0.4           # PyTorch convention: weight of the newest batch statistics
-    bn_eps: float = 1e-12
-    frozen_bn_scale: bool = True       # BN weight fixed at 1; only the shift trains
-    dirac_init: bool = True            # block convs start with identity filters
-    whiten: bool = True                # stem initialised by patch whitening; False: PyTorch's default init
-    whiten_patch: int = 2              # stem kernel size; the stem has 2 * 3 * patch^2 channels
-    whiten_eps: float = 5e-4           # added to the eigenvalues: damps near-empty directions
-    whiten_samples: int = 5000         # training images (drawn with the run's seed) the covariance uses
-    whiten_frozen: bool = True         # stem filters do not train
-    whiten_bias_trainable: bool = True
-    bias_lr_scale: float = 64.0        # lr multiplier of the BN shifts
-    decoupled_weight_decay: bool = True  # see DecoupledWeightDecay; False: equal-strength coupled L2
+    widths: tuple[int, int, int] = setting((64, 256, 256), "channel widths, comma-separated "
+                                           "(prep and three layers for ResNet-9; three blocks for fast94)")
+    num_classes: int = setting(10, "classes the head predicts")
+    logit_scale: float = setting(1 / 9, "constant the logits are multiplied by")
+    activation: str = setting("gelu", "activation function", choices=ACTIVATIONS)
+    bn_momentum: float = setting(0.4, "batch-norm momentum (PyTorch's convention: the newest batch's weight)")
+    bn_eps: float = setting(1e-12, "batch-norm epsilon")
+    frozen_bn_scale: bool = setting(True, "batch-norm scales fixed at 1 (only the shifts train)")
+    dirac_init: bool = setting(True, "block convolutions start as identity filters")
+    whiten: bool = setting(True, "initialize the stem by patch whitening (else PyTorch's default init)")
+    whiten_patch: int = setting(2, "stem kernel size; the stem has 2 * 3 * patch^2 channels")
+    whiten_eps: float = setting(5e-4, "added to the patch covariance's eigenvalues: damps near-empty directions")
+    whiten_samples: int = setting(5000, "training images (drawn with the run's seed) the whitening uses")
+    whiten_frozen: bool = setting(True, "the whitening filters do not train")
+    whiten_bias_trainable: bool = setting(True, "the stem's bias trains")
+    bias_lr_scale: float = setting(64.0, "learning-rate multiplier of the batch-norm shifts")
+    decoupled_weight_decay: bool = setting(True, "weight decay decoupled from the gradient step (else coupled "
+                                                 "L2 of the same average strength)")
 
     def __post_init__(self) -> None:
-        if len(self.widths) != 3 or any(not isinstance(w, int) or w <= 0 for w in self.widths):
-            raise ValueError(f"widths must be three positive channel counts, got {self.widths}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if not 0 < self.bn_momentum <= 1:
-            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
-        if self.whiten_patch < 1:
-            raise ValueError(f"whiten_patch must be at least 1, got {self.whiten_patch}")
-        if self.whiten_eps <= 0:
-            raise ValueError(f"whiten_eps must be positive, got {self.whiten_eps}")
-        if self.whiten_samples < 1:
-            raise ValueError(f"whiten_samples must be at least 1, got {self.whiten_samples}")
-        if self.bias_lr_scale <= 0:
-            raise ValueError(f"bias_lr_scale must be positive, got {self.bias_lr_scale}")
+        object.__setattr__(self, "widths", positive_ints("widths", self.widths, 3))
+        int_at_least("num_classes", self.num_classes, 2)
+        real_in("logit_scale", self.logit_scale, low=0, low_open=True)
+        one_of("activation", self.activation, ACTIVATIONS)
+        real_in("bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
+        real_in("bn_eps", self.bn_eps, low=0, low_open=True)
+        int_at_least("whiten_patch", self.whiten_patch, 1)
+        real_in("whiten_eps", self.whiten_eps, low=0, low_open=True)
+        int_at_least("whiten_samples", self.whiten_samples, 1)
+        real_in("bias_lr_scale", self.bias_lr_scale, low=0, low_open=True)
+        for name in ("frozen_bn_scale", "dirac_init", "whiten", "whiten_frozen", "whiten_bias_trainable",
+                     "decoupled_weight_decay"):
+            boolean(name, getattr(self, name))
 
     @property
     def stem_width(self) -> int:

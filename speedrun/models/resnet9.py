@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from speedrun.checks import int_at_least, positive_ints, real_in
 from speedrun.models.protocol import one_group, reinitialize
+from speedrun.settings import setting
 from speedrun.training.optimizers import OptimizerConfig, ParamGroup
 
 
@@ -20,16 +22,17 @@ from speedrun.training.optimizers import OptimizerConfig, ParamGroup
 class ResNet9Config:
     """Widths of prep and the three layers; the logit scale keeps the softmax from saturating early."""
 
-    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
-    num_classes: int = 10
-    logit_scale: float = 0.125
-    bn_momentum: float = 0.1
+    widths: tuple[int, int, int, int] = setting((64, 128, 256, 512), "channel widths, comma-separated "
+                                                "(prep and three layers for ResNet-9; three blocks for fast94)")
+    num_classes: int = setting(10, "classes the head predicts")
+    logit_scale: float = setting(0.125, "constant the logits are multiplied by")
+    bn_momentum: float = setting(0.1, "batch-norm momentum (PyTorch's convention: the newest batch's weight)")
 
     def __post_init__(self) -> None:
-        if len(self.widths) != 4 or any(w <= 0 for w in self.widths):
-            raise ValueError(f"widths must be four positive channel counts, got {self.widths}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        object.__setattr__(self, "widths", positive_ints("widths", self.widths, 4))
+        int_at_least("num_classes", self.num_classes, 2)
+        real_in("logit_scale", self.logit_scale, low=0, low_open=True)
+        real_in("bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
 
     def build(self) -> ResNet9:
         return ResNet9(self)

@@ -9,14 +9,22 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_OFFICIAL
+from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
+from speedrun.extensions.lookahead import LookaheadConfig
+from speedrun.extensions.plateau import PlateauConfig
+from speedrun.extensions.snapshots import SnapshotEnsembleConfig
+from speedrun.extensions.swa import SWAConfig
+from speedrun.models.fast_net import FastNetConfig
+from speedrun.models.protocol import ModelConfig
 from speedrun.models.resnet9 import ResNet9Config
 from speedrun.schedules.spec import ScheduleSpec
-from speedrun.training.optimizers import OptimizerConfig
 from speedrun.training.config import TrainConfig
+from speedrun.training.hooks import Extension
+from speedrun.training.optimizers import OptimizerConfig
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,15 @@ class Recipe:
     name: str
     description: str
     target: float
-    model: ResNet9Config = ResNet9Config()
+    model: ModelConfig = ResNet9Config()
     augment: AugmentConfig = AugmentConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleSpec = ScheduleSpec()
     train: TrainConfig = TrainConfig()
-    extensions: tuple = ()               # Extension configs: SWA, snapshots, plateau, lookahead...
+    extensions: tuple[Extension, ...] = ()     # SWA, snapshots, plateau, lookahead, decoupled decay...
     calibrated_targets: tuple[CalibratedTarget, ...] = ()
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
 
     def target_for(self, dataset: str, given: float | None = None) -> TargetChoice:
@@ -103,6 +111,65 @@ class Recipe:
     def to_dict(self) -> dict:
         """asdict, plus each model/extension config's class name (asdict alone drops it)."""
         d = dataclasses.asdict(self)
-        d["model"] = {"type": type(self.model).__name__, **d["model"]}
-        d["extensions"] = [{"type": type(e).__name__, **dataclasses.asdict(e)} for e in self.extensions]
+        d["model"] = {"type": type(self.model).__name__, **dataclasses.asdict(self.model)}  # type: ignore[call-overload]
+        d["extensions"] = [{"type": type(e).__name__, **dataclasses.asdict(e)}  # type: ignore[call-overload]
+                           for e in self.extensions]
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """The recipe that :meth:`to_dict` (a record's ``config.recipe``) describes, so a record can be re-run.
+
+        JSON turns tuples into lists; fields declared as tuples get tuples back. A model or
+        extension type this speedrun does not know is a ValueError naming it.
+        """
+        model = dict(data["model"])
+        model_type = _config_type(MODEL_CONFIG_TYPES, model.pop("type", None), "model")
+        extensions = []
+        for entry in data.get("extensions", []):
+            entry = dict(entry)
+            extensions.append(_from_fields(_config_type(EXTENSION_TYPES, entry.pop("type", None), "extension"), entry))
+        schedule = dict(data["schedule"])
+        return cls(
+            name=data["name"], description=data["description"], target=data["target"],
+            model=_from_fields(model_type, model),
+            augment=_from_fields(AugmentConfig, data["augment"]),
+            optimizer=_from_fields(OptimizerConfig, data["optimizer"]),
+            schedule=ScheduleSpec(name=schedule["name"], params={k: _tuples(v) for k, v in schedule["params"].items()},
+                                  interval=schedule.get("interval", "step"),
+                                  knots_as_fraction=schedule.get("knots_as_fraction", False)),
+            train=_from_fields(TrainConfig, data["train"]),
+            extensions=tuple(extensions),
+            calibrated_targets=tuple(_from_fields(CalibratedTarget, t) for t in data.get("calibrated_targets", [])),
+        )
+
+
+# The config types a record may name, by class name (Recipe.from_dict).
+MODEL_CONFIG_TYPES: tuple[type, ...] = (ResNet9Config, FastNetConfig)
+EXTENSION_TYPES: tuple[type, ...] = (SWAConfig, SnapshotEnsembleConfig, PlateauConfig, LookaheadConfig,
+                                     DecoupledWeightDecay)
+
+
+def _config_type(known: tuple[type, ...], name: object, what: str) -> type:
+    for cls in known:
+        if cls.__name__ == name:
+            return cls
+    raise ValueError(f"unknown {what} config type {name!r}; this speedrun knows {', '.join(c.__name__ for c in known)}")
+
+
+def _tuples(value: Any) -> Any:
+    """JSON's nested lists as the nested tuples recipes are written with (knots, milestones)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _from_fields(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls(**values)`` for the fields ``cls`` has, with JSON lists turned back into tuples where declared."""
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        if isinstance(value, list) and str(field.type).startswith("tuple"):
+            value = tuple(value)
+        kwargs[field.name] = value
+    return cls(**kwargs)

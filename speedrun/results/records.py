@@ -47,6 +47,7 @@ from speedrun.outputs import write_text_atomically
 from speedrun.errors import RecordError
 
 SCHEMA_NAME = "speedrun.record"
+DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
 SCHEMA_VERSION = 2
 
 _NUMBER = (int, float)

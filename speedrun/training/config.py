@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from speedrun.checks import boolean, int_at_least, one_of, real_in
+from speedrun.settings import setting
+
 TTA_MODES = ("none", "flip", "multi")
 FLIP_MODES = ("random", "alternate")
 
@@ -11,25 +14,25 @@ FLIP_MODES = ("random", "alternate")
 class TrainConfig:
     """How a run trains and when it is evaluated."""
 
-    epochs: int = 24
-    batch_size: int = 512
-    label_smoothing: float = 0.0
-    tta: str = "flip"             # test-time views: "none", "flip" (image + mirror) or "multi" (+ 1-px shifts)
-    flip_mode: str = "random"     # "random": each image flipped with p=1/2 every epoch; "alternate":
-                                  # a random first epoch, then each image flipped in every other epoch
-    eval_every: int = 1           # evaluate every k-th epoch (and always after the last)
-    eval_batch_size: int = 1000
-    stop_at_target: bool = True   # end a run at the first evaluation that reaches the target
-    input_kernel: bool = False    # build each batch with kernels/augment_normalize (one fused pass)
-                                  # instead of the reference ops; see kernels/README.md
+    epochs: int = setting(24, "epoch budget")
+    batch_size: int = setting(512, "training batch size")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+    tta: str = setting("flip", "test-time views: none, flip (image + mirror), or multi (flip + 1-px shifts)",
+                       choices=TTA_MODES)
+    flip_mode: str = setting("random", "random flips every epoch, or alternate: a random first epoch, then "
+                                       "each image flipped in every other epoch", choices=FLIP_MODES)
+    eval_every: int = setting(1, "evaluate every k-th epoch (always after the last)")
+    eval_batch_size: int = setting(1000, "evaluation batch size")
+    stop_at_target: bool = setting(True, "train the whole epoch budget even after reaching the target",
+                                   true_flag=None, false_flag="--full-budget")
+    input_kernel: bool = setting(False, "build batches with the fused augment+normalize kernel (kernels/); off "
+                                        "until a GPU benchmark shows it faster", false_flag=None)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
-        if self.flip_mode not in FLIP_MODES:
-            raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got {self.flip_mode!r}")
+            int_at_least(name, getattr(self, name), 1)
+        real_in("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
+        one_of("tta", self.tta, TTA_MODES)
+        one_of("flip_mode", self.flip_mode, FLIP_MODES)
+        boolean("stop_at_target", self.stop_at_target)
+        boolean("input_kernel", self.input_kernel)

@@ -25,6 +25,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import Tensor
 
+from speedrun.checks import boolean, one_of, real_in
+from speedrun.errors import SettingError
+from speedrun.settings import setting
+
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 _CYCLES_MOMENTUM = ("sgd", "adam", "adamw")
 
@@ -33,24 +37,27 @@ _CYCLES_MOMENTUM = ("sgd", "adam", "adamw")
 class OptimizerConfig:
     """Everything but the learning rate, which the schedule supplies each step."""
 
-    name: str = "sgd"
-    momentum: float = 0.9            # SGD momentum / RMSprop momentum / Adam beta1
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    beta2: float = 0.999
-    eps: float = 1e-8
-    alpha: float = 0.99              # RMSprop smoothing
-    rho: float = 0.9                 # Adadelta decay
+    name: str = setting("sgd", "optimizer; every one is driven by the same device schedule", flag="--optimizer",
+                        choices=OPTIMIZER_NAMES, dest="optimizer")
+    momentum: float = setting(0.9, "SGD/RMSprop momentum or Adam beta1 (when the schedule does not cycle it)")
+    nesterov: bool = setting(True, "Nesterov momentum (SGD)")
+    weight_decay: float = setting(5e-4, "weight decay (L2; decoupled where the recipe says so)")
+    beta2: float = setting(0.999, "Adam/AdamW beta2")
+    eps: float = setting(1e-8, "Adam/AdamW/RMSprop epsilon", flag="--optimizer-eps")
+    alpha: float = setting(0.99, "RMSprop smoothing constant")
+    rho: float = setting(0.9, "Adadelta decay")
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZER_NAMES:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.name!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        one_of("name", self.name, OPTIMIZER_NAMES)
+        real_in("momentum", self.momentum, low=0, high=1, high_open=True)
+        real_in("weight_decay", self.weight_decay, low=0)
+        boolean("nesterov", self.nesterov)
+        real_in("beta2", self.beta2, low=0, high=1, high_open=True)
+        real_in("eps", self.eps, low=0, low_open=True)
+        real_in("alpha", self.alpha, low=0, high=1)
+        real_in("rho", self.rho, low=0, high=1)
         if self.nesterov and self.name == "sgd" and self.momentum == 0:
-            raise ValueError("nesterov needs momentum > 0: set --momentum or --no-nesterov")
+            raise SettingError("nesterov", "needs {momentum} > 0: set {momentum}, or turn {nesterov} off")
 
 
 class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
