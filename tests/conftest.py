@@ -1,4 +1,6 @@
-"""Shared test fixtures: the real (offline) CIFAR-10 and tiny synthetic CIFAR-10 look-alikes.
+"""Shared test fixtures, and the one rule for GPU tests.
+
+- Tests marked ``gpu`` are skipped where CUDA is not available (one collection hook, below).
 
 - ``real_cifar10`` (session): the offline JPEG-q75 copy of CIFAR-10 as a checked ``Cifar10``.
   It is found beside the repository as ``<repo>/../shared/data/cifar10/`` (CI clones the repo
@@ -8,6 +10,9 @@
 - ``synthetic_cifar10``: 64 train / 32 test images whose class is a coloured square, so a
   small net learns it in a few CPU steps.
 - ``make_synthetic_cifar10``: the factory behind it, ``make(train=64, test=32, seed=0)``.
+- ``cpu_records`` (session): real records from tiny CPU runs, for the record readers' tests.
+- ``one_cpu_thread``: pin torch to one thread for a test of tiny models (use it with
+  ``pytestmark = pytest.mark.usefixtures("one_cpu_thread")``).
 """
 from __future__ import annotations
 
@@ -19,22 +24,17 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.loading import load_cifar10
+from tests.support.records import CpuRecords, make_cpu_records
+from tests.support.synthetic import make_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 DECODED_NAME = "cifar10_jpegq75.npz"
-
-# One distinct, well separated RGB colour per class for the synthetic data.
-_CLASS_COLOURS = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (250, 190, 190), (0, 0, 128),
-], dtype=np.int16)
-
 
 def _test_cache_dir() -> Path:
     configured = os.environ.get("SPEEDRUN_TEST_CACHE")
@@ -72,27 +72,6 @@ def real_cifar10() -> Cifar10:
     return load_cifar10(decoded)
 
 
-def make_synthetic(train: int = 64, test: int = 32, seed: int = 0) -> Cifar10:
-    """Tiny CIFAR-shaped data with learnable structure: noise plus a class-coloured 12x12 square.
-
-    Labels cycle through all ten classes (then shuffled) so every class appears when n >= 10.
-    """
-    rng = np.random.default_rng(seed)
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = rng.permutation(np.arange(n) % 10).astype(np.int64)
-        images = rng.integers(0, 96, size=(n, 32, 32, 3), dtype=np.int16)
-        offsets = rng.integers(0, 32 - 12, size=(n, 2))
-        for image, label, (row, col) in zip(images, labels, offsets):
-            image[row:row + 12, col:col + 12] = _CLASS_COLOURS[label]
-        return images.astype(np.uint8), labels
-
-    train_images, train_labels = split(train)
-    test_images, test_labels = split(test)
-    return Cifar10(train_images, train_labels, test_images, test_labels,
-                   source="synthetic", origin=f"<synthetic seed={seed}>")
-
-
 @pytest.fixture
 def make_synthetic_cifar10() -> Callable[..., Cifar10]:
     """Factory ``make(train=64, test=32, seed=0) -> Cifar10`` for tests needing other sizes."""
@@ -103,3 +82,29 @@ def make_synthetic_cifar10() -> Callable[..., Cifar10]:
 def synthetic_cifar10() -> Cifar10:
     """64 train / 32 test synthetic images, deterministic (seed 0)."""
     return make_synthetic()
+
+
+@pytest.fixture(scope="session")
+def cpu_records(tmp_path_factory: pytest.TempPathFactory) -> CpuRecords:
+    """The real CPU records, trained once per session however many modules use them."""
+    return make_cpu_records(tmp_path_factory.getbasetemp() / "cpu-records")
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """Tiny models gain nothing from two threads, and on a busy 2-core box two threads spin
+    against other processes and run 5-10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked ``gpu`` when CUDA is not available: the one place this rule lives."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -58,8 +58,15 @@ import torch
 from speedrun.bench.anchor_side import DATA_FOLDER, AnchorSide, write_anchor_data
 from speedrun.bench.anchor_summary import anchor_summary, format_anchor_summary
 from speedrun.bench.environment import pick_device
-from speedrun.bench.harness import (HarnessOptions, RecordWriter, base_record, format_epoch, prepare_run, rehearse,
-                                    summarize_runs)
+from speedrun.bench.harness import (
+    HarnessOptions,
+    RecordWriter,
+    base_record,
+    format_epoch,
+    prepare_run,
+    rehearse,
+    summarize_runs,
+)
 from speedrun.bench.telemetry import NvmlSampler
 from speedrun.bench.timing import Stopwatch
 from speedrun.data.cifar10 import Cifar10

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from speedrun.results.run_values import finished_runs, reached_runs, run_accuracies
 from speedrun.results.stats import relative_change, welch_difference
 
 
@@ -32,24 +33,20 @@ def anchor_summary(ours_runs: Sequence[dict], anchor_runs: Sequence[dict], ours_
     accuracy difference with its Welch p-value, and the time-to-target ratio at ``target`` when
     both sides' mean accuracy reaches it (otherwise the reason it is not comparable).
     """
-    def completed(runs: Sequence[dict]) -> list[dict]:
-        return [r for r in runs if r["status"] == "ok" and r.get("final_test_acc") is not None]
-
     def reached_times(runs: Sequence[dict]) -> list[float]:
-        return [float(r["time_to_target_s"]) for r in completed(runs) if r["reached_target"]]
+        return [float(r["time_to_target_s"]) for r in reached_runs(runs)]
 
-    acc_ours = [float(r["final_test_acc"]) for r in completed(ours_runs)]
-    acc_anchor = [float(r["final_test_acc"]) for r in completed(anchor_runs)]
+    acc_ours, acc_anchor = run_accuracies(ours_runs), run_accuracies(anchor_runs)
     accuracy = welch_difference(acc_anchor, acc_ours)
-    run_time = _ratio([float(r["call_s"]) for r in completed(ours_runs)],
-                      [float(r["call_s"]) for r in completed(anchor_runs)], "call_s")
+    run_time = _ratio([float(r["call_s"]) for r in finished_runs(ours_runs)],
+                      [float(r["call_s"]) for r in finished_runs(anchor_runs)], "call_s")
     time_to_target = _ratio(reached_times(ours_runs), reached_times(anchor_runs), "time_to_target_s")
     accuracy_difference = {"ours_minus_anchor": accuracy.diff, "ci95_low": accuracy.ci95_low,
                            "ci95_high": accuracy.ci95_high, "p_value": accuracy.p_value,
                            "method": "Welch t (speedrun.results.stats.welch_difference)"}
     return {
         "runs": len(ours_runs) + len(anchor_runs),
-        "completed": len(completed(ours_runs)) + len(completed(anchor_runs)),
+        "completed": len(finished_runs(ours_runs)) + len(finished_runs(anchor_runs)),
         "reached": len(reached_times(ours_runs)) + len(reached_times(anchor_runs)),
         "ours": ours_label,
         "anchor": anchor_label,

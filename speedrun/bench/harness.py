@@ -15,19 +15,26 @@ from typing import Callable, Sequence
 
 import torch
 
-from speedrun.data.cifar10 import Cifar10
-from speedrun.data.loading import load_cifar10
 from speedrun.bench.environment import describe_environment, pick_device
-from speedrun.checks import int_at_least, is_real
-from speedrun.errors import SettingError, SpeedrunError
 from speedrun.bench.telemetry import NvmlSampler
-from speedrun.recipes import Recipe
-from speedrun.schedules import Schedule
-from speedrun.results.records import DEFAULT_RESULTS_DIR, SCHEMA_NAME, SCHEMA_VERSION, default_record_path, utc_now, write_record
-from speedrun.results.stats import summarize
-from speedrun.bench.timing import synchronize
-from speedrun.bench.timing import TIMER_RULE
+from speedrun.bench.timing import TIMER_RULE, synchronize
+from speedrun.checks import int_at_least, is_real
+from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
+from speedrun.data.loading import load_cifar10
+from speedrun.errors import SettingError, SpeedrunError
+from speedrun.recipes import Recipe
+from speedrun.results.records import (
+    DEFAULT_RESULTS_DIR,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    default_record_path,
+    utc_now,
+    write_record,
+)
+from speedrun.results.run_values import finished_runs, reached_runs
+from speedrun.results.stats import summarize
+from speedrun.schedules import Schedule
 from speedrun.training.run_result import EpochLog, RunResult
 from speedrun.training.trainer import Trainer
 
@@ -72,18 +79,22 @@ EPOCH_HEADER = "epoch         lr  train_loss  train_acc  test_acc  elapsed_s"
 
 
 def summarize_runs(runs: Sequence[RunResult]) -> dict:
-    """The record's summary: accuracy and time-to-target distributions over the runs."""
-    completed = [r for r in runs if r.status == "ok" and r.final_test_acc is not None]
-    reached = [r for r in completed if r.reached_target]
+    """The record's summary: accuracy and time-to-target distributions over the runs.
+
+    A run counts as finished, and a finished run as having reached the target, by the rules
+    every reader of records uses (:mod:`speedrun.results.run_values`).
+    """
+    as_dicts = [r.to_dict() for r in runs]
+    finished, reached = finished_runs(as_dicts), reached_runs(as_dicts)
     utils = [r.nvml["gpu_util_pct"]["mean"] for r in runs if "gpu_util_pct" in r.nvml]
     return {
         "runs": len(runs),
-        "completed": len(completed),
-        "failed": len(runs) - len(completed),
+        "completed": len(finished),
+        "failed": len(runs) - len(finished),
         "reached": len(reached),
-        "accuracy": summarize([r.final_test_acc for r in completed]).to_dict(),
-        "time_to_target": summarize([r.time_to_target_s for r in reached]).to_dict(),
-        "train_time": summarize([r.train_time_s for r in completed]).to_dict(),
+        "accuracy": summarize([r["final_test_acc"] for r in finished]).to_dict(),
+        "time_to_target": summarize([r["time_to_target_s"] for r in reached]).to_dict(),
+        "train_time": summarize([r["train_time_s"] for r in finished]).to_dict(),
         "gpu_util_mean": sum(utils) / len(utils) if utils else None,
     }
 

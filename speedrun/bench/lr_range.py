@@ -15,16 +15,26 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from speedrun.data.cifar10 import Cifar10
-from speedrun.data.loading import load_cifar10
 from speedrun.bench.environment import describe_environment, pick_device
 from speedrun.bench.harness import HarnessOptions, record_path
-from speedrun.training.lr_range_test import LRFinderConfig, LRFinderResult, lr_ramp, recipe_range_test
 from speedrun.bench.telemetry import NvmlSampler
-from speedrun.outputs import check_new_path, matplotlib_available, write_csv, write_figure
+from speedrun.data.cifar10 import Cifar10
+from speedrun.data.device_data import DeviceData
+from speedrun.data.loading import load_cifar10
+from speedrun.outputs import (
+    check_new_path,
+    matplotlib_available,
+    write_csv,
+    write_figure,
+)
 from speedrun.recipes import Recipe
 from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, utc_now, write_record
-from speedrun.data.device_data import DeviceData
+from speedrun.training.lr_range_test import (
+    LRFinderConfig,
+    LRFinderResult,
+    lr_ramp,
+    recipe_range_test,
+)
 
 LR_FIND_TIMER_RULE = "not timed: an LR range test measures loss against learning rate, not time"
 CURVE_HEADER = ("lr", "loss", "smoothed")

@@ -1,16 +1,15 @@
 """``speedrun anchor airbench94 --runs N``: our fast recipe and a published speedrun, interleaved, one record."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from speedrun.bench.airbench import ANCHORS
 from speedrun.bench.anchor import run_anchor
+from speedrun.bench.environment import pick_device
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
-from speedrun.bench.environment import pick_device
 
 DEFAULT_RECIPE = "fast94"
 

@@ -1,10 +1,9 @@
 """``speedrun compare A B``: is record B faster than A, and did accuracy change?"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from speedrun.results.compare import compare_records
 from speedrun.results.records import read_record

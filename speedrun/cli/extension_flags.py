@@ -20,20 +20,25 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from speedrun.training.lr_range_test import LRFinderConfig, resolve_auto_max_lr
+from speedrun.cli.schedule_flags import (
+    add_schedule_arguments,
+    flag_for,
+    given_schedule_flags,
+    schedule_from_args,
+)
+from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
 from speedrun.extensions.plateau import PLATEAU_METRICS, PlateauConfig
-from speedrun.cli.schedule_flags import add_schedule_arguments, flag_for, given_schedule_flags, schedule_from_args
-from speedrun.schedules import ANNEAL_STRATEGIES, Schedule, policy_parameters
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
+from speedrun.schedules import ANNEAL_STRATEGIES, Schedule, policy_parameters
+from speedrun.training.lr_range_test import LRFinderConfig, resolve_auto_max_lr
 
 if TYPE_CHECKING:
-    from speedrun.data.cifar10 import Cifar10
     from speedrun.bench.harness import HarnessOptions
+    from speedrun.data.cifar10 import Cifar10
     from speedrun.recipes import Recipe
 
 AUTO = "auto"
-CIFAR10_TRAIN_SIZE = 50_000
 _STAND_IN_PEAK = 1e3   # only checks that --max-lr auto has a peak to set; never trained with
 _PLATEAU_FLAGS = ("factor", "patience", "threshold", "cooldown", "min_lr", "metric")
 
@@ -213,7 +218,7 @@ def apply_training_flags(args: argparse.Namespace, recipe: "Recipe", options: "H
     if auto:
         max_lr = resolve_auto_max_lr(recipe, options, data, log=log)
         spec = schedule_spec_from_args(args, recipe, max_lr=max_lr, auto=True)
-    steps_per_epoch = max(1, (options.train_subset or CIFAR10_TRAIN_SIZE) // recipe.train.batch_size)
+    steps_per_epoch = max(1, (options.train_subset or CIFAR10_TRAIN_IMAGES) // recipe.train.batch_size)
     spec.build(steps_per_epoch * epochs, steps_per_epoch)
     return recipe.replace(schedule=spec, extensions=tuple(recipe.extensions) + extensions)
 

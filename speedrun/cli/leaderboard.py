@@ -1,14 +1,13 @@
 """``speedrun leaderboard [PATHS...]``: rank records per GPU model by mean time-to-target."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from speedrun.outputs import write_new_text_file
-from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records
+from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.render import render
 
 DEFAULT_PATHS = (DEFAULT_RESULTS_DIR,)  # where the harness writes records by default

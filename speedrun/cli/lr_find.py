@@ -1,14 +1,13 @@
 """``speedrun lr-find``: the learning-rate range test for a recipe, with suggested bounds."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
+from speedrun.bench.lr_range import run_lr_find
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
-from speedrun.bench.lr_range import run_lr_find
 from speedrun.training.lr_range_test import LR_RAMPS, LRFinderConfig
 
 _FINDER_FLAGS = ("start_lr", "end_lr", "num_steps", "ramp", "beta", "diverge_factor")

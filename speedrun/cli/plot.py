@@ -1,10 +1,9 @@
 """``speedrun plot RECORD --out-dir DIR``: accuracy, schedule and GPU-telemetry PNGs."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speedrun.results.plots import plot_record
 from speedrun.results.records import read_record

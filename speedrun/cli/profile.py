@@ -1,16 +1,15 @@
 """``speedrun profile``: a torch.profiler breakdown of one warmed-up epoch of a recipe."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from speedrun.outputs import write_new_text_file
-from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
-from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.bench.harness import prepare_run, rehearse
 from speedrun.bench.profiling import profile_epoch
+from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
+from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
+from speedrun.outputs import write_new_text_file
 
 if TYPE_CHECKING:
     from speedrun.cli import Command

@@ -1,17 +1,15 @@
 """``speedrun schedule``: build any lr policy for a given run length and draw it (PNG or CSV)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speedrun.cli.extension_flags import schedule_spec_from_args
+from speedrun.cli.schedule_flags import add_schedule_arguments
+from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
 from speedrun.recipes import RECIPES, get_recipe
 from speedrun.schedules.plot import write_schedule
-from speedrun.cli.schedule_flags import add_schedule_arguments
-
-CIFAR10_TRAIN_SIZE = 50_000
 
 if TYPE_CHECKING:
     from speedrun.cli import Command
@@ -37,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 def run(args: argparse.Namespace) -> int:
     recipe = get_recipe(args.recipe)
     epochs = recipe.train.epochs if args.epochs is None else args.epochs
-    steps_per_epoch = (CIFAR10_TRAIN_SIZE // recipe.train.batch_size if args.steps_per_epoch is None
+    steps_per_epoch = (CIFAR10_TRAIN_IMAGES // recipe.train.batch_size if args.steps_per_epoch is None
                        else args.steps_per_epoch)
     for flag, value in (("--epochs", epochs), ("--steps-per-epoch", steps_per_epoch)):
         if value < 1:

@@ -14,9 +14,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from speedrun.checks import int_at_least, is_real, one_of, real_in
-from speedrun.schedules import (ANNEAL_STRATEGIES, CYCLIC_MODES, INTERVALS, SCHEDULES, WARMUP_MODES, Schedule,
-                                build_schedule, lookup_policy, policy_parameters, with_warmup)
-
+from speedrun.schedules import (
+    ANNEAL_STRATEGIES,
+    CYCLIC_MODES,
+    INTERVALS,
+    SCHEDULES,
+    WARMUP_MODES,
+    Schedule,
+    build_schedule,
+    lookup_policy,
+    policy_parameters,
+    with_warmup,
+)
 
 
 @dataclasses.dataclass(frozen=True)

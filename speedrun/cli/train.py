@@ -1,13 +1,16 @@
 """``speedrun [train]``: train seeded runs of a recipe to a target accuracy and write a record."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from speedrun.bench.harness import run_benchmark
-from speedrun.cli.extension_flags import AUTO, add_extension_arguments, apply_training_flags
+from speedrun.cli.extension_flags import (
+    AUTO,
+    add_extension_arguments,
+    apply_training_flags,
+)
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.data.loading import load_cifar10

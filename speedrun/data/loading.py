@@ -33,10 +33,25 @@ from typing import Any
 
 import numpy as np
 
-from speedrun.data.cifar10 import (ARRAY_KEYS, IMAGE_SHAPE, SEARCHED_NAMES, TEST_BATCH, TRAIN_BATCHES, ARCHIVE_NAME,
-                                   CACHE_NAME, DATA_DIR_ENV, FOLDER_NAME, JPEG_COPY_NAME, JPEG_PACK_NAME,
-                                   OFFICIAL_COUNTS, OFFICIAL_MD5, OFFICIAL_URL, SOURCE_JPEG_COPY, SOURCE_OFFICIAL,
-                                   Cifar10, fix_for, validated)
+from speedrun.data.cifar10 import (
+    ARCHIVE_NAME,
+    ARRAY_KEYS,
+    CACHE_NAME,
+    DATA_DIR_ENV,
+    FOLDER_NAME,
+    JPEG_COPY_NAME,
+    JPEG_PACK_NAME,
+    OFFICIAL_COUNTS,
+    OFFICIAL_MD5,
+    OFFICIAL_URL,
+    SEARCHED_NAMES,
+    SOURCE_JPEG_COPY,
+    SOURCE_OFFICIAL,
+    TEST_BATCH,
+    TRAIN_BATCHES,
+    Cifar10,
+    validated,
+)
 from speedrun.errors import DatasetError
 from speedrun.outputs import write_atomically
 

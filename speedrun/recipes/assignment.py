@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.models.resnet9 import ResNet9Config
-from speedrun.training.optimizers import OptimizerConfig
 from speedrun.recipes.base import Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
-
+from speedrun.training.optimizers import OptimizerConfig
 
 ASSIGNMENT_MAX_LR = 0.4
 ASSIGNMENT_BASE_LR = ASSIGNMENT_MAX_LR / 10

@@ -31,10 +31,10 @@ import dataclasses
 from typing import Callable
 
 from speedrun.data.augment import AugmentConfig
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY
 from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
 from speedrun.extensions.lookahead import LookaheadConfig
 from speedrun.models.fast_net import FastNetConfig
-from speedrun.data.cifar10 import SOURCE_JPEG_COPY
 from speedrun.recipes.base import CalibratedTarget, Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig

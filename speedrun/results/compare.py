@@ -27,9 +27,22 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from speedrun.errors import RecordError
-from speedrun.results.run_values import gpu_label, run_accuracies, run_times_to_target, schedule_label
 from speedrun.results.records import completeness_note
-from speedrun.results.stats import ALPHA, MIN_RUNS, Difference, RelativeChange, relative_change, welch_difference
+from speedrun.results.run_values import (
+    gpu_label,
+    run_accuracies,
+    run_times_to_target,
+    schedule_label,
+)
+from speedrun.results.stats import (
+    ALPHA,
+    MIN_RUNS,
+    Difference,
+    RelativeChange,
+    relative_change,
+    welch_difference,
+)
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -33,7 +33,13 @@ from typing import Iterable, Sequence
 
 from speedrun.errors import RecordError, SpeedrunError
 from speedrun.results.records import completeness_note, find_record_files, read_record
-from speedrun.results.run_values import gpu_label, is_number, run_accuracies, run_times_to_target, schedule_label
+from speedrun.results.run_values import (
+    gpu_label,
+    is_number,
+    run_accuracies,
+    run_times_to_target,
+    schedule_label,
+)
 from speedrun.results.stats import Summary, summarize
 
 BENCHMARK_KINDS = ("train", "anchor")

@@ -26,10 +26,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from speedrun.outputs import write_atomically
 from speedrun.errors import SpeedrunError
-from speedrun.results.run_values import gpu_label, schedule_label
+from speedrun.outputs import matplotlib_available, write_figure
 from speedrun.results.records import completeness_note
+from speedrun.results.run_values import gpu_label, schedule_label
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
@@ -37,11 +37,8 @@ _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
 
 def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None = None) -> list[Path]:
     """Write the three PNGs for ``record`` into ``out_dir`` and return their paths."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise SpeedrunError(_MISSING_MATPLOTLIB) from None
+    if not matplotlib_available():
+        raise SpeedrunError(_MISSING_MATPLOTLIB)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SpeedrunError(f"{out} is a file; pass a folder to --out-dir")
@@ -49,10 +46,7 @@ def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None 
     paths = _fresh_paths(out, prefix or default_prefix(record))
     drawers = {"accuracy": _draw_accuracy, "schedule": _draw_schedule, "gpu": _draw_gpu}
     for name, path in zip(PLOT_NAMES, paths):
-        fig = Figure(figsize=(8, 5), dpi=110, layout="constrained")
-        FigureCanvasAgg(fig)
-        drawers[name](fig, record)
-        _save_atomically(fig, path)
+        write_figure(path, lambda fig, draw=drawers[name]: draw(fig, record))
     return paths
 
 
@@ -76,10 +70,6 @@ def _fresh_paths(out: Path, prefix: str) -> list[Path]:
         if not any(p.exists() for p in paths):
             return paths
         n += 1
-
-
-def _save_atomically(fig: Any, path: Path) -> None:
-    write_atomically(path, lambda f: fig.savefig(f, format="png"), binary=True)
 
 
 def _title(record: dict, what: str) -> str:

@@ -43,8 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from speedrun.outputs import write_text_atomically
 from speedrun.errors import RecordError
+from speedrun.outputs import write_text_atomically
 
 SCHEMA_NAME = "speedrun.record"
 DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default

@@ -7,8 +7,12 @@ import json
 from typing import Callable, Sequence
 
 from speedrun.errors import SpeedrunError
-from speedrun.results.leaderboard import CSV_FIELDS, FORMATS, LeaderboardEntry, LeaderboardGroup
-
+from speedrun.results.leaderboard import (
+    CSV_FIELDS,
+    FORMATS,
+    LeaderboardEntry,
+    LeaderboardGroup,
+)
 
 _NUMERIC_COLUMNS = frozenset({0, 4, 5, 6, 7, 8})
 _COLUMNS = ("#", "recipe", "schedule", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")

@@ -21,6 +21,11 @@ def finished_runs(runs: Sequence[dict]) -> list[dict]:
     return [r for r in runs if r.get("status") == "ok" and is_number(r.get("final_test_acc"))]
 
 
+def reached_runs(runs: Sequence[dict]) -> list[dict]:
+    """The finished runs that reached their record's target, with the time it took."""
+    return [r for r in finished_runs(runs) if r.get("reached_target") and is_number(r.get("time_to_target_s"))]
+
+
 _EXTENSION_LABELS = {"SWAConfig": "SWA", "SnapshotEnsembleConfig": "snapshot ensemble", "PlateauConfig": "plateau"}
 
 
@@ -46,8 +51,8 @@ def gpu_label(record: dict) -> str:
 
 
 def run_accuracies(runs: Sequence[dict]) -> list[float]:
-    """Final test accuracy of every run that has one."""
-    return [float(r["final_test_acc"]) for r in runs if is_number(r.get("final_test_acc"))]
+    """Final test accuracy of every finished run."""
+    return [float(r["final_test_acc"]) for r in finished_runs(runs)]
 
 
 def run_time_to_target(run: dict, target: float, record_target: float) -> float | None:
@@ -56,11 +61,10 @@ def run_time_to_target(run: dict, target: float, record_target: float) -> float 
     At the record's own target this is the harness's ``time_to_target_s``; at another target it
     is the ``elapsed_s`` of the first epoch whose ``test_acc`` meets it (evaluation granularity).
     """
-    if math.isclose(target, record_target, rel_tol=0, abs_tol=1e-12):
-        value = run.get("time_to_target_s")
-        return float(value) if run.get("reached_target") and is_number(value) else None
-    if run.get("status") != "ok":
+    if run not in finished_runs([run]):
         return None
+    if math.isclose(target, record_target, rel_tol=0, abs_tol=1e-12):
+        return float(run["time_to_target_s"]) if run in reached_runs([run]) else None
     for epoch in run.get("epochs", []):
         acc = epoch.get("test_acc")
         if is_number(acc) and acc >= target:

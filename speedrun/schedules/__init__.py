@@ -9,12 +9,36 @@ parameter names; :mod:`~speedrun.schedules.registry` finds them by name;
 """
 from __future__ import annotations
 
-from speedrun.schedules.policies import (constant_lr, cosine_annealing_lr, cosine_annealing_warm_restarts, cyclic_lr,
-                                         exponential_lr, lambda_lr, linear_lr, multistep_lr, one_cycle_lr,
-                                         piecewise_linear, polynomial_lr, step_lr)
-from speedrun.schedules.registry import SCHEDULES, build_schedule, lookup_policy, policy_parameters
-from speedrun.schedules.schedule import (ANNEAL_STRATEGIES, CYCLIC_MODES, CYCLIC_SCALE_MODES, INTERVALS,
-                                         WARMUP_MODES, Schedule, unit_count, with_warmup)
+from speedrun.schedules.policies import (
+                                         constant_lr,
+                                         cosine_annealing_lr,
+                                         cosine_annealing_warm_restarts,
+                                         cyclic_lr,
+                                         exponential_lr,
+                                         lambda_lr,
+                                         linear_lr,
+                                         multistep_lr,
+                                         one_cycle_lr,
+                                         piecewise_linear,
+                                         polynomial_lr,
+                                         step_lr,
+)
+from speedrun.schedules.registry import (
+                                         SCHEDULES,
+                                         build_schedule,
+                                         lookup_policy,
+                                         policy_parameters,
+)
+from speedrun.schedules.schedule import (
+                                         ANNEAL_STRATEGIES,
+                                         CYCLIC_MODES,
+                                         CYCLIC_SCALE_MODES,
+                                         INTERVALS,
+                                         WARMUP_MODES,
+                                         Schedule,
+                                         unit_count,
+                                         with_warmup,
+)
 from speedrun.schedules.spec import ScheduleSpec
 
 __all__ = [

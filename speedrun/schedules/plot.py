@@ -10,7 +10,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from speedrun.outputs import check_new_path, matplotlib_available, write_csv, write_figure
+from speedrun.outputs import (
+    check_new_path,
+    matplotlib_available,
+    write_csv,
+    write_figure,
+)
 from speedrun.schedules import Schedule
 
 CSV_HEADER = ("step", "lr", "momentum")

@@ -13,8 +13,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from speedrun.checks import int_at_least, one_of, real_in
-from speedrun.schedules.schedule import (ANNEAL_STRATEGIES, CYCLIC_MODES, CYCLIC_SCALE_MODES, Schedule,
-                                         build_per_step, callable_name, check_interval, unit_count)
+from speedrun.schedules.schedule import (
+    ANNEAL_STRATEGIES,
+    CYCLIC_MODES,
+    CYCLIC_SCALE_MODES,
+    Schedule,
+    build_per_step,
+    callable_name,
+    unit_count,
+)
 
 # --------------------------------------------------------------------------------------
 # Policies

@@ -6,9 +6,20 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from speedrun.schedules.policies import (constant_lr, cosine_annealing_lr, cosine_annealing_warm_restarts, cyclic_lr,
-                                         exponential_lr, lambda_lr, linear_lr, multistep_lr, one_cycle_lr,
-                                         piecewise_linear, polynomial_lr, step_lr)
+from speedrun.schedules.policies import (
+    constant_lr,
+    cosine_annealing_lr,
+    cosine_annealing_warm_restarts,
+    cyclic_lr,
+    exponential_lr,
+    lambda_lr,
+    linear_lr,
+    multistep_lr,
+    one_cycle_lr,
+    piecewise_linear,
+    polynomial_lr,
+    step_lr,
+)
 from speedrun.schedules.schedule import Schedule
 
 # Parameters every policy takes that describe the run rather than the policy itself.

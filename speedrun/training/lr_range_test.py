@@ -34,16 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, apply_augment, batch_order, normalize, sample_augment_params
-from speedrun.errors import SpeedrunError
-from speedrun.training.optimizers import build_optimizer
+from speedrun.data.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    apply_augment,
+    batch_order,
+    normalize,
+    sample_augment_params,
+)
 from speedrun.data.device_data import DeviceData
+from speedrun.errors import SpeedrunError
 from speedrun.training.evaluation import autocast_for
+from speedrun.training.optimizers import build_optimizer
 from speedrun.training.trainer import Trainer
 
 if TYPE_CHECKING:
-    from speedrun.data.cifar10 import Cifar10
     from speedrun.bench.harness import HarnessOptions
+    from speedrun.data.cifar10 import Cifar10
     from speedrun.recipes import Recipe
 
 LR_RAMPS = ("exp", "linear")
@@ -224,8 +231,8 @@ def resolve_auto_max_lr(recipe: "Recipe", options: "HarnessOptions", data: "Cifa
                         config: LRFinderConfig = LRFinderConfig(), log: Callable[[str], None] = print) -> float:
     """``--max-lr auto``: run the range test for ``recipe`` on the run's data and device; return
     the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""
-    from speedrun.data.loading import load_cifar10
     from speedrun.bench.environment import pick_device
+    from speedrun.data.loading import load_cifar10
 
     device = pick_device(options.device)
     if data is None:

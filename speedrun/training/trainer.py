@@ -23,15 +23,28 @@ from torch import Tensor
 
 from speedrun.bench.telemetry import NvmlSampler
 from speedrun.bench.timing import Stopwatch, synchronize
-from speedrun.data.augment import (CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, batch_order,
-                                   normalize, sample_augment_params)
+from speedrun.data.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    AugmentConfig,
+    AugmentParams,
+    apply_augment,
+    batch_order,
+    normalize,
+    sample_augment_params,
+)
 from speedrun.data.device_data import DeviceData
 from speedrun.data.fused_input import augment_normalize
 from speedrun.models.protocol import ModelConfig
 from speedrun.training.config import TrainConfig
 from speedrun.training.evaluation import autocast_for, evaluate
 from speedrun.training.hooks import Extension, RunHooks, RunState
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup, ScheduledOptimizer, build_optimizer
+from speedrun.training.optimizers import (
+    OptimizerConfig,
+    ParamGroup,
+    ScheduledOptimizer,
+    build_optimizer,
+)
 from speedrun.training.run_result import EpochLog, RunResult
 
 

@@ -29,16 +29,24 @@ import numpy as np
 import pytest
 import torch
 
-from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentConfig, AugmentParams, apply_augment, normalize, \
-    sample_augment_params
-from speedrun.recipes import RECIPES, Recipe
+from speedrun.data.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    AugmentConfig,
+    AugmentParams,
+    apply_augment,
+    normalize,
+    sample_augment_params,
+)
+from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
 from speedrun.data.device_data import DeviceData
+from speedrun.recipes import RECIPES, Recipe
 from speedrun.training.hooks import RunState
 from speedrun.training.trainer import Trainer
 
 RECIPE_NAMES = tuple(RECIPES)
 
-GPU_DATASET = 50000
+GPU_DATASET = CIFAR10_TRAIN_IMAGES
 GPU_AUGMENT_ROUNDS, GPU_STEP_ROUNDS, GPU_EPOCH_ROUNDS = 200, 50, 5
 GPU_WARMUP = 3                     # the first step compiles (inductor); later rounds are steady
 
@@ -100,7 +108,6 @@ def device_name(device: torch.device) -> str:
 
 def requires_cuda(test):
     """Mark a test ``gpu`` and skip it without CUDA."""
-    test = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test)
     return pytest.mark.gpu(test)
 
 

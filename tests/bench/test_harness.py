@@ -1,0 +1,159 @@
+"""Seeded runs through the harness produce a valid, complete record; failures are recorded."""
+import json
+from pathlib import Path
+
+import pytest
+
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.models.resnet9 import ResNet9Config
+from speedrun.recipes import CLASSIC
+from speedrun.results.records import read_record
+from speedrun.training.config import TrainConfig
+
+TINY_RECIPE = CLASSIC.replace(model=ResNet9Config(widths=(8, 16, 16, 32)),
+                              train=TrainConfig(epochs=2, batch_size=32, eval_every=1))
+
+
+def test_record_holds_every_run_and_a_summary(tmp_path, make_synthetic_cifar10):
+    lines = []
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(runs=2, seed=5, target=0.05, out=str(tmp_path)),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lines.append)
+    stored = read_record(record["_path"])  # schema-checked on the way back in
+    assert [r["seed"] for r in stored["runs"]] == [5, 6]
+    assert stored["summary"]["runs"] == 2 and stored["summary"]["reached"] == 2
+    acc = stored["summary"]["accuracy"]
+    assert acc["n"] == 2 and acc["ci95_low"] <= acc["mean"] <= acc["ci95_high"]
+    assert stored["dataset"]["name"] == "synthetic" and stored["dataset"]["train_size"] == 128
+    assert stored["config"]["recipe"]["name"] == "classic" and stored["timer_rule"]
+    assert len(stored["schedule"]["lr"]) == 2 * 4 and stored["schedule"]["steps_per_epoch"] == 4
+    assert stored["nvml"]["available"] is False and "no CUDA" in stored["nvml"]["reason"]
+    assert stored["environment"]["device"] == "cpu" and stored["environment"]["torch"]
+    assert any(line.startswith("epoch") for line in lines) and any("95% CI" in line for line in lines)
+
+
+def test_a_diverging_run_is_recorded_as_failed_and_the_next_goes_on(tmp_path, make_synthetic_cifar10):
+    from speedrun.recipes import ScheduleSpec
+    exploding = TINY_RECIPE.replace(schedule=ScheduleSpec("piecewise_linear", {"knots": [(0, 1e30), (8, 1e30)]}))
+    record = run_benchmark(exploding, HarnessOptions(runs=2, out=str(tmp_path / "r.json")),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert [r["status"] for r in record["runs"]] == ["diverged", "diverged"]
+    assert record["summary"]["failed"] == 2 and record["summary"]["accuracy"]["mean"] is None
+    json.loads((tmp_path / "r.json").read_text())  # strict JSON: no NaN anywhere
+
+
+def test_subsets_and_no_record(make_synthetic_cifar10, tmp_path):
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(train_subset=64, test_subset=16, out=None),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert record["dataset"]["train_size"] == 64 and record["dataset"]["test_size"] == 16
+    assert "_path" not in record and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(runs=0), "runs"), (dict(target=94), "target")])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HarnessOptions(**kwargs)
+
+
+def test_environment_and_commit_are_read_before_training(monkeypatch, make_synthetic_cifar10):
+    """The record must name the code that ran, i.e. the commit when the run started, not when it ended."""
+    import speedrun.bench.harness as harness
+    from speedrun.training.trainer import Trainer
+
+    events = []
+    real_describe, real_run = harness.describe_environment, Trainer.run
+    monkeypatch.setattr(harness, "describe_environment",
+                        lambda *a, **k: events.append("environment") or real_describe(*a, **k))
+    monkeypatch.setattr(Trainer, "run", lambda self, *a, **k: events.append("train") or real_run(self, *a, **k))
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(runs=2, out=None),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert events == ["environment", "train", "train"]
+    assert record["environment"]["device"] == "cpu"
+
+
+def test_the_recorded_schedule_is_the_one_the_runs_used(make_synthetic_cifar10):
+    """SWA rewrites the schedule's tail; the record must show that tail, not the policy's curve."""
+    from speedrun.extensions.swa import SWAConfig
+    recipe = TINY_RECIPE.replace(extensions=(SWAConfig(epochs=1, swa_lr=0.0123),))
+    record = run_benchmark(recipe, HarnessOptions(out=None), data=make_synthetic_cifar10(train=128, test=32),
+                           log=lambda _: None)
+    lr = record["schedule"]["lr"]
+    policy = recipe.schedule.build(len(lr), record["schedule"]["steps_per_epoch"]).lr
+    half = len(lr) // 2
+    assert lr[:half] == pytest.approx(policy[:half].tolist(), rel=1e-6)
+    assert lr[half:] == pytest.approx([0.0123] * half, rel=1e-6)
+
+
+def test_the_record_is_rewritten_after_every_run_and_complete_only_after_the_last(tmp_path, make_synthetic_cifar10):
+    path = tmp_path / "r.json"
+    seen = []
+
+    def log(line: str) -> None:     # when run k starts, the record holds runs 1..k-1
+        if line.startswith("run ") and "/3" in line:
+            seen.append(read_record(path) if path.exists() else None)
+
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(runs=3, out=str(path)),
+                           data=make_synthetic_cifar10(train=128, test=32), log=log)
+    assert seen[0] is None
+    assert [len(r["runs"]) for r in seen[1:]] == [1, 2]
+    assert [r["complete"] for r in seen[1:]] == [False, False]
+    assert all(r["runs_planned"] == 3 and r["summary"]["runs"] == len(r["runs"]) for r in seen[1:])
+    assert record["complete"] is True and read_record(path)["complete"] is True
+
+
+def test_an_existing_record_file_is_refused_before_any_work_unless_forced(tmp_path, make_synthetic_cifar10):
+    from speedrun.errors import SpeedrunError
+    path = tmp_path / "r.json"
+    path.write_text("precious")
+    with pytest.raises(SpeedrunError, match="already exists.*--force"):
+        run_benchmark(TINY_RECIPE, HarnessOptions(out=str(path)), data=make_synthetic_cifar10(train=128, test=32),
+                      log=lambda _: None)
+    assert path.read_text() == "precious"
+    run_benchmark(TINY_RECIPE, HarnessOptions(out=str(path), force=True),
+                  data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert read_record(path)["complete"] is True
+
+
+def test_a_command_killed_during_its_second_run_leaves_a_valid_record_of_the_first(tmp_path, real_cifar10):
+    """SIGKILL, as a time limit on the GPU machine sends: nothing gets to clean up, the record stands."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "killed.json"
+    command = [sys.executable, "-m", "speedrun", "--data-dir", str(real_cifar10.origin), "--train-subset", "256",
+               "--test-subset", "64", "--device", "cpu", "--no-compile",
+               "--width", "0.125", "--epochs", "30", "--batch-size", "32", "--runs", "3", "--target", "0.99",
+               "--full-budget", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=str(repo))
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("    2  "):          # the second epoch of run 2 is logged: mid-run
+                if sum(1 for seen in lines if seen.startswith("run ")) == 2:
+                    process.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    record = read_record(out)
+    assert record["complete"] is False and record["runs_planned"] == 3
+    assert [r["seed"] for r in record["runs"]] == [0] and len(record["runs"][0]["epochs"]) == 30
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".killed.json")], "no temp file left behind"
+
+
+def test_the_record_says_where_its_target_came_from_and_holds_the_data_checksums(make_synthetic_cifar10):
+    lines = []
+    data = make_synthetic_cifar10(train=128, test=32)
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(out=None), data=data, log=lines.append)
+    assert record["target"] == TINY_RECIPE.target
+    assert record["target_source"].startswith("not calibrated on synthetic")
+    assert any(line.startswith("warning: target 0.94: not calibrated") for line in lines)
+    assert record["dataset"]["sha256"] == data.checksums()
+    given = run_benchmark(TINY_RECIPE, HarnessOptions(out=None, target=0.2), data=data, log=lambda _: None)
+    assert (given["target"], given["target_source"]) == (0.2, "given (--target)")

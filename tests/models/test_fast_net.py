@@ -1,0 +1,93 @@
+"""fast94's net: the whitening stem, frozen BN scales and stem, parameter groups."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
+from speedrun.models.whitening import patch_whitening
+from speedrun.recipes.fast94 import fast94_recipe
+from tests.support.fast94 import (
+    batch_norms,
+    lr_tensor,
+    make_trainer,
+    tiny,
+)
+
+
+def test_whitening_filters_give_identity_covariance_on_the_patches(make_synthetic_cifar10):
+    images = torch.from_numpy(make_synthetic_cifar10(train=96, test=10).train_images).permute(0, 3, 1, 2)
+    eps = 1e-9
+    weight, bias, eigenvalues = patch_whitening(images, patch=2, eps=eps, chunk=40)
+    assert weight.shape == (24, 3, 2, 2) and bias.shape == (24,)
+    assert torch.all(eigenvalues[:-1] >= eigenvalues[1:]), "largest eigenvalue first"
+
+    out = F.conv2d(normalize(images, CIFAR10_MEAN, CIFAR10_STD, channels_last=False).double(),
+                   weight.double(), bias.double())
+    rows = out.permute(0, 2, 3, 1).reshape(-1, 24)
+    first, second = rows[:, :12], rows[:, 12:]
+    assert torch.allclose(second, -first, atol=1e-5), "the second half are the negated filters"
+    assert first.mean(0).abs().max() < 1e-4, "the bias centres the outputs"
+    covariance = first.T @ first / len(first)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=2e-3)
+
+
+def test_whitening_eps_damps_each_direction_by_lam_over_lam_plus_eps(make_synthetic_cifar10):
+    images = torch.from_numpy(make_synthetic_cifar10(train=64, test=10).train_images).permute(0, 3, 1, 2)
+    eps = 0.05
+    weight, bias, lam = patch_whitening(images, patch=2, eps=eps)
+    out = F.conv2d(normalize(images, CIFAR10_MEAN, CIFAR10_STD, channels_last=False).double(),
+                   weight[:12].double(), bias[:12].double())
+    rows = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = rows.T @ rows / len(rows)
+    expected = torch.diag(lam / (lam + eps))
+    assert torch.allclose(covariance, expected, atol=2e-3)
+
+
+def test_initialize_puts_per_seed_whitening_into_a_frozen_stem(make_synthetic_cifar10):
+    data = make_synthetic_cifar10(train=128, test=32)
+    images = torch.from_numpy(data.train_images).permute(0, 3, 1, 2).contiguous()
+    recipe = tiny(fast94_recipe(batch_size=32))
+    trainer = make_trainer(recipe.replace(model=dataclasses.replace(recipe.model, whiten_samples=1000)), data)
+    trainer.initialize(0)
+    expected, _, _ = patch_whitening(images, 2, recipe.model.whiten_eps)
+    assert torch.allclose(trainer.model.stem.weight, expected, atol=1e-6), "all images sampled: the exact filters"
+    assert not trainer.model.stem.weight.requires_grad
+
+    sampled = make_trainer(recipe.replace(model=dataclasses.replace(recipe.model, whiten_samples=40)), data)
+    stems = {}
+    for seed in (0, 1, 0):
+        sampled.initialize(seed)
+        stems.setdefault(seed, []).append(sampled.model.stem.weight.detach().clone())
+    assert torch.equal(stems[0][0], stems[0][1]), "the same seed gives the same stem"
+    assert not torch.allclose(stems[0][0], stems[1][0]), "another seed samples other images"
+
+
+def test_frozen_bn_scales_and_stem_stay_frozen_through_training(make_synthetic_cifar10):
+    recipe = tiny(fast94_recipe(batch_size=32), epochs=2)
+    trainer = make_trainer(recipe, make_synthetic_cifar10(train=64, test=32))
+    trainer.initialize(3)
+    stem_before = trainer.model.stem.weight.detach().clone()
+    shifts_before = [bn.bias.detach().clone() for bn in batch_norms(trainer.model)]
+    result = trainer.run(3, lr_tensor(trainer, recipe))
+    assert result.status == "ok"
+    for bn, shift_before in zip(batch_norms(trainer.model), shifts_before):
+        assert not bn.weight.requires_grad
+        assert torch.equal(bn.weight, torch.ones_like(bn.weight)), "a frozen BN scale stays exactly 1"
+        assert not torch.equal(bn.bias, shift_before), "the BN shift trains"
+    assert torch.equal(trainer.model.stem.weight, stem_before)
+
+
+def test_param_groups_put_bn_shifts_apart_and_leave_out_frozen_tensors(make_synthetic_cifar10):
+    recipe = tiny(fast94_recipe(batch_size=32))
+    trainer = make_trainer(recipe, make_synthetic_cifar10())
+    weights, shifts = trainer.param_groups()
+    model = trainer.model
+    assert {id(p) for p in shifts.params} == {id(bn.bias) for bn in batch_norms(model)}
+    assert shifts.lr_scale == 64.0 and weights.lr_scale == 1.0
+    grouped = [id(p) for g in (weights, shifts) for p in g.params]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad), "each trained tensor once"
+    assert id(model.stem.weight) not in grouped
+    assert weights.weight_decay == 0.0 and shifts.weight_decay == 0.0, "decoupled: no L2 in the optimizer"

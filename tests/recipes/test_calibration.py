@@ -1,0 +1,44 @@
+"""The copy's calibrated targets are what the committed calibration records give by the stated rule."""
+from pathlib import Path
+
+import pytest
+
+from speedrun.data.cifar10 import SOURCE_JPEG_COPY
+from speedrun.recipes import get_recipe
+from speedrun.recipes.base import calibration_rule
+from speedrun.recipes.fast94 import JPEG_COPY_TARGET
+from speedrun.results.records import read_record
+from speedrun.results.run_values import finished_runs
+
+CALIBRATION = Path(__file__).resolve().parents[2] / "results" / "calibration"
+
+
+def calibration_records(recipe: str) -> list[tuple[Path, dict]]:
+    """Full-budget records of ``recipe`` on the JPEG-q75 copy, the whole test set, every epoch trained."""
+    found = []
+    for path in sorted(CALIBRATION.glob("*.json")):
+        record = read_record(path)
+        harness = record["config"]["harness"]
+        if (record["recipe"] == recipe and record["dataset"]["name"] == SOURCE_JPEG_COPY
+                and record["dataset"]["test_size"] == 10000 and harness.get("train_subset") is None
+                and record["config"]["recipe"]["train"]["stop_at_target"] is False):
+            found.append((path, record))
+    return found
+
+
+def test_fast94s_copy_target_is_the_rule_applied_to_its_calibration_records():
+    records = calibration_records("fast94")
+    if not records:
+        pytest.skip(f"no calibration records under {CALIBRATION}")
+    accuracies = [run["final_test_acc"] for _, record in records for run in finished_runs(record["runs"])]
+    assert accuracies, "the calibration records hold no finished run"
+    assert JPEG_COPY_TARGET.target == calibration_rule(accuracies)
+    for path, _ in records:
+        assert path.name in JPEG_COPY_TARGET.evidence, f"the evidence does not name {path.name}"
+    assert get_recipe("fast94").target_for(SOURCE_JPEG_COPY).target == JPEG_COPY_TARGET.target
+
+
+@pytest.mark.parametrize("accuracies,target", [([0.9065], 0.900), ([0.9100], 0.905), ([0.9099], 0.900),
+                                               ([0.93, 0.95], 0.935)])
+def test_the_rule_is_the_mean_less_half_a_point_rounded_down_to_half_a_point(accuracies, target):
+    assert calibration_rule(accuracies) == target

@@ -1,0 +1,152 @@
+"""Behaviour of one training run: it learns, it records divergence, it stays on the device."""
+import dataclasses
+
+import pytest
+import torch
+
+from speedrun.data.augment import AugmentConfig
+from speedrun.data.device_data import DeviceData
+from speedrun.models.resnet9 import ResNet9Config
+from speedrun.recipes import RECIPES, get_recipe
+from speedrun.training.config import TrainConfig
+from speedrun.training.evaluation import evaluate, tta_views
+from speedrun.training.hooks import RunHooks
+from speedrun.training.optimizers import OptimizerConfig
+from speedrun.training.trainer import Trainer
+
+TINY = ResNet9Config(widths=(8, 16, 16, 32))       # for mechanics: fast, learns little
+SMALL = ResNet9Config(widths=(16, 32, 64, 128))     # for learning on real data
+CPU = torch.device("cpu")
+
+
+def make_trainer(data, *, epochs=2, batch_size=64, compile_model=False, extensions=(), model=TINY, **train):
+    return Trainer(model, DeviceData.from_cifar(data, CPU), augment=AugmentConfig(), optimizer=OptimizerConfig(),
+                   train=TrainConfig(epochs=epochs, batch_size=batch_size, **train),
+                   compile_model=compile_model, extensions=extensions)
+
+
+def one_cycle(trainer, peak=0.4):
+    total = trainer.steps_per_epoch * trainer.config.epochs
+    peak_at = max(1, total // 5)
+    up = torch.linspace(0, peak, peak_at + 1)[:-1]
+    return torch.cat([up, torch.linspace(peak, 0, total - peak_at)])
+
+
+def test_a_short_real_run_beats_chance_by_far(real_cifar10):
+    # 2048 real images, 3 epochs of a quarter-width ResNet-9: about 10 s on 2 idle CPU cores.
+    data = real_cifar10.subset(2048, 500)
+    trainer = make_trainer(data, epochs=3, batch_size=128, model=SMALL)
+    result = trainer.run(0, one_cycle(trainer), target=0.99)
+    assert result.status == "ok" and len(result.epochs) == 3
+    assert result.final_test_acc > 0.30  # chance is 0.10
+    assert result.epochs[-1].train_loss < result.epochs[0].train_loss
+    assert not result.reached_target and result.time_to_target_s is None
+    assert result.train_time_s == pytest.approx(result.epochs[-1].elapsed_s)
+
+
+def test_stops_at_target_and_reports_time(make_synthetic_cifar10):
+    trainer = make_trainer(make_synthetic_cifar10(train=128, test=32), epochs=3)
+    result = trainer.run(0, one_cycle(trainer), target=0.01)
+    assert result.reached_target and len(result.epochs) == 1
+    assert result.time_to_target_s == result.epochs[0].elapsed_s > 0
+
+
+def test_divergence_is_recorded_not_raised(make_synthetic_cifar10):
+    trainer = make_trainer(make_synthetic_cifar10(train=128, test=32), epochs=3, batch_size=32)
+    result = trainer.run(0, torch.full((trainer.steps_per_epoch * 3,), 1e30))
+    assert result.status == "diverged" and "non-finite" in result.error
+    assert result.final_test_acc is None
+    assert result.epochs[-1].train_loss is None  # JSON-safe
+
+
+def test_same_seed_same_run_different_seed_differs(make_synthetic_cifar10):
+    data = make_synthetic_cifar10(train=128, test=32)
+    trainer = make_trainer(data, epochs=1)
+    lr = one_cycle(trainer)
+    a, b, c = trainer.run(3, lr), trainer.run(3, lr), trainer.run(4, lr)
+    assert a.epochs[0].train_loss == b.epochs[0].train_loss
+    assert a.epochs[0].train_loss != c.epochs[0].train_loss
+
+
+def test_compiled_step_compiles_once_and_uses_each_steps_lr(make_synthetic_cifar10):
+    """Changing the lr every step must neither recompile nor be missed by the optimizer."""
+    compiled = []
+
+    def counting_backend(gm, example_inputs):
+        compiled.append(gm)
+        return gm.forward
+
+    used = []
+
+    @dataclasses.dataclass(frozen=True)
+    class RecordLR:
+        def make(self, trainer, opt):
+            return RunHooks(after_step=[lambda: used.append(opt.current_lr().clone())])
+
+    trainer = Trainer(TINY, DeviceData.from_cifar(make_synthetic_cifar10(train=128, test=32), CPU),
+                      augment=AugmentConfig(), optimizer=OptimizerConfig(),
+                      train=TrainConfig(epochs=3, batch_size=32), compile_model=True,
+                      compile_backend=counting_backend, extensions=(RecordLR(),))
+    lr = torch.linspace(0.2, 0.01, trainer.steps_per_epoch * 3)
+    torch._dynamo.reset()
+    result = trainer.run(0, lr)
+    assert result.status == "ok"
+    assert len(compiled) == 2  # the training forward (with its backward) and the eval forward, once each
+    torch.testing.assert_close(torch.stack(used), lr)
+
+
+def test_test_views_weights_sum_to_one_and_flip_is_exact():
+    x = torch.randn(2, 3, 8, 8)
+    for mode, count in (("none", 1), ("flip", 2), ("multi", 6)):
+        views = tta_views(x, mode)
+        assert len(views) == count and sum(w for w, _ in views) == pytest.approx(1.0)
+    assert torch.equal(tta_views(x, "flip")[1][1], x.flip(-1))
+
+
+def test_evaluate_counts_correct_predictions():
+    images = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
+    labels = torch.tensor([1] * 7 + [0] * 3)
+    always_one = lambda x: torch.tensor([[0.0, 1.0]]).expand(len(x), 2)
+    assert float(evaluate(always_one, images, labels, batch_size=4, tta="flip")) == pytest.approx(0.7)
+
+
+def test_batch_larger_than_training_set_is_a_clear_error(make_synthetic_cifar10):
+    with pytest.raises(ValueError, match="--batch-size"):
+        make_trainer(make_synthetic_cifar10(train=32, test=8), batch_size=64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe_name", sorted(RECIPES))
+def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10):
+    """Every recipe's epoch (its extensions' per-step hooks included) runs with no host sync."""
+    recipe = get_recipe(recipe_name)
+    model = dataclasses.replace(recipe.model, widths=tuple(max(8, w // 8) for w in recipe.model.widths))
+    data = DeviceData.from_cifar(make_synthetic_cifar10(train=1024, test=64), torch.device("cuda"))
+    trainer = Trainer(model, data, augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=dataclasses.replace(recipe.train, batch_size=256), compile_model=True,
+                      extensions=recipe.extensions)
+    schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
+    lr = schedule.lr.to("cuda", torch.float32)
+    momentum = None if schedule.momentum is None else schedule.momentum.to("cuda", torch.float32)
+    trainer.rehearse(lr, momentum)
+    trainer.initialize(0)
+    run = trainer.start_run(0, lr, momentum)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.train_epoch(run, 1)
+        trainer.end_epoch(run, 1, evaluate=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+
+
+def test_input_kernel_switch_trains_the_same_run(make_synthetic_cifar10):
+    """--input-kernel only changes how a batch is built: same seed, same run (CPU takes the reference)."""
+    data = make_synthetic_cifar10(train=128, test=32)
+    plain, fused = make_trainer(data, epochs=2, batch_size=32), make_trainer(data, epochs=2, batch_size=32,
+                                                                            input_kernel=True)
+    lr = one_cycle(plain)
+    a, b = plain.run(7, lr), fused.run(7, lr)
+    assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
+    assert a.final_test_acc == b.final_test_acc
