@@ -9,16 +9,21 @@ See kernels/README.md for what each kernel does and the keep-or-drop rule.
 from __future__ import annotations
 
 from .augment_normalize import BatchDraws, augment_normalize_triton
-from .ema_update import TRITON_EMA_DTYPES, ema_update, ema_update_reference, ema_update_triton
+from .ema_update import (
+    TRITON_EMA_DTYPES,
+    ema_update,
+    ema_update_reference,
+    ema_update_triton,
+)
 from .flat_params import ALIGN_BYTES, FlatParams, ViewLayout
 from .triton_support import should_use_triton, triton_is_available
 
 __all__ = [
     "ALIGN_BYTES",
     "TRITON_EMA_DTYPES",
+    "BatchDraws",
     "FlatParams",
     "ViewLayout",
-    "BatchDraws",
     "augment_normalize_triton",
     "ema_update",
     "ema_update_reference",

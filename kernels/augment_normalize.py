@@ -28,13 +28,21 @@ _DRAW_NAMES = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x")
 
 
 class BatchDraws(Protocol):
-    """A batch's random draws, one value per image (``speedrun.data.augment.AugmentParams`` is one)."""
+    """A batch's random draws, one value per image (``speedrun.data.augment.AugmentParams`` is one):
+    ``crop_y``/``crop_x``, row and column offsets into the padded image (clamped to
+    ``[0, 2 * crop_padding]``); ``flip``, bool; ``cutout_y``/``cutout_x``, the top-left corner of
+    the unclipped cutout window (may be < 0)."""
 
-    crop_y: Tensor     # row offset into the padded image, clamped to [0, 2 * crop_padding]
-    crop_x: Tensor
-    flip: Tensor       # bool
-    cutout_y: Tensor   # top row of the unclipped cutout window (may be < 0)
-    cutout_x: Tensor
+    @property
+    def crop_y(self) -> Tensor: ...
+    @property
+    def crop_x(self) -> Tensor: ...
+    @property
+    def flip(self) -> Tensor: ...
+    @property
+    def cutout_y(self) -> Tensor: ...
+    @property
+    def cutout_x(self) -> Tensor: ...
 
 
 def augment_normalize_triton(

@@ -23,7 +23,7 @@ INTERPRET_ENV = "TRITON_INTERPRET"
 def triton_is_available() -> bool:
     """True when ``import triton`` works (cached: importing is slow and the answer is fixed)."""
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except Exception:  # ImportError, or a broken install raising anything else on import
         return False

@@ -92,7 +92,7 @@ else
     --out "$out/anchor-25.json" "${tiny[@]}"
   mkdir -p "$work/gates"
   step gates 240 120 env SPEEDRUN_REGRESSION_RECORDS="$work/gates" python3 -m pytest -m "gpu and slow" \
-    tests/test_accuracy_regression.py -q -s -p no:cacheprovider
+    tests/bench/test_accuracy_regression.py -q -s -p no:cacheprovider
   bundle gates
   step benchmarks 120 45 python3 -m pytest -m gpu tests/benchmarks -q -p no:cacheprovider \
     --benchmark-json="$out/benchmarks.json"

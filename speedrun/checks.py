@@ -10,16 +10,17 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from speedrun.errors import SettingError
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An integer, but not a bool (``True`` is not a step count)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_real(value: object) -> bool:
+def is_real(value: object) -> TypeGuard[float]:
     """A finite real number, but not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -34,11 +35,11 @@ def real_in(name: str, value: object, *, low: float | None = None, high: float |
             low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number within optional (open or closed) bounds."""
     ok = is_real(value)
-    if ok and low is not None:
+    if is_real(value) and low is not None:
         ok = value > low if low_open else value >= low
-    if ok and high is not None:
+    if ok and is_real(value) and high is not None:
         ok = value < high if high_open else value <= high
-    if not ok:
+    if not ok or not is_real(value):
         bounds = []
         if low is not None:
             bounds.append(f"{'>' if low_open else '>='} {low}")

@@ -5,7 +5,7 @@ with exit code 2 and no traceback. Programming errors stay ordinary exceptions.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class SpeedrunError(Exception):

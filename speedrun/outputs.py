@@ -13,13 +13,14 @@ import csv
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, Any
 
 from speedrun.errors import SpeedrunError
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, binary: bool) -> Path:
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, binary: bool) -> Path:
     """Call ``write(file)`` on a temp file in ``path``'s folder, then rename it to ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

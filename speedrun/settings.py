@@ -21,7 +21,7 @@ DEST = "dest"              # the argparse destination (default: the field name)
 
 
 def setting(default: Any, help: str, *, flag: str | None = None, choices: Sequence[str] | None = None,
-            true_flag: str | None | bool = True, false_flag: str | None | bool = True,
+            true_flag: str | bool | None = True, false_flag: str | bool | None = True,
             dest: str | None = None) -> Any:
     """A dataclass field with a default, a one-line help text and how the CLI spells it.
 

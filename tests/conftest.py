@@ -51,8 +51,8 @@ def _decode_offline_copy(unpack_script: Path, cache_dir: Path) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         if result.returncode != 0 and "decoded differently" in result.stderr:
             # Another Pillow/libjpeg may change a few pixels by one level: fine for tests.
-            warnings.warn(f"offline CIFAR-10 decoded with a different JPEG decoder: {result.stderr.strip()}")
-            result = subprocess.run(command + ["--allow-mismatch"], capture_output=True, text=True, timeout=900)
+            warnings.warn(f"offline CIFAR-10 decoded with a different JPEG decoder: {result.stderr.strip()}", stacklevel=2)
+            result = subprocess.run([*command, "--allow-mismatch"], capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             pytest.fail(f"{unpack_script} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
         os.replace(Path(scratch) / DECODED_NAME, target)

@@ -5,8 +5,9 @@ import contextlib
 import importlib
 import importlib.metadata
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -50,8 +50,8 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -206,7 +206,7 @@ def _run_anchor_side(side: AnchorSide, seed: int, target: float, device: torch.d
     stopwatch.start()
     try:
         outcome = side.run(seed)
-    except Exception as e:  # noqa: BLE001 - a third-party run failing is a result to record
+    except Exception as e:
         stopwatch.stop()
         sampler.stop()
         return RunResult(seed=seed, status="failed", error=f"{type(e).__name__}: {e}",

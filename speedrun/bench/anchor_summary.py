@@ -4,7 +4,7 @@ shows in one breath."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from speedrun.results.run_values import finished_runs, reached_runs, run_accuracies
 from speedrun.results.stats import relative_change, welch_difference

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 

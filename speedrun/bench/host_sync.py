@@ -21,9 +21,10 @@ copy of a CPU tensor to the CPU is a no-op), and ``print``/``repr`` of a tensor.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -66,7 +67,7 @@ class HostSyncCounter(TorchDispatchMode):
     def _record(self, op: str) -> None:
         self.syncs.append(HostSync(op, _caller()))
 
-    def __enter__(self) -> "HostSyncCounter":
+    def __enter__(self) -> HostSyncCounter:
         self._originals = {name: getattr(torch.Tensor, name) for name in ("tolist", "numpy")}
         for name, original in self._originals.items():
             setattr(torch.Tensor, name, self._recording(name, original))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -40,11 +41,12 @@ LR_FIND_TIMER_RULE = "not timed: an LR range test measures loss against learning
 CURVE_HEADER = ("lr", "loss", "smoothed")
 
 
-def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig = LRFinderConfig(), *,
+def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig | None = None, *,
                 data: Cifar10 | None = None, log: Callable[[str], None] = print,
                 command: Sequence[str] | None = None) -> dict:
     """Run the range test for ``recipe`` on the data and device of ``options``; return the record
     (written with its CSV and PNG unless ``options.out`` is None)."""
+    config = config or LRFinderConfig()
     paths = _output_paths(options.out, recipe.name, force=options.force)
     device = pick_device(options.device)
     if data is None:

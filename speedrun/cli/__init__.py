@@ -13,8 +13,9 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from speedrun import __version__
 from speedrun.errors import SettingError, SpeedrunError

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from speedrun.cli.schedule_flags import (
     add_schedule_arguments,
@@ -128,7 +129,7 @@ def with_peak_lr(spec: Any, peak: float) -> Any:
     return dataclasses.replace(spec, params=params)
 
 
-def schedule_spec_from_args(args: argparse.Namespace, recipe: "Recipe", *, max_lr: float | None = None,
+def schedule_spec_from_args(args: argparse.Namespace, recipe: Recipe, *, max_lr: float | None = None,
                             auto: bool = False) -> Any:
     """The run's schedule spec: from ``--schedule`` and its flags, or the recipe's (re-peaked by
     ``max_lr``, a resolved ``--max-lr``). With ``auto`` (the peak came from the range test) a
@@ -148,8 +149,8 @@ def schedule_spec_from_args(args: argparse.Namespace, recipe: "Recipe", *, max_l
                 flags["base_lr"] = max_lr / LRFinderConfig().cyclic_divisor
         return CommandLineSchedule(name, flags)
     if given:
-        flags = ", ".join(flag_for(p) for p in given)
-        raise ValueError(f"{flags}: give the policy with --schedule NAME too (the recipe's schedule is "
+        named = ", ".join(flag_for(p) for p in given)
+        raise ValueError(f"{named}: give the policy with --schedule NAME too (the recipe's schedule is "
                          f"{recipe.schedule.name}; without --schedule only --max-lr may change it)")
     return recipe.schedule if max_lr is None else with_peak_lr(recipe.schedule, max_lr)
 
@@ -196,8 +197,8 @@ def extensions_from_args(args: argparse.Namespace) -> tuple:
     return tuple(extensions)
 
 
-def apply_training_flags(args: argparse.Namespace, recipe: "Recipe", options: "HarnessOptions", *,
-                         data: "Cifar10 | None" = None, log: Callable[[str], None] = print) -> "Recipe":
+def apply_training_flags(args: argparse.Namespace, recipe: Recipe, options: HarnessOptions, *,
+                         data: Cifar10 | None = None, log: Callable[[str], None] = print) -> Recipe:
     """``recipe`` with the command line's schedule and extensions.
 
     ``--max-lr auto`` runs the LR range test for ``recipe`` on the run's data (``data``, or loaded

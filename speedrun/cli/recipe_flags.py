@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from speedrun import settings
 from speedrun.cli import name_settings
@@ -173,7 +174,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     if args.width_factor is not None:
         if not args.width_factor > 0:
             raise SpeedrunError(f"--width must be a positive number, got {args.width_factor}")
-        widths = model_values.get("widths", getattr(model, "widths"))
+        widths = model_values.get("widths", model.widths)
         model_values["widths"] = tuple(max(1, round(w * args.width_factor)) for w in widths)
     if model_values:
         changes["model"] = dataclasses.replace(model, **model_values)

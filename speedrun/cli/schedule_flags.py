@@ -248,6 +248,7 @@ def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_
     warmup_steps = 0
     if warmup is not None:
         warmup_units = _convert(_FLAGS_BY_PARAM["warmup"], warmup, interval, steps_per_epoch)
+        assert isinstance(warmup_units, int)                # a "whole" flag converts to an int
         warmup_steps = warmup_units * (steps_per_epoch if interval == "epoch" else 1)
         if warmup_steps < 0 or warmup_steps >= total_steps:
             raise ValueError(f"--warmup {warmup} is {warmup_steps} steps; it must be >= 0 and leave "

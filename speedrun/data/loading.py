@@ -29,7 +29,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -206,14 +206,14 @@ def _read_batches_folder(folder: Path) -> Cifar10:
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR batch holds (dicts, lists, bytes, numpy arrays), never code."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({
         ("_codecs", "encode"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
           for name in ("_reconstruct", "scalar")),
         *((module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")),
-    }
+    })
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:

@@ -1,8 +1,9 @@
 """Lookahead (Zhang et al., 2019) in airbench's form: a slow copy of the weights the fast ones are pulled to."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor

@@ -12,8 +12,10 @@ before it is a cycle end. The run's last epoch is always a member, as in the pap
 from __future__ import annotations
 
 import copy
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -37,11 +39,11 @@ class SnapshotEnsembleConfig:
             ends = tuple(self.cycle_end_epochs)
             if not ends or any(not isinstance(e, int) or isinstance(e, bool) or e < 1 for e in ends):
                 raise ValueError(f"cycle_end_epochs must be epochs >= 1, got {self.cycle_end_epochs!r}")
-            if any(b <= a for a, b in zip(ends, ends[1:])):
+            if any(b <= a for a, b in itertools.pairwise(ends)):
                 raise ValueError(f"cycle_end_epochs must be strictly increasing, got {ends}")
             object.__setattr__(self, "cycle_end_epochs", ends)
 
-    def make(self, trainer: "Trainer", optimizer: "ScheduledOptimizer") -> RunHooks:
+    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         total = trainer.config.epochs
         ends = self.cycle_end_epochs
         if ends is None:
@@ -130,5 +132,6 @@ def ensemble_logits(model: nn.Module, members: Sequence[Sequence[Tensor]], image
         logits = torch.cat([predict(model, images_u8[start:start + batch_size], tta)
                             for start in range(0, len(images_u8), batch_size)])
         total = logits if total is None else total + logits
+    assert total is not None
     return total / len(members)
 

@@ -60,7 +60,7 @@ class SWAConfig:
             raise ValueError(f"swa anneal_strategy must be one of {', '.join(ANNEAL_STRATEGIES)}, "
                              f"got {self.anneal_strategy!r}")
 
-    def make(self, trainer: "Trainer", optimizer: "ScheduledOptimizer") -> RunHooks:
+    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         total = trainer.config.epochs
         if self.epochs > total:
             raise ValueError(f"swa epochs ({self.epochs}) must not exceed the run's epochs ({total})")
@@ -124,8 +124,8 @@ class WeightAverage:
     def __init__(self, model: nn.Module) -> None:
         self.model = copy.deepcopy(model)
         self.count = torch.zeros((), dtype=torch.float32, device=next(model.parameters()).device)
-        self._source = [p for p in model.parameters()]
-        self._average = [p for p in self.model.parameters()]
+        self._source: list[Tensor] = list(model.parameters())
+        self._average: list[Tensor] = list(self.model.parameters())
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -133,7 +133,7 @@ class WeightAverage:
     def update(self) -> None:
         weight = 1.0 / (self.count + 1)
         torch._foreach_mul_(self._average, 1 - weight)
-        torch._foreach_add_(self._average, torch._foreach_mul(self._source, weight))
+        torch._foreach_add_(self._average, list(torch._foreach_mul(self._source, weight)))
         self.count += 1
 
 

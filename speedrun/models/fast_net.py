@@ -99,7 +99,7 @@ class FastNetConfig:
     def stem_width(self) -> int:
         return 2 * 3 * self.whiten_patch ** 2
 
-    def build(self) -> "FastNet":
+    def build(self) -> FastNet:
         return FastNet(self)
 
     def initialize(self, model: nn.Module, seed: int, train_images: Tensor) -> None:
@@ -122,7 +122,8 @@ class FastNetConfig:
             if self.whiten:
                 weight, bias, _ = patch_whitening(sample_images(train_images, self.whiten_samples, seed),
                                                   self.whiten_patch, self.whiten_eps)
-                stem = model.stem
+                stem = model.get_submodule("stem")
+                assert isinstance(stem, nn.Conv2d) and stem.bias is not None
                 stem.weight.copy_(weight.to(stem.weight.dtype))
                 stem.bias.copy_(bias.to(stem.bias.dtype))
 
@@ -169,6 +170,7 @@ class FastNet(nn.Sequential):
         w1, w2, w3 = config.widths
         stem = nn.Conv2d(3, config.stem_width, config.whiten_patch, padding=0, bias=True)
         stem.weight.requires_grad_(not (config.whiten and config.whiten_frozen))
+        assert stem.bias is not None
         stem.bias.requires_grad_(config.whiten_bias_trainable)
         super().__init__(OrderedDict([
             ("stem", stem),

@@ -3,7 +3,7 @@ groups its parameters for the optimizer. Every model config implements all three
 trainer needs no special cases."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,16 @@ from speedrun.training.optimizers import OptimizerConfig, ParamGroup
 
 
 class ModelConfig(Protocol):
-    """The network, its seeded (possibly data-dependent) init, and its parameter groups."""
+    """The network, its seeded (possibly data-dependent) init, and its parameter groups.
+
+    A model config is a frozen dataclass (an ablation is ``dataclasses.replace``) with the
+    layers' channel ``widths`` (``--width`` scales them).
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def widths(self) -> tuple[int, ...]: ...
 
     def build(self) -> nn.Module: ...
 
@@ -25,8 +34,9 @@ def reinitialize(model: nn.Module, seed: int) -> None:
     """Fresh weights and BN statistics from ``seed``, in place, so a compiled model is reused."""
     torch.manual_seed(seed)
     for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
 

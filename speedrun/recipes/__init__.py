@@ -5,8 +5,8 @@ one-technique ablations) and ``assignment`` each define one; this module collect
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from speedrun.recipes.assignment import assignment_recipe
 from speedrun.recipes.base import CalibratedTarget, Recipe, TargetChoice

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_OFFICIAL
@@ -111,9 +112,9 @@ class Recipe:
     def to_dict(self) -> dict:
         """asdict, plus each model/extension config's class name (asdict alone drops it)."""
         d = dataclasses.asdict(self)
-        d["model"] = {"type": type(self.model).__name__, **dataclasses.asdict(self.model)}  # type: ignore[call-overload]
+        d["model"] = {"type": type(self.model).__name__, **dataclasses.asdict(self.model)}
         d["extensions"] = [{"type": type(e).__name__, **dataclasses.asdict(e)}  # type: ignore[call-overload]
-                           for e in self.extensions]
+                           for e in self.extensions]     # (an Extension is a dataclass; the protocol does not say so)
         return d
 
     @classmethod

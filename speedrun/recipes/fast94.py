@@ -28,7 +28,7 @@ under ``results/calibration/``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
@@ -137,7 +137,7 @@ _ABLATIONS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
 }
 
 
-def fast_recipe_ablations(base: "Recipe | None" = None) -> dict[str, Recipe]:
+def fast_recipe_ablations(base: Recipe | None = None) -> dict[str, Recipe]:
     """One recipe per technique, each ``base`` (default fast94) with only that technique switched off.
 
     Keys are the ablation names; each recipe is named ``fast94-<key>`` and says what it changed.

@@ -18,10 +18,11 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from speedrun.data.cifar10 import SOURCE_OFFICIAL
 from speedrun.errors import RecordError
@@ -62,7 +63,7 @@ class BaselineQuery:
     ``--schedule`` overrides, which keeps the recipe's name, is never taken for the recipe.
     """
 
-    recipe: "Recipe"
+    recipe: Recipe
     dataset: str                      # the record's dataset.name, e.g. "CIFAR-10 (JPEG-q75 copy)"
     gpu_name: str | None              # environment.gpu_name; None means a CPU record
     target: float | None = None
@@ -71,7 +72,7 @@ class BaselineQuery:
     compile: bool | None = None
 
     @classmethod
-    def for_record(cls, record: dict, recipe: "Recipe") -> "BaselineQuery":
+    def for_record(cls, record: dict, recipe: Recipe) -> BaselineQuery:
         """The query for ``record``'s baseline: its dataset, GPU, target, sizes and compile setting."""
         dataset = record["dataset"]
         return cls(recipe=recipe, dataset=dataset["name"], gpu_name=record["environment"].get("gpu_name"),

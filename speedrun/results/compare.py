@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 from speedrun.errors import RecordError
 from speedrun.results.records import completeness_note
@@ -153,7 +153,7 @@ def _accuracy_words(acc: Difference) -> str:
         same = "identical" if acc.diff == 0 else "different"
         return f"accuracy {same} with no run-to-run spread, so no p-value"
     p = format_p(acc.p_value)
-    if not acc.significant:
+    if not acc.significant or acc.diff is None or acc.ci95_low is None or acc.ci95_high is None:
         return f"accuracy unchanged, p {p}"
     half = (acc.ci95_high - acc.ci95_low) / 2
     direction = "higher" if acc.diff > 0 else "lower"

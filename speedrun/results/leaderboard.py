@@ -27,9 +27,9 @@ Conventions:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from speedrun.errors import RecordError, SpeedrunError
 from speedrun.results.records import completeness_note, find_record_files, read_record
@@ -223,8 +223,8 @@ def record_run_sets(record: dict, source: str = "record") -> list[RunSet]:
         for i, side in enumerate(sides):
             if not isinstance(side, dict) or not isinstance(side.get("label"), str) or not isinstance(side.get("runs"), list):
                 raise RecordError(f"{source}: sides[{i}] must be an object with a string 'label' and a list 'runs'")
-            summary = side.get("summary") if isinstance(side.get("summary"), dict) else {}
-            out.append(RunSet(side["label"], tuple(side["runs"]), summary))
+            summary = side.get("summary")
+            out.append(RunSet(side["label"], tuple(side["runs"]), summary if isinstance(summary, dict) else {}))
         return out
     return [RunSet("", tuple(record["runs"]), record["summary"])]
 
@@ -283,7 +283,7 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
             accuracy=accuracy,
             reached=times.n,
             time_to_target=times,
-            gpu_util_mean=float(util) if is_number(util) else None,
+            gpu_util_mean=float(util) if util is not None and is_number(util) else None,
             dataset=str(record["dataset"].get("name") or "?"),
             date=record["created"][:10],
             commit=commit or "?",

@@ -20,9 +20,11 @@ files are never overwritten: a ``-1``, ``-2``... suffix is added to the prefix i
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +46,16 @@ def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None 
         raise SpeedrunError(f"{out} is a file; pass a folder to --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     paths = _fresh_paths(out, prefix or default_prefix(record))
-    drawers = {"accuracy": _draw_accuracy, "schedule": _draw_schedule, "gpu": _draw_gpu}
+    drawers: dict[str, Callable[[Any, dict], None]] = {"accuracy": _draw_accuracy, "schedule": _draw_schedule,
+                                                         "gpu": _draw_gpu}
     for name, path in zip(PLOT_NAMES, paths):
-        write_figure(path, lambda fig, draw=drawers[name]: draw(fig, record))
+        draw = drawers[name]
+        write_figure(path, functools.partial(_draw_with, draw, record))
     return paths
+
+
+def _draw_with(draw: Callable[[Any, dict], None], record: dict, fig: Any) -> None:
+    draw(fig, record)
 
 
 def default_prefix(record: dict) -> str:

@@ -39,9 +39,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from speedrun.errors import RecordError
 from speedrun.outputs import write_text_atomically
@@ -73,7 +74,7 @@ _REQUIRED_RUN: dict[str, tuple[type, ...]] = {
 }
 _REQUIRED_EPOCH: dict[str, tuple[type, ...]] = {
     "epoch": (int,),
-    "train_loss": _NUMBER + (type(None),),
+    "train_loss": (*_NUMBER, type(None)),
     "elapsed_s": _NUMBER,
 }
 _RUN_STATUSES = ("ok", "diverged", "failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from speedrun.errors import SpeedrunError
 from speedrun.results.leaderboard import (
@@ -55,10 +55,11 @@ def render_table(groups: Sequence[LeaderboardGroup]) -> str:
         notes = any(e.remarks for e in group.entries)
         header = list(_COLUMNS) + (["note"] if notes else [])
         rows = [_cells(e) + ([e.remarks] if notes else []) for e in group.entries]
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
-        def line(cells: list[str]) -> str:
-            parts = [c.rjust(w) if i in _NUMERIC_COLUMNS else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        def line(cells: list[str], widths: list[int] = widths) -> str:
+            parts = [c.rjust(w) if i in _NUMERIC_COLUMNS else c.ljust(w)
+                     for i, (c, w) in enumerate(zip(cells, widths))]
             return "  ".join(parts).rstrip()
 
         text = [group.title, line(header), "  ".join("-" * w for w in widths)]

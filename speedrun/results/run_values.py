@@ -8,7 +8,8 @@ target when it has a time-to-target.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def is_number(value: Any) -> bool:

@@ -8,6 +8,7 @@ say so in the docstring.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -96,7 +97,7 @@ def multistep_lr(total_steps: int, base_lr: float, milestones: Sequence[int], ga
     if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
         raise ValueError(f"milestones must be a sequence of integers, got {milestones!r}")
     marks = [int_at_least("milestones", m, 0) for m in milestones]
-    if any(b < a for a, b in zip(marks, marks[1:])):
+    if any(b < a for a, b in itertools.pairwise(marks)):
         raise ValueError(f"milestones must be sorted in non-decreasing order, got {marks}")
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
@@ -374,7 +375,7 @@ def piecewise_linear(total_steps: int, knots: Sequence[tuple[float, float]], *,
             raise ValueError(f"knots must hold (position, lr) pairs, got {knot!r}")
         xs.append(real_in("knots position", knot[0]))
         ys.append(real_in("knots lr", knot[1], low=0))
-    if any(b <= a for a, b in zip(xs, xs[1:])):
+    if any(b <= a for a, b in itertools.pairwise(xs)):
         raise ValueError(f"knots positions must be strictly increasing, got {xs}")
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,14 +141,14 @@ def unit_count(total_steps: int, interval: str = "step", steps_per_epoch: int | 
     """How many scheduler steps (units) a run of ``total_steps`` optimizer steps spans."""
     int_at_least("total_steps", total_steps, 1)
     check_interval(interval, steps_per_epoch)
-    if interval == "step":
+    if interval == "step" or steps_per_epoch is None:
         return int(total_steps)
     return -(-int(total_steps) // int(steps_per_epoch))  # ceil: a partial last epoch counts
 
 
 def _per_step(values: np.ndarray, total_steps: int, interval: str, steps_per_epoch: int | None) -> np.ndarray:
     """Expand per-unit values to per-step values: an epoch's value holds for all its steps."""
-    if interval == "step":
+    if interval == "step" or steps_per_epoch is None:
         return values
     return np.repeat(values, steps_per_epoch)[:total_steps]
 
@@ -191,7 +192,7 @@ def with_warmup(schedule: Schedule, warmup_steps: int, mode: str = "linear",
     if warmup_steps == 0:
         return schedule
     per_unit = 1
-    if schedule.interval == "epoch":
+    if schedule.interval == "epoch" and schedule.steps_per_epoch is not None:
         per_unit = schedule.steps_per_epoch
         if warmup_steps % per_unit:
             raise ValueError(f"warmup_steps ({warmup_steps}) must be whole epochs of {per_unit} steps "

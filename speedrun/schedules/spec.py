@@ -1,8 +1,9 @@
 """A schedule as recipe data: a policy's name and parameters, built into per-step values once the run's length is known."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from speedrun.schedules.registry import build_schedule
 from speedrun.schedules.schedule import Schedule

@@ -1,8 +1,8 @@
 """Test accuracy of a model under test-time augmentation, on the device and without a host sync."""
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import Tensor
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 
 
-def autocast_for(device: torch.device) -> ContextManager:
+def autocast_for(device: torch.device) -> AbstractContextManager:
     """bf16 autocast on CUDA (tensor cores); full precision elsewhere, where bf16 is slow."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -60,4 +60,8 @@ def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "fl
     """Float32 logits of a uint8 batch under the ``tta`` views (used by ensembles too)."""
     x = normalize(images_u8, CIFAR10_MEAN, CIFAR10_STD)
     with autocast_for(images_u8.device):
-        return sum(weight * model(view).float() for weight, view in tta_views(x, tta))
+        views = tta_views(x, tta)
+        logits = views[0][0] * model(views[0][1]).float()
+        for weight, view in views[1:]:
+            logits = logits + weight * model(view).float()
+        return logits

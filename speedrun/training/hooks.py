@@ -5,8 +5,9 @@ calls every hook at its place in the loop. Device-side hooks must not sync with 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -71,12 +72,6 @@ class RunState:
     first_flips: Tensor               # each image's flip in the first epoch (alternating flips)
     loss_sum: Tensor                  # this epoch's summed training loss
     correct: Tensor                   # this epoch's correct training predictions
-
-
-class Extension(Protocol):
-    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
-
-    def make(self, trainer: "Trainer", optimizer: ScheduledOptimizer) -> RunHooks: ...
 
 
 class Extension(Protocol):

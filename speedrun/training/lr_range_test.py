@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -196,7 +197,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float, scales: Sequence[float]
             group["lr"] = lr * scale
 
 
-def recipe_range_test(recipe: "Recipe", data: DeviceData, *, seed: int = 0,
+def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
                       config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False) -> LRFinderResult:
     """The range test for ``recipe`` as it trains: its model, init, parameter groups, optimizer,
     batch size, augmentation and label smoothing (momentum is held at the optimizer config's)."""
@@ -227,7 +228,7 @@ def _endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[
         yield from order[:n - n % batch_size].view(-1, batch_size)
 
 
-def resolve_auto_max_lr(recipe: "Recipe", options: "HarnessOptions", data: "Cifar10 | None" = None, *,
+def resolve_auto_max_lr(recipe: Recipe, options: HarnessOptions, data: Cifar10 | None = None, *,
                         config: LRFinderConfig = LRFinderConfig(), log: Callable[[str], None] = print) -> float:
     """``--max-lr auto``: run the range test for ``recipe`` on the run's data and device; return
     the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""

@@ -19,8 +19,9 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -73,6 +74,11 @@ class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
     def _with_grads(self, group: dict) -> list[Tensor]:
         return [p for p in group["params"] if p.grad is not None]
 
+    @staticmethod
+    def _grads(params: Sequence[Tensor]) -> list[Tensor]:
+        """The gradients of ``params`` (all present: :meth:`_with_grads` chose them)."""
+        return [cast(Tensor, p.grad) for p in params]
+
     def _state(self, params: Sequence[Tensor], name: str) -> list[Tensor]:
         buffers = []
         for p in params:
@@ -91,7 +97,7 @@ class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _with_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
-        return torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else grads
+        return list(torch._foreach_add(grads, params, alpha=weight_decay)) if weight_decay else grads
 
 
 class TensorMomentumSGD(_TensorHyperparameterOptimizer):
@@ -112,7 +118,7 @@ class TensorMomentumSGD(_TensorHyperparameterOptimizer):
             params = self._with_grads(group)
             if not params:
                 continue
-            grads = self._with_l2([p.grad for p in params], params, group["weight_decay"])
+            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
             bufs = self._state(params, "momentum_buffer")
             momentum, lr = group["momentum"], group["lr"]
             torch._foreach_mul_(bufs, momentum)
@@ -143,7 +149,7 @@ class TensorAdam(_TensorHyperparameterOptimizer):
             if not params:
                 continue
             lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            grads = [p.grad for p in params]
+            grads = self._grads(params)
             if group["decoupled"]:
                 if wd:
                     torch._foreach_mul_(params, 1 - lr * wd)
@@ -181,14 +187,14 @@ class TensorRMSprop(_TensorHyperparameterOptimizer):
             params = self._with_grads(group)
             if not params:
                 continue
-            grads = self._with_l2([p.grad for p in params], params, group["weight_decay"])
+            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
             alpha, momentum = group["alpha"], group["momentum"]
             square_avgs = self._state(params, "square_avg")
             torch._foreach_mul_(square_avgs, alpha)
             torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
             avg = torch._foreach_sqrt(square_avgs)
             torch._foreach_add_(avg, group["eps"])
-            direction = torch._foreach_div(grads, avg)
+            direction = list(torch._foreach_div(grads, avg))
             if momentum > 0:
                 bufs = self._state(params, "momentum_buffer")
                 torch._foreach_mul_(bufs, momentum)
@@ -214,7 +220,7 @@ class TensorAdadelta(_TensorHyperparameterOptimizer):
             params = self._with_grads(group)
             if not params:
                 continue
-            grads = self._with_l2([p.grad for p in params], params, group["weight_decay"])
+            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
             rho, eps = group["rho"], group["eps"]
             square_avgs, acc_deltas = self._state(params, "square_avg"), self._state(params, "acc_delta")
             torch._foreach_mul_(square_avgs, rho)
@@ -301,17 +307,16 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
         return torch.tensor(float(value), dtype=torch.float32, device=device)
 
     # Initial values by device ops (no host read); ScheduledOptimizer.step overwrites them anyway.
-    first_momentum = momentum[0].clone() if momentum is not None else None
     torch_groups = []
     for g in groups:
         wd = config.weight_decay if g.weight_decay is None else g.weight_decay
         spec: dict[str, Any] = dict(params=list(g.params), lr=(lr[0] * g.lr_scale).to(torch.float32), weight_decay=wd)
         if config.name in ("adam", "adamw") and momentum is not None:
-            spec["betas"] = (first_momentum.clone(), scalar(config.beta2))   # cycled: TensorAdam reads them
+            spec["betas"] = (momentum[0].clone(), scalar(config.beta2))     # cycled: TensorAdam reads them
         elif config.name in ("adam", "adamw"):
             spec["betas"] = (config.momentum, config.beta2)                 # constant: fused Adam takes floats
         elif config.name == "sgd" and momentum is not None:
-            spec["momentum"] = first_momentum.clone()
+            spec["momentum"] = momentum[0].clone()
         torch_groups.append(spec)
 
     # Every group brings its own tensor lr; the defaults given below are floats, since PyTorch's

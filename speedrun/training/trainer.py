@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,8 @@ class Trainer:
                  extensions: Sequence[Extension] = (), compile_backend: str | Callable = "inductor") -> None:
         self.device = data.device
         self.model_config = model_config
-        self.model = model_config.build().to(self.device, memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's type stubs do not say so.
+        self.model = model_config.build().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         # Static shapes and one graph: every batch shape is compiled once in the rehearsal (a
         # dynamic batch dimension would cost a recompile and slower kernels), and a graph break
         # is an error rather than a silent slowdown.

@@ -169,7 +169,7 @@ def test_the_record_is_rewritten_after_every_pair_and_marked_incomplete_until_th
         tmp_path, make_synthetic_cifar10):
     events: list = []
     side = SoftmaxStandIn(events, record=tmp_path / "anchor.json")
-    record = anchor_run(tmp_path, make_synthetic_cifar10(train=64, test=32), side, runs=3, events=events)
+    anchor_run(tmp_path, make_synthetic_cifar10(train=64, test=32), side, runs=3, events=events)
     # pair 0 (ours, anchor) is on disk when pair 1's anchor run starts; pairs 0-1 when pair 2's does
     assert [len(r["sides"][0]["runs"]) for r in side.records_seen] == [1, 2]
     assert [r["complete"] for r in side.records_seen] == [False, False]

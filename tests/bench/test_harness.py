@@ -104,7 +104,7 @@ def test_an_existing_record_file_is_refused_before_any_work_unless_forced(tmp_pa
     from speedrun.errors import SpeedrunError
     path = tmp_path / "r.json"
     path.write_text("precious")
-    with pytest.raises(SpeedrunError, match="already exists.*--force"):
+    with pytest.raises(SpeedrunError, match=r"already exists.*--force"):
         run_benchmark(TINY_RECIPE, HarnessOptions(out=str(path)), data=make_synthetic_cifar10(train=128, test=32),
                       log=lambda _: None)
     assert path.read_text() == "precious"
@@ -133,10 +133,10 @@ def test_a_command_killed_during_its_second_run_leaves_a_valid_record_of_the_fir
     try:
         for line in process.stdout:
             lines.append(line)
-            if line.startswith("    2  "):          # the second epoch of run 2 is logged: mid-run
-                if sum(1 for seen in lines if seen.startswith("run ")) == 2:
-                    process.send_signal(signal.SIGKILL)
-                    break
+            runs_started = sum(1 for seen in lines if seen.startswith("run "))
+            if line.startswith("    2  ") and runs_started == 2:     # run 2's second epoch is logged: mid-run
+                process.send_signal(signal.SIGKILL)
+                break
     finally:
         process.kill()
         process.wait(timeout=60)

@@ -22,8 +22,8 @@ import functools
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -189,7 +189,7 @@ def describe(benchmark, device: torch.device, recipe: Recipe, **sizes) -> None:
 # --- GPU: full size, the figures baselines are made of -------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_bench(recipe_name: str) -> TrainingBench:
     """One compiled full-size trainer per recipe, shared by the step and epoch benchmarks (one compile)."""
     device = torch.device("cuda")

@@ -82,7 +82,7 @@ def test_any_policy_and_its_parameters_from_the_command_line():
 
 
 def test_without_schedule_only_max_lr_may_change_the_recipes_curve():
-    with pytest.raises(ValueError, match="--base-lr.*--schedule"):
+    with pytest.raises(ValueError, match=r"--base-lr.*--schedule"):
         schedule_spec_from_args(parse("--base-lr", "0.1"), CLASSIC)
     spec = schedule_spec_from_args(parse("--max-lr", "0.2"), CLASSIC, max_lr=0.2)
     assert spec.knots_as_fraction and max(lr for _, lr in spec.params["knots"]) == pytest.approx(0.2)

@@ -67,7 +67,7 @@ def test_the_command_draws_a_cyclical_policy(tmp_path, capsys):
     assert "cyclic_lr" in capsys.readouterr().out
     assert main(argv) == 2           # second time: the file exists
     assert "--force" in capsys.readouterr().err
-    assert main(argv + ["--force"]) == 0
+    assert main([*argv, "--force"]) == 0
 
 
 def test_the_command_draws_a_recipes_schedule_by_default(tmp_path, capsys):

@@ -27,10 +27,10 @@ def test_cli_flags_cover_every_policy_parameter() -> None:
         for param in S.policy_parameters(name):
             if param not in ("lr_lambda", "scale_fn", "scale_mode"):
                 assert "--" + param.replace("_", "-") in options, (name, param)
-    listed = ("--schedule --base-lr --max-lr --mode --gamma --step-size --milestones --T-0 --T-mult --eta-min "
-              "--pct-start --anneal-strategy --div-factor --final-div-factor --three-phase --cycle-momentum "
-              "--no-cycle-momentum --base-momentum --max-momentum --step-size-up --step-size-down --knots "
-              "--warmup --warmup-mode --interval").split()
+    listed = ["--schedule", "--base-lr", "--max-lr", "--mode", "--gamma", "--step-size", "--milestones", "--T-0",
+              "--T-mult", "--eta-min", "--pct-start", "--anneal-strategy", "--div-factor", "--final-div-factor",
+              "--three-phase", "--cycle-momentum", "--no-cycle-momentum", "--base-momentum", "--max-momentum",
+              "--step-size-up", "--step-size-down", "--knots", "--warmup", "--warmup-mode", "--interval"]
     assert set(listed) <= options and "--lr" not in options
 
 

@@ -275,9 +275,9 @@ def test_ema_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="tensors"):
         ema_update_reference(ema, params[:-1], torch.tensor(0.9))
     with pytest.raises(ValueError, match="must match"):
-        ema_update_reference(ema, [params[0].double()] + params[1:], torch.tensor(0.9))
+        ema_update_reference(ema, [params[0].double(), *params[1:]], torch.tensor(0.9))
     with pytest.raises(ValueError, match="must match"):
-        ema_update_reference(ema, [params[0].flatten()] + params[1:], torch.tensor(0.9))
+        ema_update_reference(ema, [params[0].flatten(), *params[1:]], torch.tensor(0.9))
     with pytest.raises(ValueError, match="0-d"):
         ema_update_reference(ema, params, 0.9)
     with pytest.raises(ValueError, match="0-d"):

@@ -303,7 +303,7 @@ def _md_cells(line: str) -> list[str]:
         else:
             current += ch
         escaped = ch == "\\" and not escaped
-    return cells + [current.strip()]
+    return [*cells, current.strip()]
 
 
 def test_terminal_table_columns_line_up(mixed_groups):
@@ -312,7 +312,7 @@ def test_terminal_table_columns_line_up(mixed_groups):
         assert title == group.title
         assert len(rows) == len(group.entries)
         gaps = [i for i, ch in enumerate(rule) if ch == " "]
-        for line in [header] + rows:
+        for line in [header, *rows]:
             assert all(i >= len(line) or line[i] == " " for i in gaps), line
         if group.unranked:
             assert header.rstrip().endswith("note")

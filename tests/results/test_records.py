@@ -63,11 +63,11 @@ def test_invalid_records_are_named(record, message):
 def test_read_reports_file_and_problem(tmp_path):
     truncated = tmp_path / "cut.json"
     truncated.write_text(json.dumps(minimal_record())[:50])
-    with pytest.raises(RecordError, match="cut.json.*cut short"):
+    with pytest.raises(RecordError, match=r"cut\.json.*cut short"):
         read_record(truncated)
     nan = tmp_path / "nan.json"
     nan.write_text(json.dumps(minimal_record()).replace('"target": 0.94', '"target": NaN'))
-    with pytest.raises(RecordError, match="nan.json"):
+    with pytest.raises(RecordError, match=r"nan\.json"):
         read_record(nan)
     with pytest.raises(RecordError, match="no such record"):
         read_record(tmp_path / "missing.json")

@@ -15,9 +15,9 @@ import copy
 import functools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -74,7 +74,7 @@ def _one_cpu_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_cpu_records(root: Path) -> CpuRecords:
     """Train the records once per root (cached), into ``root``."""
     with _one_cpu_thread():

@@ -114,5 +114,5 @@ def test_a_graph_break_is_an_error_not_a_silent_slowdown(make_synthetic_cifar10)
                       train=dataclasses.replace(recipe.train, epochs=1, batch_size=32), compile_model=True,
                       compile_backend="aot_eager")
     torch._dynamo.reset()
-    with pytest.raises(Exception, match="(?i)graph break|data-dependent|unsupported"):
+    with pytest.raises(Exception, match=r"(?i)graph break|data-dependent|unsupported"):
         trainer.rehearse(torch.full((2,), 0.1))

@@ -106,7 +106,8 @@ def test_test_views_weights_sum_to_one_and_flip_is_exact():
 def test_evaluate_counts_correct_predictions():
     images = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
     labels = torch.tensor([1] * 7 + [0] * 3)
-    always_one = lambda x: torch.tensor([[0.0, 1.0]]).expand(len(x), 2)
+    def always_one(x):
+        return torch.tensor([[0.0, 1.0]]).expand(len(x), 2)
     assert float(evaluate(always_one, images, labels, batch_size=4, tta="flip")) == pytest.approx(0.7)
 
 
