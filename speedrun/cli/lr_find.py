@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from speedrun.bench.lr_range import run_lr_find
+from speedrun.bench.lr_find import run_lr_find
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
 from speedrun.training.lr_range_test import LR_RAMPS, LRFinderConfig

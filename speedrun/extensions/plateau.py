@@ -19,11 +19,11 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, SupportsFloat
+from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import torch
 
-from speedrun.checks import int_at_least, real_in
+from speedrun.checks import int_at_least, one_of, real_in
 from speedrun.training.hooks import RunHooks
 from speedrun.training.run_result import EpochLog
 
@@ -36,8 +36,8 @@ THRESHOLD_MODES = ("rel", "abs")
 
 
 @dataclasses.dataclass(frozen=True)
-class PlateauSettings:
-    """ReduceLROnPlateau's parameters, with its names, defaults and meaning.
+class ReductionRule:
+    """When ReduceLROnPlateau reduces, and by how much: its parameters, names, defaults and meaning.
 
     ``factor`` multiplies the lr when the metric has not improved (by more than
     ``threshold``, relative or absolute) for more than ``patience`` epochs; after a
@@ -45,7 +45,6 @@ class PlateauSettings:
     reduction smaller than ``eps`` is skipped.
     """
 
-    mode: str = "min"
     factor: float = 0.1
     patience: int = 10
     threshold: float = 1e-4
@@ -55,17 +54,28 @@ class PlateauSettings:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(f"threshold_mode must be one of {', '.join(THRESHOLD_MODES)}; "
-                             f"got {self.threshold_mode!r}")
+        one_of("threshold_mode", self.threshold_mode, THRESHOLD_MODES)
         real_in("factor", self.factor, low=0.0, high=1.0, low_open=True, high_open=True)
         int_at_least("patience", self.patience, 0)
         real_in("threshold", self.threshold, low=0.0)
         int_at_least("cooldown", self.cooldown, 0)
         real_in("min_lr", self.min_lr, low=0.0)
         real_in("eps", self.eps, low=0.0)
+
+    def rule(self) -> dict:
+        """The rule's own fields, to build another rule-carrying config from."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ReductionRule)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauSettings(ReductionRule):
+    """The rule plus ``mode``: whether a smaller ("min") or a larger ("max") metric is better."""
+
+    mode: str = "min"
+
+    def __post_init__(self) -> None:
+        one_of("mode", self.mode, MODES)
+        super().__post_init__()
 
     def is_better(self, value: float, best: float) -> bool:
         """PyTorch's improvement test, including its quirk that relative thresholds on a
@@ -91,22 +101,15 @@ class PlateauController:
     compares Python floats), so a float32 tensor can differ at the eps boundary.
     """
 
-    def __init__(self, schedule_lr: torch.Tensor, steps_per_epoch: int, *, mode: str = "min",
-                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
-                 threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
-                 eps: float = 1e-8) -> None:
+    def __init__(self, schedule_lr: torch.Tensor, steps_per_epoch: int, **settings: Any) -> None:
         if not isinstance(schedule_lr, torch.Tensor) or schedule_lr.ndim != 1 \
                 or not schedule_lr.is_floating_point():
             raise ValueError("schedule_lr must be a 1-D floating-point tensor")
         int_at_least("steps_per_epoch", steps_per_epoch, 1)
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
-        self.settings = PlateauSettings(mode=mode, factor=factor, patience=patience, threshold=threshold,
-                                        threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr,
-                                        eps=eps)
+        self.settings = PlateauSettings(**settings)     # ReduceLROnPlateau's keywords: mode, factor, ...
         self.schedule_lr = schedule_lr
         self.steps_per_epoch = int(steps_per_epoch)
-        self.best = math.inf if mode == "min" else -math.inf
+        self.best = math.inf if self.settings.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch: int | None = None
@@ -161,31 +164,21 @@ PLATEAU_METRICS = {"train_loss": "min", "test_acc": "max"}
 
 
 @dataclass(frozen=True)
-class PlateauConfig:
-    """ReduceLROnPlateau's parameters (same names and defaults) and which logged metric it watches."""
+class PlateauConfig(ReductionRule):
+    """The extension: ReduceLROnPlateau's rule (same names and defaults) and the logged metric it watches."""
 
     metric: str = "train_loss"
-    factor: float = 0.1
-    patience: int = 10
-    threshold: float = 1e-4
-    threshold_mode: str = "rel"
-    cooldown: int = 0
-    min_lr: float = 0.0
-    eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.metric not in PLATEAU_METRICS:
-            raise ValueError(f"plateau metric must be one of {', '.join(PLATEAU_METRICS)}, got {self.metric!r}")
-        self.settings()  # validates the rest, naming the bad parameter
+        one_of("metric", self.metric, tuple(PLATEAU_METRICS))
+        super().__post_init__()
 
     @property
     def mode(self) -> str:
         return PLATEAU_METRICS[self.metric]
 
     def settings(self) -> PlateauSettings:
-        return PlateauSettings(mode=self.mode, factor=self.factor, patience=self.patience, threshold=self.threshold,
-                               threshold_mode=self.threshold_mode, cooldown=self.cooldown, min_lr=self.min_lr,
-                               eps=self.eps)
+        return PlateauSettings(mode=self.mode, **self.rule())
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         # Reductions must not leak into the next run that shares this schedule tensor, so this

@@ -19,7 +19,7 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -71,13 +71,12 @@ class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
     makes a zero buffer the first time a parameter is stepped, as PyTorch does.
     """
 
-    def _with_grads(self, group: dict) -> list[Tensor]:
-        return [p for p in group["params"] if p.grad is not None]
-
-    @staticmethod
-    def _grads(params: Sequence[Tensor]) -> list[Tensor]:
-        """The gradients of ``params`` (all present: :meth:`_with_grads` chose them)."""
-        return [cast(Tensor, p.grad) for p in params]
+    def _groups_to_step(self) -> Iterator[tuple[dict, list[Tensor], list[Tensor]]]:
+        """``(group, params, grads)`` for every group, over the parameters that have a gradient."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                yield group, params, [cast(Tensor, p.grad) for p in params]
 
     def _state(self, params: Sequence[Tensor], name: str) -> list[Tensor]:
         buffers = []
@@ -114,11 +113,8 @@ class TensorMomentumSGD(_TensorHyperparameterOptimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            params = self._with_grads(group)
-            if not params:
-                continue
-            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
+        for group, params, grads in self._groups_to_step():
+            grads = self._with_l2(grads, params, group["weight_decay"])
             bufs = self._state(params, "momentum_buffer")
             momentum, lr = group["momentum"], group["lr"]
             torch._foreach_mul_(bufs, momentum)
@@ -144,12 +140,8 @@ class TensorAdam(_TensorHyperparameterOptimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            params = self._with_grads(group)
-            if not params:
-                continue
+        for group, params, grads in self._groups_to_step():
             lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            grads = self._grads(params)
             if group["decoupled"]:
                 if wd:
                     torch._foreach_mul_(params, 1 - lr * wd)
@@ -183,11 +175,8 @@ class TensorRMSprop(_TensorHyperparameterOptimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            params = self._with_grads(group)
-            if not params:
-                continue
-            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
+        for group, params, grads in self._groups_to_step():
+            grads = self._with_l2(grads, params, group["weight_decay"])
             alpha, momentum = group["alpha"], group["momentum"]
             square_avgs = self._state(params, "square_avg")
             torch._foreach_mul_(square_avgs, alpha)
@@ -216,11 +205,8 @@ class TensorAdadelta(_TensorHyperparameterOptimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            params = self._with_grads(group)
-            if not params:
-                continue
-            grads = self._with_l2(self._grads(params), params, group["weight_decay"])
+        for group, params, grads in self._groups_to_step():
+            grads = self._with_l2(grads, params, group["weight_decay"])
             rho, eps = group["rho"], group["eps"]
             square_avgs, acc_deltas = self._state(params, "square_avg"), self._state(params, "acc_delta")
             torch._foreach_mul_(square_avgs, rho)

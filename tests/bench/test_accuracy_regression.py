@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
@@ -63,16 +62,7 @@ RECORDS_ENV = "SPEEDRUN_REGRESSION_RECORDS"   # a folder to keep the GPU runs' r
 GATED_RECIPES = tuple(RECIPES)
 
 
-@pytest.fixture
-def one_cpu_thread():
-    """One intra-op thread, restored afterwards: on a busy 2-core box two OpenMP threads spin
-    against each other (a quarter-width real run measured 3-6x slower with two, and erratic)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
+@pytest.mark.slow
 def test_cpu_short_real_run_clears_its_floor(real_cifar10, one_cpu_thread):
     record = run_benchmark(CPU_RECIPE, HarnessOptions(runs=1, seed=CPU_SEED, device="cpu", compile=False,
                                                       train_subset=CPU_TRAIN, test_subset=CPU_TEST, out=None),

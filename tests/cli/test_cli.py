@@ -114,3 +114,24 @@ def test_flags_override_only_what_they_name(npz_dataset):
     assert recipe.train.stop_at_target is False and recipe.optimizer.eps == 1e-6
     assert recipe.replace(model=base.model, train=base.train, optimizer=base.optimizer) == base
     assert recipe_from_args(build_parser("train").parse_args(["train", "--recipe", "fast94"])) == base
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "compare", "plot"])
+def test_record_commands_start_without_importing_torch(command):
+    code = ("import sys\nfrom speedrun.cli import main\n"
+            f"code = main([{command!r}, '--help'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert command in proc.stdout
+
+
+def test_top_level_help_lists_every_command_and_version_works(capsys):
+    from speedrun import __version__
+    from speedrun.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(c.name in out for c in COMMANDS)
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"speedrun {__version__}"

@@ -55,6 +55,7 @@ def test_fast94_learns_a_small_problem_through_the_harness(make_synthetic_cifar1
     assert run["final_test_acc"] >= 0.5, run["final_test_acc"]   # chance 0.1; seeds 0-2 gave 0.66-0.81
 
 
+@pytest.mark.slow
 def test_fast94_beats_chance_on_real_cifar10_subset(real_cifar10):
     recipe = tiny(fast94_recipe(batch_size=100), epochs=4, widths=(16, 32, 32))
     recipe = recipe.replace(train=dataclasses.replace(recipe.train, tta="none"))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speedrun.bench.harness import HarnessOptions
-from speedrun.bench.lr_range import run_lr_find
+from speedrun.bench.lr_find import run_lr_find
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.data.device_data import DeviceData
 from speedrun.recipes import CLASSIC

@@ -32,6 +32,7 @@ def one_cycle(trainer, peak=0.4):
     return torch.cat([up, torch.linspace(peak, 0, total - peak_at)])
 
 
+@pytest.mark.slow
 def test_a_short_real_run_beats_chance_by_far(real_cifar10):
     # 2048 real images, 3 epochs of a quarter-width ResNet-9: about 10 s on 2 idle CPU cores.
     data = real_cifar10.subset(2048, 500)
