@@ -20,8 +20,14 @@ from typing import IO, Any
 from speedrun.errors import SpeedrunError
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, binary: bool) -> Path:
-    """Call ``write(file)`` on a temp file in ``path``'s folder, then rename it to ``path``."""
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, binary: bool,
+                     exclusive: bool = False) -> Path:
+    """Call ``write(file)`` on a temp file in ``path``'s folder, then rename it to ``path``.
+
+    ``exclusive``: publish only if ``path`` does not exist yet (FileExistsError otherwise), so a
+    file another process wrote in the meantime is never replaced; the check and the publish are
+    one step (a hard link), not a race.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -31,7 +37,11 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object]
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)          # fails with FileExistsError if the name is taken
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -46,8 +56,21 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    return write_atomically(path, lambda f: f.write(text), binary=False)
+def write_text_atomically(path: str | os.PathLike, text: str, *, exclusive: bool = False) -> Path:
+    return write_atomically(path, lambda f: f.write(text), binary=False, exclusive=exclusive)
+
+
+def check_writable_folder(folder: Path, *, flag: str) -> None:
+    """Refuse, before any work, a folder that cannot be made or written: a file in its place or
+    above it, or no permission. Nothing is created."""
+    for ancestor in [folder, *folder.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                what = "is a file" if ancestor == folder else f"lies under {ancestor}, which is a file"
+                raise SpeedrunError(f"{flag} {folder} {what}; give a folder (or a new .json path)")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise SpeedrunError(f"{flag} {folder}: {ancestor} is not writable; choose a folder you can write to")
+            return
 
 
 def matplotlib_available() -> bool:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from speedrun.errors import SpeedrunError
+
 _REPO = Path(__file__).resolve().parents[2]   # speedrun/bench/environment.py -> the checkout
 
 
@@ -44,11 +46,20 @@ def describe_environment(device: torch.device, driver: str | None = None) -> dic
 
 
 def pick_device(name: str | None) -> torch.device:
-    """``name`` if given, else CUDA when present, else CPU."""
-    if name:
+    """``name`` if given (checked: it must exist here), else CUDA when present, else CPU."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
         device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            from speedrun.errors import SpeedrunError
+    except (RuntimeError, ValueError):
+        raise SpeedrunError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
             raise SpeedrunError(f"--device {name}: CUDA is not available here; use --device cpu")
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SpeedrunError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type != "cpu":
+        raise SpeedrunError(f"--device {name}: speedrun runs on cpu or cuda (its timing, compilation and "
+                            f"telemetry are written for those); use --device cpu or cuda")
+    return device

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
 from speedrun.data.loading import load_cifar10
 from speedrun.errors import SettingError, SpeedrunError
+from speedrun.outputs import check_writable_folder
 from speedrun.recipes import Recipe
 from speedrun.results.records import (
     DEFAULT_RESULTS_DIR,
@@ -65,7 +67,11 @@ class HarnessOptions:
 def record_path(out: str, recipe: str, kind: str = "train") -> Path:
     """Where a record goes: ``out`` itself when it names a ``.json`` file, else a fresh name in it."""
     path = Path(out)
-    return path if path.suffix == ".json" else default_record_path(path, recipe, kind)
+    return path if _names_a_json_file(path) else default_record_path(path, recipe, kind)
+
+
+def _names_a_json_file(path: Path) -> bool:
+    return path.suffix.lower() == ".json"
 
 
 def format_epoch(entry: EpochLog) -> str:
@@ -183,6 +189,9 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     if len(schedule) != total_steps:
         raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "
                          f"({recipe.train.epochs} epochs of {trainer.steps_per_epoch} steps)")
+    if not bool((schedule.lr > 0).any()):
+        raise SpeedrunError(f"the schedule ({schedule.name}) has learning rate 0 at every step, so the run would "
+                            f"train nothing; check its rates (--max-lr, --base-lr)")
     lr = schedule.lr.to(device=device, dtype=torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to(device=device, dtype=torch.float32)
     choice = recipe.target_for(data.source, options.target)
@@ -230,29 +239,74 @@ class RecordWriter:
 
     Until the last run is in, the record says ``complete: false``, so a command killed at any
     point (a time limit's SIGKILL included) leaves a valid record of every run it finished,
-    marked as cut short. The path is fixed when the writer is made, before any work starts.
+    marked as cut short. The location is checked when the writer is made, before any work:
+    an empty ``--out``, a file where a folder should be, a folder named like a record, an
+    unwritable folder or an existing record (without ``--force``) are one-line errors. The
+    first write never replaces a file (another process may have taken the name since: a fresh
+    name is then chosen); later writes replace only this writer's own file. If writing fails
+    anyway (a full disk, a folder made read-only meanwhile), the record is kept in a fallback
+    folder under the system's temporary folder and the log says where.
     """
 
     def __init__(self, options: HarnessOptions, recipe: str, kind: str,
                  log: Callable[[str], None] = print) -> None:
-        self.path = record_path(options.out, recipe, kind) if options.out else None
-        if self.path is not None and self.path.exists() and not options.force:
-            raise SpeedrunError(f"{self.path} already exists; pass --force to replace it or choose a new --out path")
-        if self.path is not None and self.path.is_dir():
-            raise SpeedrunError(f"{self.path} is a folder; give --out a new .json file name or a folder to write into")
-        self.log = log
-        self._announced = False
+        self.log, self.recipe, self.kind, self.force = log, recipe, kind, options.force
+        self._written = self._announced = False
+        self.path: Path | None = None
+        self._explicit = False
+        if options.out is None:
+            return
+        if not str(options.out).strip():
+            raise SpeedrunError("--out is empty; give a folder or a .json path, or --no-record for no record")
+        out = Path(options.out)
+        self._explicit = _names_a_json_file(out)
+        folder = out.parent if self._explicit else out
+        check_writable_folder(folder, flag="--out")
+        if self._explicit:
+            if out.is_dir():
+                raise SpeedrunError(f"--out {out} is a folder; give a new .json file name or a folder to write into")
+            if out.exists() and not self.force:
+                raise SpeedrunError(f"{out} already exists; pass --force to replace it or choose a new --out path")
+        self.path = out if self._explicit else default_record_path(out, recipe, kind)
 
     def write(self, record: dict, *, complete: bool) -> dict:
         """Write ``record`` (with ``complete`` set); returns it with ``_path`` added when written."""
         record = {**record, "complete": complete}
         if self.path is None:
             return record
-        write_record(record, self.path)
+        try:
+            self._write(record)
+        except OSError as error:
+            self._keep_elsewhere(record, error)
         if complete or not self._announced:
             self.log(f"record{'' if complete else ' (rewritten after every run)'}: {self.path}")
             self._announced = True
         return {**record, "_path": str(self.path)}
+
+    def _write(self, record: dict) -> None:
+        assert self.path is not None
+        if self._written or (self._explicit and self.force):
+            write_record(record, self.path)
+        else:
+            while True:
+                try:
+                    write_record(record, self.path, exclusive=True)
+                    break
+                except FileExistsError:
+                    if self._explicit:
+                        raise SpeedrunError(f"{self.path} appeared while this command ran; it was left as it "
+                                            f"is: choose a new --out path") from None
+                    self.path = default_record_path(self.path.parent, self.recipe, self.kind)
+        self._written = True
+
+    def _keep_elsewhere(self, record: dict, error: OSError) -> None:
+        assert self.path is not None
+        fallback = Path(tempfile.gettempdir()) / "speedrun-unsaved-records"
+        wanted = self.path
+        self.path = default_record_path(fallback, self.recipe, self.kind)
+        write_record(record, self.path)
+        self._written = True
+        self.log(f"warning: could not write {wanted} ({error.strerror or error}); the record is kept at {self.path}")
 
 
 def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,

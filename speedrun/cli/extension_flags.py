@@ -27,8 +27,10 @@ from speedrun.cli.schedule_flags import (
     given_schedule_flags,
     schedule_from_args,
 )
+from speedrun.cli.values import finite_float, whole_number
 from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
-from speedrun.extensions.plateau import PLATEAU_METRICS, PlateauConfig
+from speedrun.errors import SettingError, SpeedrunError
+from speedrun.extensions.plateau import PLATEAU_METRICS, THRESHOLD_MODES, PlateauConfig
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
 from speedrun.schedules import ANNEAL_STRATEGIES, Schedule, policy_parameters
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 AUTO = "auto"
 _STAND_IN_PEAK = 1e3   # only checks that --max-lr auto has a peak to set; never trained with
-_PLATEAU_FLAGS = ("factor", "patience", "threshold", "cooldown", "min_lr", "metric")
+_PLATEAU_FLAGS = ("factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps", "metric")
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,10 @@ def add_extension_arguments(parser: argparse.ArgumentParser) -> None:
     add_schedule_arguments(parser, max_lr_type=max_lr_value)
 
     swa = parser.add_argument_group("stochastic weight averaging")
-    swa.add_argument("--swa-epochs", type=int, default=None, metavar="N",
+    swa.add_argument("--swa-epochs", type=whole_number, default=None, metavar="N",
                      help="average the weights over the last N epochs (BN statistics recomputed at the end)")
-    swa.add_argument("--swa-lr", type=float, default=None, metavar="LR", help="learning rate of the SWA phase")
-    swa.add_argument("--swa-anneal-epochs", type=int, default=None, metavar="N",
+    swa.add_argument("--swa-lr", type=finite_float, default=None, metavar="LR", help="learning rate of the SWA phase")
+    swa.add_argument("--swa-anneal-epochs", type=whole_number, default=None, metavar="N",
                      help="epochs to anneal from the schedule's lr to --swa-lr (default 0: switch at once)")
     swa.add_argument("--swa-anneal-strategy", choices=ANNEAL_STRATEGIES, default=None,
                      help="annealing shape (default cos)")
@@ -86,14 +88,18 @@ def add_extension_arguments(parser: argparse.ArgumentParser) -> None:
                          help="multiply the lr by --plateau-factor when the metric stops improving")
     plateau.add_argument("--plateau-metric", choices=tuple(PLATEAU_METRICS), default=None,
                          help="train_loss (min, default) or test_acc (max; tunes on the test set)")
-    plateau.add_argument("--plateau-factor", type=float, default=None, help="default 0.1")
-    plateau.add_argument("--plateau-patience", type=int, default=None,
+    plateau.add_argument("--plateau-factor", type=finite_float, default=None, help="default 0.1")
+    plateau.add_argument("--plateau-patience", type=whole_number, default=None,
                          help="epochs without improvement (default 10)")
-    plateau.add_argument("--plateau-threshold", type=float, default=None,
+    plateau.add_argument("--plateau-threshold", type=finite_float, default=None,
                          help="relative improvement needed (default 1e-4)")
-    plateau.add_argument("--plateau-cooldown", type=int, default=None,
+    plateau.add_argument("--plateau-cooldown", type=whole_number, default=None,
                          help="epochs ignored after a reduction (default 0)")
-    plateau.add_argument("--plateau-min-lr", type=float, default=None, help="lower bound on the lr (default 0)")
+    plateau.add_argument("--plateau-min-lr", type=finite_float, default=None, help="lower bound on the lr (default 0)")
+    plateau.add_argument("--plateau-threshold-mode", choices=THRESHOLD_MODES, default=None,
+                         help="rel (default): improve by a fraction; abs: by an amount")
+    plateau.add_argument("--plateau-eps", type=finite_float, default=None,
+                         help="a reduction smaller than this is skipped (default 1e-8)")
 
 
 def max_lr_value(text: str) -> float | str:
@@ -161,6 +167,17 @@ def _check_unused(args: argparse.Namespace, needs: str, flags: tuple[str, ...], 
         raise ValueError(f"{', '.join(unused)}: only used with {needs}")
 
 
+def _with_flags(prefix: str, make: Callable[[], Any]) -> Any:
+    """Build an extension config; a SettingError names the flag (``--plateau-factor``), not the field."""
+    try:
+        return make()
+    except SettingError as error:
+        def flag(name: str) -> str:
+            name = name.removeprefix(f"{prefix}_")
+            return f"--{prefix}-{name.replace('_', '-')}"
+        raise SpeedrunError(error.render(flag)) from None
+
+
 def _parse_epochs(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in str(text).split(",") if part.strip())
@@ -174,7 +191,7 @@ def extensions_from_args(args: argparse.Namespace) -> tuple:
     if getattr(args, "plateau", False):
         given = {f: getattr(args, f"plateau_{f}") for f in _PLATEAU_FLAGS
                  if getattr(args, f"plateau_{f}", None) is not None}
-        extensions.append(PlateauConfig(**given))
+        extensions.append(_with_flags("plateau", lambda: PlateauConfig(**given)))
     else:
         _check_unused(args, "--plateau", _PLATEAU_FLAGS, "plateau")
 
@@ -184,7 +201,7 @@ def extensions_from_args(args: argparse.Namespace) -> tuple:
             raise ValueError("--swa-epochs and --swa-lr go together: give both")
         options = {k: v for k, v in (("anneal_epochs", getattr(args, "swa_anneal_epochs", None)),
                                      ("anneal_strategy", getattr(args, "swa_anneal_strategy", None))) if v is not None}
-        extensions.append(SWAConfig(epochs=swa_epochs, swa_lr=swa_lr, **options))
+        extensions.append(_with_flags("swa", lambda: SWAConfig(epochs=swa_epochs, swa_lr=swa_lr, **options)))
     else:
         _check_unused(args, "--swa-epochs and --swa-lr", ("anneal_epochs", "anneal_strategy"), "swa")
 

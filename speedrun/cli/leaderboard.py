@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from speedrun.cli.values import finite_float
 from speedrun.outputs import write_new_text_file
 from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records
 from speedrun.results.records import DEFAULT_RESULTS_DIR
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
     p.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), metavar="PATHS",
                    help="record files or folders searched for *.json (default: results/)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("--target", type=float, default=None, metavar="T",
+    p.add_argument("--target", type=finite_float, default=None, metavar="T",
                    help="rank against this accuracy in (0, 1] instead of each record's own target")
     p.add_argument("--out", default=None, metavar="FILE", help="write to a new FILE instead of stdout (never overwritten)")
     p.set_defaults(handler=run)

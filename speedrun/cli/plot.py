@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     record_path = Path(args.record)
     record = read_record(record_path)
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
-    for path in plot_record(record, out_dir, prefix=record_path.stem):
+    for path in plot_record(record, out_dir, prefix=record_path.stem, log=lambda line: print(line, file=sys.stderr)):
         print(path)
     return 0

@@ -9,6 +9,7 @@ from speedrun.bench.harness import prepare_run, rehearse
 from speedrun.bench.profiling import profile_epoch
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
+from speedrun.cli.values import whole_number
 from speedrun.outputs import write_new_text_file
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
                                           "and print the ops by self time (device time on a GPU).")
     add_harness_arguments(p, default_recipe="fast94")
     add_recipe_arguments(p)
-    p.add_argument("--rows", type=int, default=25, help="ops to list (default: 25)")
+    p.add_argument("--rows", type=whole_number, default=25, help="ops to list (default: 25)")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table to a new Markdown FILE")
     p.add_argument("--trace", default=None, metavar="FILE", help="also save a Chrome trace (chrome://tracing)")
     p.set_defaults(handler=run)

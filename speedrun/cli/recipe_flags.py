@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from speedrun import settings
 from speedrun.cli import name_settings
+from speedrun.cli.values import finite_float, whole_number, whole_numbers
 from speedrun.data.augment import AugmentConfig
 from speedrun.errors import SpeedrunError
 from speedrun.models.fast_net import FastNetConfig
@@ -49,32 +49,14 @@ def _flag_name(field: dataclasses.Field) -> str:
     return field.metadata.get(settings.FLAG) or "--" + field.name.replace("_", "-")
 
 
-def _parser_for(annotation: str, flag: str) -> Callable[[str], Any]:
+def _parser_for(annotation: str) -> Callable[[str], Any]:
     """Turn the flag's text into the field's type; a bad value names the flag."""
-    def number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-        def parse(text: str) -> Any:
-            try:
-                value = kind(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") \
-                    from None
-            if isinstance(value, float) and not math.isfinite(value):
-                raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-            return value
-        return parse
-
     if annotation == "int":
-        return number(int)
+        return whole_number
     if annotation == "float":
-        return number(float)
+        return finite_float
     if annotation.startswith("tuple[int"):
-        def ints(text: str) -> tuple[int, ...]:
-            try:
-                return tuple(int(part) for part in text.split(","))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated whole numbers, e.g. 64,256,256") \
-                    from None
-        return ints
+        return whole_numbers
     return str
 
 
@@ -100,7 +82,7 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, seen: d
         return
     flag = _flag_name(field)
     choices = meta.get(settings.CHOICES)
-    group.add_argument(flag, dest=dest, default=None, type=_parser_for(str(field.type), flag), choices=choices,
+    group.add_argument(flag, dest=dest, default=None, type=_parser_for(str(field.type)), choices=choices,
                        help=f"{help_text} (default: the recipe's)")
     seen[dest] = SettingFlag(field.name, dest, (flag,))
 
@@ -126,7 +108,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         for field in settings.described_fields(cls):
             _add_field(group, field, seen)
     model = parser.add_argument_group("recipe overrides: model (each applies where the recipe's model has it)")
-    model.add_argument("--width", type=_parser_for("float", "--width"), dest="width_factor",
+    model.add_argument("--width", type=finite_float, dest="width_factor",
                        help="multiply every layer's width (e.g. 0.25 for a quick CPU run)")
     for cls in MODEL_CONFIGS:
         for field in settings.described_fields(cls):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from speedrun.cli.extension_flags import schedule_spec_from_args
 from speedrun.cli.schedule_flags import add_schedule_arguments
+from speedrun.cli.values import whole_number
 from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
 from speedrun.recipes import RECIPES, get_recipe
 from speedrun.schedules.plot import write_schedule
@@ -22,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
                     "path or without matplotlib). Without --schedule, the recipe's schedule is drawn.")
     p.add_argument("--recipe", default="classic", help=f"recipe whose schedule is drawn without --schedule: "
                                                        f"{', '.join(RECIPES)} (default: classic)")
-    p.add_argument("--epochs", type=int, default=None, help="run length in epochs (default: the recipe's)")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
+    p.add_argument("--epochs", type=whole_number, default=None, help="run length in epochs (default: the recipe's)")
+    p.add_argument("--steps-per-epoch", type=whole_number, default=None,
                    help="optimizer steps per epoch (default: 50000 // the recipe's batch size)")
     p.add_argument("--plot", default=None, metavar="PATH", help="write the curve here (.png, or .csv)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot file")

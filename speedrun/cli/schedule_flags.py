@@ -24,6 +24,7 @@ from speedrun.schedules import (
     build_schedule,
     lookup_policy,
     policy_parameters,
+    unit_count,
     with_warmup,
 )
 
@@ -253,6 +254,13 @@ def schedule_from_args(args: argparse.Namespace, *, total_steps: int, steps_per_
         if warmup_steps < 0 or warmup_steps >= total_steps:
             raise ValueError(f"--warmup {warmup} is {warmup_steps} steps; it must be >= 0 and leave "
                              f"some of the {total_steps} steps for the schedule")
+    units = unit_count(total_steps - warmup_steps, interval, steps_per_epoch)
+    milestones = params.get("milestones") or ()
+    late = [m for m in milestones if m >= units] if isinstance(milestones, (list, tuple)) else []
+    if late:
+        unit = "epochs" if interval == "epoch" else "steps"
+        raise ValueError(f"--milestones: {', '.join(map(str, late))} lie(s) past the run's end ({units} {unit} after "
+                         f"any warm-up); a milestone there would never take effect")
     schedule = build_schedule(policy.__name__, total_steps - warmup_steps, steps_per_epoch=steps_per_epoch,
                               interval=interval, **params)
     if warmup_steps:

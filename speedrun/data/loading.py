@@ -86,7 +86,7 @@ def load_cifar10(
         found = _search_folder(path, expected_md5, expected_counts)
         if found is not None:
             return found
-    if not download or not _torchvision_available():
+    if not download or _torchvision_problem() is not None:
         raise DatasetError(_not_found_message(path, download))
     _download_archive(path, expected_md5)
     found = _search_folder(path, expected_md5, expected_counts)
@@ -283,12 +283,22 @@ def _md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _torchvision_available() -> bool:
+def _torchvision_problem() -> str | None:
+    """Why torchvision cannot download here (None when it can): not installed, or installed but
+    failing to import (typically a build for another torch, e.g. the CUDA wheel beside a CPU torch)."""
     try:
         import torchvision.datasets.utils  # noqa: F401
-    except Exception:  # absent, or present but broken against this torch: either way, no download
-        return False
-    return True
+    except ModuleNotFoundError as error:
+        if error.name in ("torchvision", "torchvision.datasets", "torchvision.datasets.utils"):
+            return "torchvision (needed to download) is not installed: pip install 'speedrun[download]'"
+        return f"torchvision is installed but fails to import ({type(error).__name__}: {_one_line(error)})"
+    except Exception as error:
+        import torch
+
+        return (f"torchvision is installed but fails to import ({type(error).__name__}: {_one_line(error)}), "
+                f"usually because it was built for another torch than this one ({torch.__version__}): install "
+                f"the torchvision release that goes with it")
+    return None
 
 
 def _download_archive(folder: Path, expected_md5: str | None) -> None:
@@ -306,7 +316,7 @@ def _download_archive(folder: Path, expected_md5: str | None) -> None:
 
 def _not_found_message(path: Path, download: bool) -> str:
     where = f"data folder {path} does not exist" if not path.exists() else f"no CIFAR-10 found in {path}"
-    why = "download is off" if not download else "torchvision (needed to download) is not installed"
+    why = "download is off" if not download else _torchvision_problem() or "torchvision cannot download"
     return f"{where} (looked for {SEARCHED_NAMES}) and {why}; {_manual_fix(path)}"
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from speedrun.checks import int_at_least, one_of, real_in
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.schedules import ANNEAL_STRATEGIES
 from speedrun.training.evaluation import autocast_for
@@ -50,15 +51,10 @@ class SWAConfig:
     anneal_strategy: str = "cos"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"swa epochs must be an integer >= 1, got {self.epochs!r}")
-        if not isinstance(self.swa_lr, (int, float)) or not math.isfinite(self.swa_lr) or self.swa_lr < 0:
-            raise ValueError(f"swa_lr must be a finite number >= 0, got {self.swa_lr!r}")
-        if not isinstance(self.anneal_epochs, int) or isinstance(self.anneal_epochs, bool) or self.anneal_epochs < 0:
-            raise ValueError(f"swa anneal_epochs must be an integer >= 0, got {self.anneal_epochs!r}")
-        if self.anneal_strategy not in ANNEAL_STRATEGIES:
-            raise ValueError(f"swa anneal_strategy must be one of {', '.join(ANNEAL_STRATEGIES)}, "
-                             f"got {self.anneal_strategy!r}")
+        int_at_least("epochs", self.epochs, 1)
+        real_in("swa_lr", self.swa_lr, low=0)
+        int_at_least("anneal_epochs", self.anneal_epochs, 0)
+        one_of("anneal_strategy", self.anneal_strategy, ANNEAL_STRATEGIES)
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         total = trainer.config.epochs

@@ -37,10 +37,20 @@ PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
 
 
-def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None = None) -> list[Path]:
-    """Write the three PNGs for ``record`` into ``out_dir`` and return their paths."""
+def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None = None,
+                log: Callable[[str], None] = lambda _: None) -> list[Path]:
+    """Write the PNGs for ``record`` into ``out_dir`` and return their paths.
+
+    The accuracy and schedule pictures always; the GPU picture only when the record holds GPU
+    telemetry (``log`` says why it is left out otherwise). An anchor record's runs are drawn
+    per side. An ``lr_find`` record is refused: its curve is the CSV/PNG written beside it.
+    """
     if not matplotlib_available():
         raise SpeedrunError(_MISSING_MATPLOTLIB)
+    if record.get("kind") == "lr_find":
+        files = ((record.get("lr_find") or {}).get("files") or {})
+        beside = ", ".join(name for name in (files.get("csv"), files.get("png")) if name) or "its CSV"
+        raise SpeedrunError(f"an lr_find record has no runs to plot; its loss curve is {beside}, written beside it")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SpeedrunError(f"{out} is a file; pass a folder to --out-dir")
@@ -48,10 +58,35 @@ def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None 
     paths = _fresh_paths(out, prefix or default_prefix(record))
     drawers: dict[str, Callable[[Any, dict], None]] = {"accuracy": _draw_accuracy, "schedule": _draw_schedule,
                                                          "gpu": _draw_gpu}
+    written = []
     for name, path in zip(PLOT_NAMES, paths):
-        draw = drawers[name]
-        write_figure(path, functools.partial(_draw_with, draw, record))
-    return paths
+        if name == "gpu" and not _telemetry_runs(record):
+            log(f"no GPU picture: {_no_telemetry_reason(record)}")
+            continue
+        write_figure(path, functools.partial(_draw_with, drawers[name], record))
+        written.append(path)
+    return written
+
+
+def _all_runs(record: dict) -> list[tuple[str, dict]]:
+    """``(label prefix, run)`` for every run: an anchor record's per side."""
+    sides = record.get("sides") if record.get("kind") == "anchor" else None
+    if isinstance(sides, list) and sides:
+        return [(f"{side.get('label', '?')}: ", run) for side in sides if isinstance(side, dict)
+                for run in side.get("runs", []) if isinstance(run, dict)]
+    return [("", run) for run in record.get("runs", []) if isinstance(run, dict)]
+
+
+def _telemetry_runs(record: dict) -> list[tuple[str, dict]]:
+    return [(label, r) for label, r in _all_runs(record) if (r.get("nvml") or {}).get("samples")]
+
+
+def _no_telemetry_reason(record: dict) -> str:
+    nvml = record.get("nvml") or {}
+    reason = nvml.get("reason") or next(
+        ((r.get("nvml") or {}).get("reason") for _, r in _all_runs(record) if (r.get("nvml") or {}).get("reason")),
+        None)
+    return "the record holds no GPU telemetry" + (f" ({reason})" if reason else " (NVML recorded no samples)")
 
 
 def _draw_with(draw: Callable[[Any, dict], None], record: dict, fig: Any) -> None:
@@ -102,14 +137,14 @@ def _draw_accuracy(fig: Any, record: dict) -> None:
     ax.set_title(_title(record, "test accuracy over wall time"))
     target = record.get("target")
     drawn = 0
-    for run in record.get("runs", []):
+    for side, run in _all_runs(record):
         points = [(_num(e.get("elapsed_s")), _num(e.get("test_acc"))) for e in run.get("epochs", [])]
         points = [(t, 100 * a) for t, a in points if not math.isnan(t) and not math.isnan(a)]
         if not points:
             continue
         drawn += 1
         status = "" if run.get("status") == "ok" else f" ({run.get('status')})"
-        line, = ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.2, label=f"seed {run.get('seed')}{status}")
+        line, = ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.2, label=f"{side}seed {run.get('seed')}{status}")
         ttt = run.get("time_to_target_s")
         if run.get("reached_target") and isinstance(ttt, (int, float)):
             # Mark the evaluation that established the target, on the curve itself.
@@ -170,23 +205,13 @@ def _constant_momentum(record: dict) -> float | None:
 
 
 def _draw_gpu(fig: Any, record: dict) -> None:
-    runs = [r for r in record.get("runs", []) if (r.get("nvml") or {}).get("samples")]
-    if not runs:
-        ax = fig.add_subplot()
-        ax.set_title(_title(record, "GPU utilization and power"))
-        nvml = record.get("nvml") or {}
-        reason = nvml.get("reason") or next(
-            ((r.get("nvml") or {}).get("reason") for r in record.get("runs", []) if (r.get("nvml") or {}).get("reason")),
-            None,
-        )
-        _say(ax, "No GPU telemetry in this record" + (f":\n{reason}" if reason else " (NVML recorded no samples)."))
-        return
+    runs = _telemetry_runs(record)
     util_ax, power_ax = fig.subplots(2, 1, sharex=True)
     util_ax.set_title(_title(record, "GPU utilization and power over the timed part"))
-    for run in runs:
+    for side, run in runs:
         samples = [[_num(v) for v in s[:5]] for s in run["nvml"]["samples"] if isinstance(s, list) and len(s) >= 4]
         t = [s[0] for s in samples]
-        label = f"seed {run.get('seed')}"
+        label = f"{side}seed {run.get('seed')}"
         util_ax.plot(t, [s[1] for s in samples], linewidth=1, label=label)
         power_ax.plot(t, [s[3] for s in samples], linewidth=1, label=label)
     util_ax.set_ylabel("utilization (%)")

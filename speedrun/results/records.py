@@ -101,18 +101,19 @@ def _reject_non_finite(value: Any) -> None:
     raise ValueError(f"non-finite number {value!r} in record")
 
 
-def write_record(record: dict, path: str | os.PathLike) -> Path:
+def write_record(record: dict, path: str | os.PathLike, *, exclusive: bool = False) -> Path:
     """Write ``record`` as JSON atomically: a temp file in the same folder, then rename.
 
-    A crash mid-write leaves either the old file or none, never half a record. Non-finite
-    floats must be turned into null (with the run marked failed) before writing: JSON has no
-    NaN, and a record with one would be unreadable by strict parsers.
+    A crash mid-write leaves either the old file or none, never half a record. ``exclusive``
+    refuses to replace an existing file (FileExistsError). Non-finite floats must be turned into
+    null (with the run marked failed) before writing: JSON has no NaN, and a record with one
+    would be unreadable by strict parsers.
     """
     validate_record(record, source="record to write")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
-    write_text_atomically(path, text)
+    write_text_atomically(path, text, exclusive=exclusive)
     return path
 
 

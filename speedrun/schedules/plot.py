@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from speedrun.errors import SpeedrunError
 from speedrun.outputs import (
     check_new_path,
     matplotlib_available,
@@ -33,6 +34,8 @@ def write_schedule(schedule: Schedule, path: str | os.PathLike, *, force: bool =
     """Write ``schedule`` to ``path``: a PNG, or CSV when the path ends in ``.csv`` or matplotlib is
     missing (then ``.csv`` replaces the suffix). Returns the path written; never overwrites unless ``force``."""
     path = check_new_path(path, force=force, flag=flag)
+    if path.suffix.lower() not in (".png", ".csv"):
+        raise SpeedrunError(f"{flag} {path}: name a .png (a picture) or a .csv (the values) file")
     if path.suffix.lower() != ".csv" and not matplotlib_available():
         path = check_new_path(path.with_suffix(".csv"), force=force, flag=flag)
     if path.suffix.lower() == ".csv":

@@ -157,3 +157,78 @@ def test_the_record_says_where_its_target_came_from_and_holds_the_data_checksums
     assert record["dataset"]["sha256"] == data.checksums()
     given = run_benchmark(TINY_RECIPE, HarnessOptions(out=None, target=0.2), data=data, log=lambda _: None)
     assert (given["target"], given["target_source"]) == (0.2, "given (--target)")
+
+
+@pytest.mark.parametrize("out,message", [
+    ("", "--out is empty"),
+    ("file.txt/records", "lies under"),
+    ("file.txt", "is a file"),
+    ("folder.json", "is a folder"),
+    ("readonly/records", "is not writable"),
+])
+def test_a_bad_output_location_is_refused_before_any_work(tmp_path, make_synthetic_cifar10, monkeypatch, out, message):
+    import os
+
+    from speedrun.errors import SpeedrunError
+    from speedrun.training.trainer import Trainer
+
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "readonly").mkdir()
+    # The permission check asks os.access; faked here, since a test run as root may write anywhere.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "readonly" and real_access(path, mode))
+    monkeypatch.setattr(Trainer, "rehearse", lambda *a, **k: pytest.fail("work started before the check"))
+    target = str(tmp_path / out) if out else ""
+    with pytest.raises(SpeedrunError, match=message):
+        run_benchmark(TINY_RECIPE, HarnessOptions(out=target), data=make_synthetic_cifar10(train=128, test=32),
+                      log=lambda _: None)
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
+
+
+def test_an_upper_case_json_suffix_names_a_file_not_a_folder(tmp_path, make_synthetic_cifar10):
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(out=str(tmp_path / "R.JSON")),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    assert (tmp_path / "R.JSON").is_file() and read_record(record["_path"])["complete"] is True
+
+
+def test_a_name_taken_meanwhile_is_never_overwritten(tmp_path, make_synthetic_cifar10, monkeypatch):
+    """Two commands starting in the same second pick the same default name: the second gets another."""
+    import speedrun.bench.harness as harness
+
+    fixed = tmp_path / "20260101T000000Z-train-classic.json"
+    taken = {"n": 0}
+
+    def same_name(folder, recipe, kind):
+        taken["n"] += 1
+        return fixed if taken["n"] == 1 else tmp_path / f"other-{taken['n']}.json"
+
+    monkeypatch.setattr(harness, "default_record_path", same_name)
+    writer = harness.RecordWriter(HarnessOptions(out=str(tmp_path)), "classic", "train", log=lambda _: None)
+    fixed.write_text("another command's record")          # written after our name was chosen
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(out=None), data=make_synthetic_cifar10(train=128, test=32),
+                           log=lambda _: None)
+    written = writer.write({k: v for k, v in record.items() if k != "complete"}, complete=True)
+    assert fixed.read_text() == "another command's record"
+    assert written["_path"] != str(fixed) and read_record(written["_path"])["complete"] is True
+
+
+def test_a_write_that_fails_keeps_the_record_elsewhere_and_says_where(tmp_path, make_synthetic_cifar10, monkeypatch):
+    import speedrun.bench.harness as harness
+
+    real_write = harness.write_record
+    calls = {"n": 0}
+
+    def flaky(record, path, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real_write(record, path, **kwargs)
+
+    monkeypatch.setattr(harness, "write_record", flaky)
+    lines = []
+    record = run_benchmark(TINY_RECIPE, HarnessOptions(out=str(tmp_path / "r.json")),
+                           data=make_synthetic_cifar10(train=128, test=32), log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning: could not write"))
+    assert "No space left on device" in warning and record["_path"] in warning
+    assert read_record(record["_path"])["complete"] is True and not (tmp_path / "r.json").exists()

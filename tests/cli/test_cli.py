@@ -68,6 +68,18 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--train-subset", "100000"], "--train-subset"),
     (["--width", "-1"], "--width"),
     (["--tta", "all"], "--tta: invalid choice: 'all'"),
+    (["--device", "foo"], "--device 'foo' is not a device name"),
+    (["--device", "mps"], "--device mps: speedrun runs on cpu or cuda"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available here"),
+    (["--width", "inf"], "--width: 'inf' is not a finite number"),
+    (["--plateau", "--plateau-factor", "2"], "--plateau-factor must be a finite number"),
+    (["--plateau", "--plateau-eps", "-1"], "--plateau-eps must be a finite number >= 0.0"),
+    (["--swa-epochs", "0", "--swa-lr", "0.1"], "--swa-epochs must be an integer >= 1"),
+    (["--schedule", "one_cycle_lr", "--max-lr", "0"], "learning rate 0 at every step"),
+    (["--epochs", "4", "--schedule", "multistep_lr", "--base-lr", "0.1", "--milestones", "1ep,5ep"],
+     "--milestones: 10 lie(s) past the run's end (8 steps"),
+    (["--swa-epochs", "1", "--swa-lr", "nan"], "--swa-lr: 'nan' is not a finite number"),
+    (["--seed", str(2**64)], "--seed: '18446744073709551616' is not a seed from 0 to 2**63 - 1"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, npz_dataset, tmp_path, capsys):
@@ -135,3 +147,9 @@ def test_top_level_help_lists_every_command_and_version_works(capsys):
     assert all(c.name in out for c in COMMANDS)
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"speedrun {__version__}"
+
+
+def test_an_empty_out_is_refused_in_one_line(npz_dataset, capsys):
+    assert main([*TINY_FLAGS, "--data-dir", str(npz_dataset), "--out", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out is empty" in err[0]

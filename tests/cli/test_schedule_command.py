@@ -80,3 +80,10 @@ def test_the_command_draws_a_recipes_schedule_by_default(tmp_path, capsys):
 def test_the_command_names_a_bad_flag(capsys):
     assert main(["schedule", "--base-lr", "0.1"]) == 2
     assert "--schedule" in capsys.readouterr().err
+
+
+def test_a_plot_path_that_is_neither_png_nor_csv_is_refused(tmp_path, capsys):
+    assert main(["schedule", "--recipe", "classic", "--epochs", "2", "--steps-per-epoch", "5",
+                 "--plot", str(tmp_path / "lr.txt")]) == 2
+    assert "name a .png (a picture) or a .csv (the values) file" in capsys.readouterr().err
+    assert not (tmp_path / "lr.txt").exists()

@@ -330,3 +330,16 @@ def test_real_data_has_cifar10s_counts_classes_and_first_labels(real_cifar10):
     assert data.train_labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert data.test_labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert data.source == SOURCE_JPEG_COPY == "CIFAR-10 (JPEG-q75 copy)"
+
+
+def test_a_torchvision_that_fails_to_import_is_not_called_missing(tmp_path, monkeypatch):
+    """The CUDA torchvision wheel beside a CPU torch raises on import; say so, not "not installed"."""
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    message = load_error(tmp_path / "data", download=True)
+    assert "torchvision is installed but fails to import" in message
+    assert "operator torchvision::nms does not exist" in message and "not installed" not in message

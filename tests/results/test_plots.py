@@ -27,8 +27,8 @@ def matplotlib():
     return pytest.importorskip("matplotlib")
 
 
-def _assert_pngs(paths, folder, prefix):
-    assert [p.name for p in paths] == [f"{prefix}-{name}.png" for name in PLOT_NAMES]
+def _assert_pngs(paths, folder, prefix, names=("accuracy", "schedule")):
+    assert [p.name for p in paths] == [f"{prefix}-{name}.png" for name in names]
     for path in paths:
         assert path.parent == folder
         data = path.read_bytes()
@@ -41,11 +41,21 @@ def test_writes_accuracy_schedule_and_gpu_pictures(matplotlib, cpu_records, tmp_
     _assert_pngs(paths, tmp_path, "narrow")
 
 
-def test_without_telemetry_the_gpu_picture_is_still_written(matplotlib, cpu_records, tmp_path):
+def test_without_telemetry_no_gpu_picture_is_drawn_and_the_reason_is_said(matplotlib, cpu_records, tmp_path):
     record = cpu_records.load("narrow")
     assert record["nvml"]["available"] is False  # CPU run: NVML had nothing to sample
-    gpu = plot_record(record, tmp_path, prefix="cpu")[2]
-    assert gpu.name == "cpu-gpu.png" and gpu.stat().st_size > 5_000
+    said = []
+    paths = plot_record(record, tmp_path, prefix="cpu", log=said.append)
+    assert [p.name for p in paths] == ["cpu-accuracy.png", "cpu-schedule.png"]
+    assert len(said) == 1 and said[0].startswith("no GPU picture: the record holds no GPU telemetry (")
+
+
+def test_an_lr_find_record_is_refused_with_where_its_curve_is(matplotlib, cpu_records, tmp_path):
+    record = dict(cpu_records.load("narrow"), kind="lr_find", runs=[],
+                  lr_find={"files": {"csv": "lr.csv", "png": "lr.png"}})
+    with pytest.raises(SpeedrunError, match=r"its loss curve is lr\.csv, lr\.png"):
+        plot_record(record, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_telemetry_samples_are_drawn(matplotlib, cpu_records, tmp_path):
@@ -54,9 +64,9 @@ def test_telemetry_samples_are_drawn(matplotlib, cpu_records, tmp_path):
     for i, run in enumerate(record["runs"]):
         run["nvml"] = {"available": True, "samples": [[0.05 * k, 90.0 - i, 4000.0, 250.0 + k, 1980.0] for k in range(40)]}
     record["nvml"] = {"available": True, "reason": None}
-    with_samples = plot_record(record, tmp_path, prefix="gpu")[2].read_bytes()
-    without = plot_record(cpu_records.load("narrow"), tmp_path, prefix="cpu")[2].read_bytes()
-    assert with_samples != without
+    paths = plot_record(record, tmp_path, prefix="gpu")
+    assert [p.name for p in paths] == [f"gpu-{name}.png" for name in PLOT_NAMES]
+    assert paths[2].read_bytes().startswith(PNG_MAGIC) and paths[2].stat().st_size > 5_000
 
 
 def test_default_prefix_comes_from_the_record(matplotlib, cpu_records, tmp_path):
@@ -70,7 +80,7 @@ def test_existing_pictures_are_never_overwritten(matplotlib, cpu_records, tmp_pa
     first = plot_record(record, tmp_path, prefix="r")
     before = [p.read_bytes() for p in first]
     second = plot_record(record, tmp_path, prefix="r")
-    assert [p.name for p in second] == [f"r-1-{name}.png" for name in PLOT_NAMES]
+    assert [p.name for p in second] == [f"r-1-{name}.png" for name in ("accuracy", "schedule")]
     assert [p.read_bytes() for p in first] == before
 
 
@@ -109,7 +119,7 @@ def test_command_names_the_pictures_after_the_record_file(matplotlib, cpu_record
     assert plot_cmd.run(args) == 0
     printed = capsys.readouterr().out.split()
     stem = cpu_records.wide.stem
-    assert printed == [str(tmp_path / "pics" / f"{stem}-{name}.png") for name in PLOT_NAMES]
+    assert printed == [str(tmp_path / "pics" / f"{stem}-{name}.png") for name in ("accuracy", "schedule")]
 
 
 def test_cli_exits_2_for_a_newer_schema_record(tmp_path, capsys):
@@ -131,5 +141,5 @@ def test_every_picture_of_an_incomplete_record_says_so(matplotlib, cpu_records, 
         titles.append(" ".join(ax.get_title() for ax in fig.axes)), savefig(fig, *a, **k))[1])
     record = dict(cpu_records.load("narrow"), complete=False, runs_planned=9)
     plot_record(record, tmp_path, prefix="cut")
-    assert len(titles) == len(PLOT_NAMES)
+    assert len(titles) == 2           # accuracy and schedule: a CPU record has no GPU picture
     assert all("incomplete record: 3 of 9 planned runs (cut short)" in t for t in titles), titles
