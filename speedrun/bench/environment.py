@@ -1,13 +1,16 @@
 """What a result ran on: software versions, GPU, driver and the code's git commit."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from speedrun import __version__
 from speedrun.errors import SpeedrunError
 
 _REPO = Path(__file__).resolve().parents[2]   # speedrun/bench/environment.py -> the checkout
@@ -42,6 +45,11 @@ def describe_environment(device: torch.device, driver: str | None = None) -> dic
         "hostname": socket.gethostname(),
         "git_commit": commit,
         "git_dirty": dirty,
+        "speedrun": __version__,
+        "numpy": np.__version__,
+        # The same seed gives other results under another thread count (reduction order).
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 
 

@@ -18,7 +18,7 @@ import torch
 
 from speedrun.bench.environment import describe_environment, pick_device
 from speedrun.bench.telemetry import NvmlSampler
-from speedrun.bench.timing import TIMER_RULE, synchronize
+from speedrun.bench.timing import TIMER_RULE, ProgressLog, synchronize
 from speedrun.checks import int_at_least, is_real
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
@@ -183,7 +183,8 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     data_to_device_s = time.perf_counter() - t0
 
     trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
-                      train=recipe.train, compile_model=compile_model, extensions=recipe.extensions)
+                      train=recipe.train, compile_model=compile_model, extensions=recipe.extensions,
+                      progress=ProgressLog(log) if device.type == "cpu" else None)
     total_steps = trainer.steps_per_epoch * recipe.train.epochs
     schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
     if len(schedule) != total_steps:

@@ -19,6 +19,7 @@ import torch
 from speedrun.bench.environment import describe_environment, pick_device
 from speedrun.bench.harness import HarnessOptions, record_path
 from speedrun.bench.telemetry import NvmlSampler
+from speedrun.bench.timing import ProgressLog
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
 from speedrun.data.loading import load_cifar10
@@ -54,7 +55,8 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     data = data.subset(options.train_subset, options.test_subset)
     log(f"LR range test: {recipe.name}, {config.num_steps} steps of batch {recipe.train.batch_size}, "
         f"lr {config.start_lr:g} -> {config.end_lr:g} ({config.ramp}) on {device}")
-    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config)
+    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config,
+                               progress=ProgressLog(log) if device.type == "cpu" else None)
     log(format_result(result))
     record = lr_find_record(recipe, options, config, result, data=data, device=str(device),
                             driver=NvmlSampler(device).driver_version() if device.type == "cuda" else None,

@@ -7,6 +7,7 @@ and ``time.perf_counter`` is exact.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -62,3 +63,23 @@ TIMER_RULE = (
     "measured with CUDA events on a GPU (perf_counter on CPU); moving the dataset to the device "
     "and the one-time rehearsal (torch.compile and first use, on random pixels) are measured separately and excluded"
 )
+
+
+class ProgressLog:
+    """Says how far long work has got, at most every ``every_s`` seconds of the host's clock.
+
+    For the CPU, where one epoch or an LR range test can take minutes: called after every step
+    with ``(what, done, total)``, it logs a line only when enough time has passed since the
+    last one. It reads no device value, but it is meant for CPU runs only (the harness does not
+    give it to a GPU run, whose epochs take seconds).
+    """
+
+    def __init__(self, log: Callable[[str], None], every_s: float = 30.0) -> None:
+        self.log, self.every_s = log, every_s
+        self._last = time.perf_counter()
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every_s and done < total:
+            self._last = now
+            self.log(f"  ... {what}: {done}/{total}")

@@ -46,6 +46,8 @@ COMMANDS: tuple[Command, ...] = (
             "rank result records by mean time-to-target, one table per GPU model"),
     Command("compare", "speedrun.cli.compare",
             "compare two records: time and accuracy differences with 95%% CIs and Welch p-values"),
+    Command("export", "speedrun.cli.export",
+            "write a record as a flat per-epoch CSV, or as DAWNBench's submission files"),
     Command("plot", "speedrun.cli.plot",
             "draw a record's accuracy curves, lr/momentum schedule and GPU telemetry as PNGs"),
     Command("anchor", "speedrun.cli.anchor",

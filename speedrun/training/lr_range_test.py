@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speedrun.bench.timing import ProgressLog
 from speedrun.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -146,8 +147,8 @@ def suggest_lrs(lrs: Sequence[float], smoothed: Sequence[float], config: LRFinde
 
 
 def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss: Callable[[], Tensor],
-                  config: LRFinderConfig = LRFinderConfig(), *, lr_scales: Sequence[float] | None = None
-                  ) -> LRFinderResult:
+                  config: LRFinderConfig = LRFinderConfig(), *, lr_scales: Sequence[float] | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> LRFinderResult:
     """Run the range test on ``model`` with ``optimizer``; ``batch_loss()`` gives the next batch's loss.
 
     Each step sets every group's lr (times its entry in ``lr_scales``, default 1), computes the
@@ -161,8 +162,11 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss
     lrs, losses = [], []
     stopped_early = False
     best, average = math.inf, 0.0
+    ramp = lr_ramp(config).tolist()
     try:
-        for lr in lr_ramp(config).tolist():
+        for step, lr in enumerate(ramp, start=1):
+            if progress is not None:
+                progress(f"LR range test at lr {lr:.3g}, step", step, len(ramp))
             _set_lr(optimizer, lr, scales)
             loss = batch_loss()
             loss.backward()
@@ -198,7 +202,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float, scales: Sequence[float]
 
 
 def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
-                      config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False) -> LRFinderResult:
+                      config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False,
+                      progress: Callable[[str, int, int], None] | None = None) -> LRFinderResult:
     """The range test for ``recipe`` as it trains: its model, init, parameter groups, optimizer,
     batch size, augmentation and label smoothing (momentum is held at the optimizer config's)."""
     trainer = Trainer(recipe.model, data, augment=recipe.augment, optimizer=recipe.optimizer, train=recipe.train,
@@ -218,7 +223,8 @@ def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
                                    label_smoothing=recipe.train.label_smoothing)
 
     trainer.model.train()
-    return lr_range_test(trainer.model, scheduled.optimizer, batch_loss, config, lr_scales=scheduled.lr_scales)
+    return lr_range_test(trainer.model, scheduled.optimizer, batch_loss, config, lr_scales=scheduled.lr_scales,
+                         progress=progress)
 
 
 def _endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
@@ -239,7 +245,8 @@ def resolve_auto_max_lr(recipe: Recipe, options: HarnessOptions, data: Cifar10 |
     if data is None:
         data = load_cifar10(options.data_dir, download=options.download)
     data = data.subset(options.train_subset, options.test_subset)
-    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config)
+    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config,
+                               progress=ProgressLog(log) if device.type == "cpu" else None)
     max_lr = result.suggestions["one_cycle_max_lr"]
     if max_lr is None:
         raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} "

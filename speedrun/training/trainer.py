@@ -60,7 +60,8 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, data: DeviceData, *, augment: AugmentConfig,
                  optimizer: OptimizerConfig, train: TrainConfig, compile_model: bool,
-                 extensions: Sequence[Extension] = (), compile_backend: str | Callable = "inductor") -> None:
+                 extensions: Sequence[Extension] = (), compile_backend: str | Callable = "inductor",
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
         self.device = data.device
         self.model_config = model_config
         # Module.to takes memory_format at run time; torch's type stubs do not say so.
@@ -73,6 +74,7 @@ class Trainer:
             if compile_model else self.model)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
         self.extensions = tuple(extensions)
+        self.progress = progress          # (what, done, total) after each step: for long CPU epochs only
         if len(data.train_images) < train.batch_size:
             raise ValueError(f"batch_size {train.batch_size} is larger than the training set "
                              f"({len(data.train_images)} images): lower --batch-size or --train-subset")
@@ -158,13 +160,15 @@ class Trainer:
     def train_steps(self, run: RunState, images: Tensor, labels: Tensor, batches: Tensor, epoch: int) -> None:
         """One step per row of ``batches`` (indices into ``images``), hooks included; device work only."""
         self.model.train()
-        for indices in batches:
+        for step, indices in enumerate(batches, start=1):
             params = self.augment_params(run.generator, indices, epoch, run.first_flips)
             loss, hits = self.train_step(self.input_batch(images, indices, params), labels[indices], run.optimizer)
             run.loss_sum += loss
             run.correct += hits
             for fn in run.hooks.after_step:
                 fn()
+            if self.progress is not None:
+                self.progress(f"epoch {epoch}, step", step, len(batches))
 
     def train_epoch(self, run: RunState, epoch: int) -> None:
         """One epoch of steps over a fresh permutation of the training set, entirely on the device."""

@@ -128,7 +128,7 @@ def test_flags_override_only_what_they_name(npz_dataset):
     assert recipe_from_args(build_parser("train").parse_args(["train", "--recipe", "fast94"])) == base
 
 
-@pytest.mark.parametrize("command", ["leaderboard", "compare", "plot"])
+@pytest.mark.parametrize("command", ["leaderboard", "compare", "plot", "export"])
 def test_record_commands_start_without_importing_torch(command):
     code = ("import sys\nfrom speedrun.cli import main\n"
             f"code = main([{command!r}, '--help'])\n"

@@ -152,3 +152,28 @@ def test_input_kernel_switch_trains_the_same_run(make_synthetic_cifar10):
     a, b = plain.run(7, lr), fused.run(7, lr)
     assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
     assert a.final_test_acc == b.final_test_acc
+
+
+def test_long_cpu_work_reports_progress_without_reading_the_device(make_synthetic_cifar10):
+    from speedrun.bench.host_sync import HostSyncCounter
+    from speedrun.bench.timing import ProgressLog
+
+    said = []
+    trainer = make_trainer(make_synthetic_cifar10(train=128, test=32), epochs=1, batch_size=32)
+    trainer.progress = ProgressLog(said.append, every_s=0.0)
+    trainer.initialize(0)
+    run = trainer.start_run(0, one_cycle(trainer))
+    with HostSyncCounter() as counter:
+        trainer.train_epoch(run, 1)
+    assert said == ["  ... epoch 1, step: 1/4", "  ... epoch 1, step: 2/4", "  ... epoch 1, step: 3/4"]
+    assert counter.syncs == []
+
+
+def test_progress_is_said_at_most_every_so_many_seconds():
+    from speedrun.bench.timing import ProgressLog
+
+    said = []
+    progress = ProgressLog(said.append, every_s=3600.0)
+    for step in range(1, 100):
+        progress("work", step, 100)
+    assert said == []

@@ -1,0 +1,36 @@
+"""``speedrun export RECORD``: the record as a flat per-epoch CSV, or as DAWNBench's submission files."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from speedrun.results.export import FORMATS, export_record
+from speedrun.results.records import read_record
+
+if TYPE_CHECKING:
+    from speedrun.cli import Command
+
+
+def register(subparsers: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(command.name, help=command.help,
+                              description="csv: one row per epoch of every run, the record's identity on each row. "
+                                          "dawnbench: <record>.json metadata and, per run, an epoch/hours/"
+                                          "top1Accuracy TSV.")
+    p.add_argument("record", metavar="RECORD", help="a result record (JSON)")
+    p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or dawnbench")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="csv: the file (default: <record>-epochs.csv beside it); dawnbench: the folder "
+                        "(default: <record>-dawnbench/ beside it)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.record)
+    record = read_record(path)
+    default = path.with_name(f"{path.stem}-epochs.csv" if args.format == "csv" else f"{path.stem}-dawnbench")
+    for written in export_record(record, args.format, args.out or default, stem=path.stem, force=args.force):
+        print(written)
+    return 0
