@@ -20,6 +20,8 @@ def add_harness_arguments(p: argparse.ArgumentParser, *, default_recipe: str = "
     g = p.add_argument_group("runs and data")
     g.add_argument("--recipe", default=default_recipe,
                    help=f"named recipe: {', '.join(RECIPES)}, or a fast94 ablation (default: {default_recipe})")
+    g.add_argument("--recipe-from", default=None, metavar="RECORD",
+                   help="rebuild the recipe a record ran (its every setting), instead of --recipe; flags still override")
     g.add_argument("--target", type=finite_float, default=None, help="test accuracy that ends a run, in (0, 1] (default: the recipe's)")
     g.add_argument("--runs", type=whole_number, default=1, help="number of seeded runs (default: 1)")
     g.add_argument("--seed", type=seed, default=0, help="seed of the first run; run i uses seed+i (default: 0)")

@@ -124,9 +124,26 @@ def setting_flags() -> dict[str, str]:
     return out
 
 
+def _base_recipe(args: argparse.Namespace) -> Recipe:
+    """``--recipe-from RECORD``: the recipe that record ran, rebuilt exactly; else the named ``--recipe``."""
+    source = getattr(args, "recipe_from", None)
+    if not source:
+        return get_recipe(args.recipe)
+    from speedrun.results.records import read_record
+
+    record = read_record(source)
+    stored = (record.get("config") or {}).get("recipe")
+    if not isinstance(stored, dict):
+        raise SpeedrunError(f"--recipe-from {source}: the record holds no recipe (config.recipe)")
+    try:
+        return Recipe.from_dict(stored)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SpeedrunError(f"--recipe-from {source}: its recipe cannot be rebuilt ({error})") from None
+
+
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """The named recipe with the command line's overrides applied (SettingError on bad values)."""
-    recipe = get_recipe(args.recipe)
+    recipe = _base_recipe(args)
     flags = recipe_setting_flags()
 
     def given(cls: type) -> dict[str, Any]:

@@ -153,3 +153,15 @@ def test_an_empty_out_is_refused_in_one_line(npz_dataset, capsys):
     assert main([*TINY_FLAGS, "--data-dir", str(npz_dataset), "--out", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out is empty" in err[0]
+
+
+def test_a_record_is_rerun_exactly_from_its_recipe(npz_dataset, tmp_path):
+    first = tmp_path / "first.json"
+    assert main([*TINY_FLAGS, "--data-dir", str(npz_dataset), "--recipe", "fast94", "--widths", "8,16,16",
+                 "--whiten-samples", "64", "--target", "0.05", "--out", str(first)]) == 0
+    again = tmp_path / "again.json"
+    assert main(["--recipe-from", str(first), "--device", "cpu", "--no-compile", "--data-dir", str(npz_dataset),
+                 "--train-subset", "64", "--test-subset", "32", "--target", "0.05", "--out", str(again)]) == 0
+    a, b = (json.loads(p.read_text()) for p in (first, again))
+    assert b["config"]["recipe"] == a["config"]["recipe"]
+    assert [e["train_loss"] for e in b["runs"][0]["epochs"]] == [e["train_loss"] for e in a["runs"][0]["epochs"]]
