@@ -43,6 +43,7 @@ Choices and why:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,9 @@ class FastNetConfig:
     whiten_frozen: bool = setting(True, "the whitening filters do not train")
     whiten_bias_trainable: bool = setting(True, "the stem's bias trains")
     bias_lr_scale: float = setting(64.0, "learning-rate multiplier of the batch-norm shifts")
+    whiten_bias_lr_scale: float = setting(1.0, "learning-rate multiplier of the whitening stem's bias")
+    head_lr_scale: float = setting(1.0, "learning-rate multiplier of the linear head")
+    head_unit_std: bool = setting(False, "scale the head's initial weights to standard deviation 1")
     decoupled_weight_decay: bool = setting(True, "weight decay decoupled from the gradient step (else coupled "
                                                  "L2 of the same average strength)")
 
@@ -91,8 +95,10 @@ class FastNetConfig:
         real_in("whiten_eps", self.whiten_eps, low=0, low_open=True)
         int_at_least("whiten_samples", self.whiten_samples, 1)
         real_in("bias_lr_scale", self.bias_lr_scale, low=0, low_open=True)
+        real_in("whiten_bias_lr_scale", self.whiten_bias_lr_scale, low=0, low_open=True)
+        real_in("head_lr_scale", self.head_lr_scale, low=0, low_open=True)
         for name in ("frozen_bn_scale", "dirac_init", "whiten", "whiten_frozen", "whiten_bias_trainable",
-                     "decoupled_weight_decay"):
+                     "decoupled_weight_decay", "head_unit_std"):
             boolean(name, getattr(self, name))
 
     @property
@@ -126,23 +132,39 @@ class FastNetConfig:
                 assert isinstance(stem, nn.Conv2d) and stem.bias is not None
                 stem.weight.copy_(weight.to(stem.weight.dtype))
                 stem.bias.copy_(bias.to(stem.bias.dtype))
+            if self.head_unit_std:
+                head = model.get_submodule("fc")
+                assert isinstance(head, nn.Linear)
+                head.weight.div_(head.weight.std())
 
     def param_groups(self, model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]:
-        """Weights first (its lr is the one logged), then the BN shifts at ``bias_lr_scale``.
+        """Weights first (its lr is the one logged), then the BN shifts, the head, the stem's bias.
 
-        Frozen tensors are left out. Decay: none here when decoupled (DecoupledWeightDecay
-        applies it); otherwise coupled L2 of the same average strength in each group.
+        The weights are the trained convolution filters; with Muon they are the orthogonalized
+        group and the rest stay SGD groups. The head and the stem's bias are groups of their own
+        (at ``head_lr_scale`` and ``whiten_bias_lr_scale``), so an extension can give the bias a
+        schedule of its own; at the default scales of 1 the updates equal one shared group's. Frozen tensors are left out. Decay:
+        none here when decoupled (DecoupledWeightDecay applies it); otherwise coupled L2 of the
+        same average strength in each SGD group (Muon's filters take none).
         """
-        shifts = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.bias.requires_grad]
-        shift_ids = {id(p) for p in shifts}
-        weights = [p for p in model.parameters() if p.requires_grad and id(p) not in shift_ids]
+        def trainable(params: Iterable[object]) -> list[nn.Parameter]:
+            return [p for p in params if isinstance(p, nn.Parameter) and p.requires_grad]
+
+        shifts = trainable(m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        head = trainable([model.get_submodule("fc").weight])
+        stem_bias = trainable([model.get_submodule("stem").bias])
+        apart = {id(p) for p in (*shifts, *head, *stem_bias)}
+        weights = [p for p in model.parameters() if p.requires_grad and id(p) not in apart]
 
         def coupled(lr_scale: float) -> float:
             return 0.0 if self.decoupled_weight_decay else optimizer.weight_decay * (1 - optimizer.momentum) / lr_scale
 
-        groups = [ParamGroup(weights, 1.0, coupled(1.0))]
-        if shifts:
-            groups.append(ParamGroup(shifts, self.bias_lr_scale, coupled(self.bias_lr_scale)))
+        muon = optimizer.name == "muon"
+        groups = [ParamGroup(weights, 1.0, 0.0 if muon else coupled(1.0), orthogonalize=muon)]
+        for params, scale in ((shifts, self.bias_lr_scale), (head, self.head_lr_scale),
+                              (stem_bias, self.whiten_bias_lr_scale)):
+            if params:
+                groups.append(ParamGroup(params, scale, coupled(scale)))
         return groups
 
 

@@ -41,6 +41,11 @@ def reinitialize(model: nn.Module, seed: int) -> None:
             module.reset_running_stats()
 
 
-def one_group(model: nn.Module) -> list[ParamGroup]:
-    """Every trainable tensor in one group at the schedule's lr and the config's weight decay."""
+def one_group(model: nn.Module, optimizer: OptimizerConfig | None = None) -> list[ParamGroup]:
+    """Every trainable tensor in one group at the schedule's lr and the config's weight decay;
+    for Muon, the convolution filters in an orthogonalized group of their own."""
+    if optimizer is not None and optimizer.name == "muon":
+        filters = [p for p in model.parameters() if p.requires_grad and p.dim() == 4]
+        others = [p for p in model.parameters() if p.requires_grad and p.dim() != 4]
+        return [ParamGroup(filters, orthogonalize=True), *([ParamGroup(others)] if others else [])]
     return [ParamGroup([p for p in model.parameters() if p.requires_grad])]

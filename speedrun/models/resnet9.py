@@ -42,7 +42,7 @@ class ResNet9Config:
         reinitialize(model, seed)
 
     def param_groups(self, model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]:
-        return one_group(model)
+        return one_group(model, optimizer)
 
 
 def conv_bn_relu(c_in: int, c_out: int, *, pool: bool = False, bn_momentum: float = 0.1) -> nn.Sequential:

@@ -19,6 +19,7 @@ from speedrun.extensions.lookahead import LookaheadConfig
 from speedrun.extensions.plateau import PlateauConfig
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
+from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
 from speedrun.models.fast_net import FastNetConfig
 from speedrun.models.protocol import ModelConfig
 from speedrun.models.resnet9 import ResNet9Config
@@ -148,7 +149,7 @@ class Recipe:
 # The config types a record may name, by class name (Recipe.from_dict).
 MODEL_CONFIG_TYPES: tuple[type, ...] = (ResNet9Config, FastNetConfig)
 EXTENSION_TYPES: tuple[type, ...] = (SWAConfig, SnapshotEnsembleConfig, PlateauConfig, LookaheadConfig,
-                                     DecoupledWeightDecay)
+                                     DecoupledWeightDecay, WhiteningBiasSchedule)
 
 
 def _config_type(known: tuple[type, ...], name: object, what: str) -> type:

@@ -34,6 +34,7 @@ from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
 from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
 from speedrun.extensions.lookahead import LookaheadConfig
+from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
 from speedrun.models.fast_net import FastNetConfig
 from speedrun.recipes.base import CalibratedTarget, Recipe
 from speedrun.schedules.spec import ScheduleSpec
@@ -131,6 +132,8 @@ _ABLATIONS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
                      lambda r: r.replace(augment=dataclasses.replace(r.augment, crop_padding=0))),
     "zero_pad_translate": ("translation with zero padding instead of reflection",
                            lambda r: r.replace(augment=dataclasses.replace(r.augment, pad_mode="zeros"))),
+    "whiten_bias_3ep": ("the stem's bias trained for the first 3 epochs only, as airbench94 does",
+                        lambda r: r.replace(extensions=(*r.extensions, WhiteningBiasSchedule(epochs=3, shape="hold")))),
     "flip_tta": ("test-time views: image and mirror only",
                  lambda r: r.replace(train=dataclasses.replace(r.train, tta="flip"))),
     "no_tta": ("no test-time augmentation",

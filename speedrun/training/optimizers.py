@@ -19,18 +19,20 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from speedrun.checks import boolean, one_of, real_in
+from speedrun.checks import boolean, int_at_least, one_of, real_in
 from speedrun.errors import SettingError
 from speedrun.settings import setting
+from speedrun.training.muon import TensorMuon
+from speedrun.training.tensor_optimizers import TensorAdadelta, TensorAdam, TensorMomentumSGD, TensorRMSprop
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "muon")
 _CYCLES_MOMENTUM = ("sgd", "adam", "adamw")
 
 
@@ -47,6 +49,9 @@ class OptimizerConfig:
     eps: float = setting(1e-8, "Adam/AdamW/RMSprop epsilon", flag="--optimizer-eps")
     alpha: float = setting(0.99, "RMSprop smoothing constant")
     rho: float = setting(0.9, "Adadelta decay")
+    muon_momentum: float = setting(0.6, "Muon: momentum of the orthogonalized (filter) groups")
+    newton_schulz_steps: int = setting(3, "Muon: Newton-Schulz iterations per update")
+    muon_renormalize: bool = setting(True, "Muon: keep each filter's norm at sqrt(out_channels)")
 
     def __post_init__(self) -> None:
         one_of("name", self.name, OPTIMIZER_NAMES)
@@ -57,176 +62,26 @@ class OptimizerConfig:
         real_in("eps", self.eps, low=0, low_open=True)
         real_in("alpha", self.alpha, low=0, high=1)
         real_in("rho", self.rho, low=0, high=1)
+        real_in("muon_momentum", self.muon_momentum, low=0, high=1, high_open=True)
+        int_at_least("newton_schulz_steps", self.newton_schulz_steps, 1)
+        boolean("muon_renormalize", self.muon_renormalize)
         if self.nesterov and self.name == "sgd" and self.momentum == 0:
             raise SettingError("nesterov", "needs {momentum} > 0: set {momentum}, or turn {nesterov} off")
 
 
-class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
-    """Base of the optimizers below: hyperparameters that change per step are 0-d device tensors.
-
-    PyTorch's own implementations turn a tensor ``lr`` (RMSprop, Adadelta) or tensor ``betas``
-    (fused Adam) into Python floats inside ``step()``, and on a GPU each such read waits for the
-    device. These keep every per-step value on the device, so ``step()`` never syncs, and use
-    multi-tensor (foreach) ops so eager mode is a few launches per group. ``_state(p, name)``
-    makes a zero buffer the first time a parameter is stepped, as PyTorch does.
-    """
-
-    def _groups_to_step(self) -> Iterator[tuple[dict, list[Tensor], list[Tensor]]]:
-        """``(group, params, grads)`` for every group, over the parameters that have a gradient."""
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                yield group, params, [cast(Tensor, p.grad) for p in params]
-
-    def _state(self, params: Sequence[Tensor], name: str) -> list[Tensor]:
-        buffers = []
-        for p in params:
-            state = self.state[p]
-            if name not in state:
-                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            buffers.append(state[name])
-        return buffers
-
-    def _step_count(self, group: dict, device: torch.device) -> Tensor:
-        """The group's number of steps taken, this one included, as a float32 device scalar."""
-        if "step" not in group:
-            group["step"] = torch.zeros((), dtype=torch.float32, device=device)
-        group["step"] += 1
-        return group["step"]
-
-    @staticmethod
-    def _with_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
-        return list(torch._foreach_add(grads, params, alpha=weight_decay)) if weight_decay else grads
-
-
-class TensorMomentumSGD(_TensorHyperparameterOptimizer):
-    """SGD with momentum, Nesterov and L2 weight decay, reading ``lr`` and ``momentum`` from tensors.
-
-    The update is PyTorch's SGD with dampening 0: ``g += wd * p``; ``b = m * b + g`` (b starts
-    at zero, which makes the first step ``b = g`` exactly as PyTorch does); the step direction
-    is ``g + m * b`` with Nesterov, else ``b``; ``p -= lr * direction``.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: Tensor, momentum: Tensor, weight_decay: float = 0.0,
-                 nesterov: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group, params, grads in self._groups_to_step():
-            grads = self._with_l2(grads, params, group["weight_decay"])
-            bufs = self._state(params, "momentum_buffer")
-            momentum, lr = group["momentum"], group["lr"]
-            torch._foreach_mul_(bufs, momentum)
-            torch._foreach_add_(bufs, grads)
-            direction = torch._foreach_add(grads, torch._foreach_mul(bufs, momentum)) if group["nesterov"] else bufs
-            torch._foreach_sub_(params, torch._foreach_mul(direction, lr))
-
-
-class TensorAdam(_TensorHyperparameterOptimizer):
-    """Adam, or AdamW with ``decoupled=True``, with ``lr`` and ``betas`` read from device tensors.
-
-    PyTorch's update (no amsgrad): ``g += wd * p`` (Adam) or ``p *= 1 - lr * wd`` (AdamW);
-    ``m = b1 * m + (1 - b1) * g``; ``v = b2 * v + (1 - b2) * g^2``; with ``t`` the step count,
-    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. As in PyTorch the bias
-    corrections use the *current* betas, which matters when beta1 is cycled. Used when a
-    schedule cycles beta1; with constant betas the loop uses PyTorch's fused Adam, which takes
-    a tensor ``lr`` without syncing.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: Tensor, betas: tuple[Tensor, Tensor], eps: float = 1e-8,
-                 weight_decay: float = 0.0, decoupled: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled))
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group, params, grads in self._groups_to_step():
-            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            if group["decoupled"]:
-                if wd:
-                    torch._foreach_mul_(params, 1 - lr * wd)
-            else:
-                grads = self._with_l2(grads, params, wd)
-            exp_avgs, exp_avg_sqs = self._state(params, "exp_avg"), self._state(params, "exp_avg_sq")
-            t = self._step_count(group, lr.device)
-            torch._foreach_mul_(exp_avgs, beta1)
-            torch._foreach_add_(exp_avgs, torch._foreach_mul(grads, 1 - beta1))
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_add_(exp_avg_sqs, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - beta2))
-            step_size = lr / (1 - beta1 ** t)
-            denom = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denom, torch.sqrt(1 - beta2 ** t))
-            torch._foreach_add_(denom, group["eps"])
-            update = torch._foreach_div(exp_avgs, denom)
-            torch._foreach_mul_(update, step_size)
-            torch._foreach_sub_(params, update)
-
-
-class TensorRMSprop(_TensorHyperparameterOptimizer):
-    """RMSprop (not centred) with ``lr`` read from a device tensor; PyTorch's update rule.
-
-    ``g += wd * p``; ``v = alpha * v + (1 - alpha) * g^2``; ``d = g / (sqrt(v) + eps)``; with
-    momentum ``b = momentum * b + d`` and ``p -= lr * b``, else ``p -= lr * d``.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: Tensor, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0) -> None:
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum))
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group, params, grads in self._groups_to_step():
-            grads = self._with_l2(grads, params, group["weight_decay"])
-            alpha, momentum = group["alpha"], group["momentum"]
-            square_avgs = self._state(params, "square_avg")
-            torch._foreach_mul_(square_avgs, alpha)
-            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-            avg = torch._foreach_sqrt(square_avgs)
-            torch._foreach_add_(avg, group["eps"])
-            direction = list(torch._foreach_div(grads, avg))
-            if momentum > 0:
-                bufs = self._state(params, "momentum_buffer")
-                torch._foreach_mul_(bufs, momentum)
-                torch._foreach_add_(bufs, direction)
-                direction = bufs
-            torch._foreach_sub_(params, torch._foreach_mul(direction, group["lr"]))
-
-
-class TensorAdadelta(_TensorHyperparameterOptimizer):
-    """Adadelta with ``lr`` read from a device tensor; PyTorch's update rule.
-
-    ``g += wd * p``; ``v = rho * v + (1 - rho) * g^2``; ``d = sqrt(u + eps) / sqrt(v + eps) * g``;
-    ``u = rho * u + (1 - rho) * d^2``; ``p -= lr * d``.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: Tensor, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
-        for group, params, grads in self._groups_to_step():
-            grads = self._with_l2(grads, params, group["weight_decay"])
-            rho, eps = group["rho"], group["eps"]
-            square_avgs, acc_deltas = self._state(params, "square_avg"), self._state(params, "acc_delta")
-            torch._foreach_mul_(square_avgs, rho)
-            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - rho)
-            std = torch._foreach_sqrt(torch._foreach_add(square_avgs, eps))
-            delta = torch._foreach_sqrt(torch._foreach_add(acc_deltas, eps))
-            torch._foreach_div_(delta, std)
-            torch._foreach_mul_(delta, grads)
-            torch._foreach_mul_(acc_deltas, rho)
-            torch._foreach_addcmul_(acc_deltas, delta, delta, value=1 - rho)
-            torch._foreach_sub_(params, torch._foreach_mul(delta, group["lr"]))
-
-
 @dataclass(frozen=True)
 class ParamGroup:
-    """Parameters that share an lr multiplier and weight decay (e.g. BN biases at a larger rate)."""
+    """Parameters that share an lr multiplier and weight decay (e.g. BN biases at a larger rate).
+
+    ``orthogonalize`` marks the groups Muon updates (the convolution filters); with another
+    optimizer it must be False. ``momentum`` overrides the config's for this group.
+    """
 
     params: Sequence[torch.nn.Parameter]
     lr_scale: float = 1.0
     weight_decay: float | None = None   # None: the optimizer config's
+    orthogonalize: bool = False
+    momentum: float | None = None
 
 
 class ScheduledOptimizer:
@@ -245,6 +100,14 @@ class ScheduledOptimizer:
         self.lr_scales = list(lr_scales)
         self.counter = torch.zeros((), dtype=torch.long, device=lr.device)
         self._last = len(lr) - 1
+        self._own_lr: dict[int, Tensor] = {}
+
+    def override_group(self, index: int, lr: Tensor) -> None:
+        """Give group ``index`` its own per-step lr (absolute, not scaled), e.g. a bias frozen after 3 epochs."""
+        if lr.shape != self.lr_schedule.shape or lr.device != self.lr_schedule.device:
+            raise ValueError(f"a group's own lr must be like the schedule: {tuple(self.lr_schedule.shape)} "
+                             f"on {self.lr_schedule.device}, got {tuple(lr.shape)} on {lr.device}")
+        self._own_lr[index] = lr.to(self.lr_schedule.dtype)
 
     def load_hyperparameters(self) -> None:
         """Copy the current step's values into the optimizer (device ops only)."""
@@ -253,8 +116,9 @@ class ScheduledOptimizer:
         momentum = None
         if self.momentum_schedule is not None:
             momentum = self.momentum_schedule.index_select(0, index).squeeze(0)
-        for group, scale in zip(self.optimizer.param_groups, self.lr_scales):
-            group["lr"].copy_(lr * scale)
+        for i, (group, scale) in enumerate(zip(self.optimizer.param_groups, self.lr_scales)):
+            own = self._own_lr.get(i)
+            group["lr"].copy_(lr * scale if own is None else own.index_select(0, index).squeeze(0))
             if momentum is not None:
                 if "betas" in group:
                     group["betas"][0].copy_(momentum)
@@ -286,6 +150,8 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
             f"cycle_momentum needs an optimizer with momentum ({', '.join(_CYCLES_MOMENTUM)}), "
             f"not {config.name}: pass --no-cycle-momentum or another --optimizer"
         )
+    if config.name != "muon" and any(g.orthogonalize for g in groups):
+        raise ValueError("orthogonalized parameter groups need the muon optimizer")
     device = lr.device
     fused = device.type in ("cuda", "cpu")
 
@@ -303,6 +169,10 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
             spec["betas"] = (config.momentum, config.beta2)                 # constant: fused Adam takes floats
         elif config.name == "sgd" and momentum is not None:
             spec["momentum"] = momentum[0].clone()
+        elif config.name == "muon":
+            spec["orthogonalize"] = g.orthogonalize
+            spec["momentum"] = g.momentum if g.momentum is not None else (
+                config.muon_momentum if g.orthogonalize else config.momentum)
         torch_groups.append(spec)
 
     # Every group brings its own tensor lr; the defaults given below are floats, since PyTorch's
@@ -325,6 +195,9 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
         opt = TensorRMSprop(torch_groups, lr=scalar(0), alpha=config.alpha, eps=config.eps, momentum=config.momentum)
     elif name == "adagrad":
         opt = torch.optim.Adagrad(torch_groups, lr=0.0, eps=1e-10, fused=fused)
+    elif name == "muon":
+        opt = TensorMuon(torch_groups, lr=scalar(0), nesterov=config.nesterov, renormalize=config.muon_renormalize,
+                         newton_schulz_steps=config.newton_schulz_steps)
     else:
         opt = TensorAdadelta(torch_groups, lr=scalar(0), rho=config.rho, eps=1e-6)
     return ScheduledOptimizer(opt, lr, momentum, [g.lr_scale for g in groups])

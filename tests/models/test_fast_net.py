@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.models.whitening import patch_whitening
 from speedrun.recipes.fast94 import fast94_recipe
+from speedrun.recipes.fast94_muon import fast94_muon_recipe
 from tests.support.fast94 import (
     batch_norms,
     lr_tensor,
@@ -83,11 +85,37 @@ def test_frozen_bn_scales_and_stem_stay_frozen_through_training(make_synthetic_c
 def test_param_groups_put_bn_shifts_apart_and_leave_out_frozen_tensors(make_synthetic_cifar10):
     recipe = tiny(fast94_recipe(batch_size=32))
     trainer = make_trainer(recipe, make_synthetic_cifar10())
-    weights, shifts = trainer.param_groups()
+    groups = trainer.param_groups()
+    _filters, shifts, head, stem_bias = groups
     model = trainer.model
     assert {id(p) for p in shifts.params} == {id(bn.bias) for bn in batch_norms(model)}
-    assert shifts.lr_scale == 64.0 and weights.lr_scale == 1.0
-    grouped = [id(p) for g in (weights, shifts) for p in g.params]
+    assert [id(p) for p in head.params] == [id(model.fc.weight)]
+    assert [id(p) for p in stem_bias.params] == [id(model.stem.bias)]
+    assert [g.lr_scale for g in groups] == [1.0, 64.0, 1.0, 1.0]
+    grouped = [id(p) for g in groups for p in g.params]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad), "each trained tensor once"
     assert id(model.stem.weight) not in grouped
-    assert weights.weight_decay == 0.0 and shifts.weight_decay == 0.0, "decoupled: no L2 in the optimizer"
+    assert all(g.weight_decay == 0.0 for g in groups), "decoupled: no L2 in the optimizer"
+    assert not any(g.orthogonalize for g in groups), "SGD orthogonalizes nothing"
+
+
+def test_muon_orthogonalizes_the_filters_only_and_gives_them_no_l2(make_synthetic_cifar10):
+    recipe = tiny(fast94_muon_recipe())
+    trainer = make_trainer(recipe, make_synthetic_cifar10())
+    filters, *sgd_groups = trainer.param_groups()
+    assert filters.orthogonalize and filters.weight_decay == 0.0
+    assert all(p.ndim == 4 for p in filters.params), "only convolution filters are orthogonalized"
+    assert not any(g.orthogonalize for g in sgd_groups)
+    m, wd = recipe.optimizer.momentum, recipe.optimizer.weight_decay
+    for g in sgd_groups:
+        assert math.isclose(g.weight_decay, wd * (1 - m) / g.lr_scale), "coupled L2 of the same strength per group"
+
+
+def test_head_unit_std_starts_the_head_at_standard_deviation_one(make_synthetic_cifar10):
+    recipe = tiny(fast94_muon_recipe())
+    trainer = make_trainer(recipe, make_synthetic_cifar10())
+    trainer.initialize(0)
+    assert math.isclose(trainer.model.fc.weight.std().item(), 1.0, rel_tol=1e-5)
+    plain = make_trainer(tiny(fast94_recipe()), make_synthetic_cifar10())
+    plain.initialize(0)
+    assert plain.model.fc.weight.std().item() < 0.5, "off by default: PyTorch's init"

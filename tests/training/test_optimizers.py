@@ -21,6 +21,8 @@ def _reference(name: str, param: torch.nn.Parameter, cfg: OptimizerConfig) -> to
         "rmsprop": lambda: torch.optim.RMSprop([param], lr=1.0, momentum=cfg.momentum, **wd),
         "adagrad": lambda: torch.optim.Adagrad([param], lr=1.0, **wd),
         "adadelta": lambda: torch.optim.Adadelta([param], lr=1.0, **wd),
+        # Muon's groups that are not orthogonalized (the biases, the head) are momentum SGD.
+        "muon": lambda: torch.optim.SGD([param], lr=1.0, momentum=cfg.momentum, nesterov=cfg.nesterov, **wd),
     }[name]()
 
 
@@ -36,7 +38,7 @@ def test_matches_pytorch_step_by_step(name, cycled):
     torch.manual_seed(0)
     lr = torch.linspace(0.05, 0.001, STEPS)
     momentum = torch.linspace(0.85, 0.95, STEPS) if cycled else None
-    cfg = OptimizerConfig(name=name, nesterov=name == "sgd", weight_decay=5e-4)
+    cfg = OptimizerConfig(name=name, nesterov=name in ("sgd", "muon"), weight_decay=5e-4)
     ours = torch.nn.Parameter(torch.randn(7, 3))
     theirs = torch.nn.Parameter(ours.detach().clone())
     scheduled = build_optimizer([ParamGroup([ours])], cfg, lr, momentum)

@@ -1,0 +1,88 @@
+"""Muon: Newton-Schulz orthogonalizes, the update equals a plain reference, and the schedule drives it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from speedrun.bench.host_sync import HostSyncCounter
+from speedrun.training.muon import newton_schulz
+from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
+
+
+@pytest.mark.parametrize("shape", [(64, 27), (27, 64), (256, 576), (16, 16)])
+def test_newton_schulz_brings_every_singular_value_near_one(shape):
+    torch.manual_seed(0)
+    matrix = torch.randn(*shape)          # a gradient-like matrix: singular values spread over a decade or more
+    before = torch.linalg.svdvals(matrix)
+    assert float(before.max() / before.min()) > 2
+    singular = torch.linalg.svdvals(newton_schulz(matrix, steps=5))
+    assert float(singular.min()) > 0.5 and float(singular.max()) < 1.5
+    assert torch.allclose(newton_schulz(matrix, 3), newton_schulz(7.0 * matrix, 3), atol=1e-5)   # scale-free
+
+
+def test_newton_schulz_refuses_what_is_not_a_matrix():
+    with pytest.raises(ValueError, match="matrix"):
+        newton_schulz(torch.ones(2, 2, 2), 3)
+
+
+def reference_muon_step(p, g, buf, *, lr, momentum, nesterov, renormalize, steps):
+    """One Muon step written plainly, in float64: the spec the optimizer is checked against."""
+    buf = momentum * buf + g
+    direction = g + momentum * buf if nesterov else buf
+    if renormalize:
+        p = p * (math.sqrt(p.shape[0]) / p.norm())
+    x = direction.reshape(len(direction), -1)
+    x = x / (x.norm() + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    x = x.T if tall else x
+    return p - lr * x.reshape(p.shape), buf
+
+
+@pytest.mark.parametrize("nesterov,renormalize", [(True, True), (False, True), (True, False)])
+def test_muon_steps_equal_the_plain_reference_for_filters_and_sgd_for_the_rest(nesterov, renormalize):
+    torch.manual_seed(1)
+    filters = torch.nn.Parameter(torch.randn(8, 4, 3, 3))
+    bias = torch.nn.Parameter(torch.randn(8))
+    lr = torch.linspace(0.2, 0.02, 6)
+    cfg = OptimizerConfig(name="muon", momentum=0.85, nesterov=nesterov, weight_decay=1e-3, muon_momentum=0.6,
+                          newton_schulz_steps=3, muon_renormalize=renormalize)
+    opt = build_optimizer([ParamGroup([filters], orthogonalize=True), ParamGroup([bias], lr_scale=3.0)], cfg, lr)
+    ref_p, ref_buf = filters.detach().double().clone(), torch.zeros(8, 4, 3, 3, dtype=torch.float64)
+    sgd_bias = torch.nn.Parameter(bias.detach().clone())
+    sgd = torch.optim.SGD([sgd_bias], lr=1.0, momentum=0.85, nesterov=nesterov, weight_decay=1e-3)
+    for t in range(6):
+        g, gb = torch.randn(8, 4, 3, 3), torch.randn(8)
+        filters.grad, bias.grad, sgd_bias.grad = g.clone(), gb.clone(), gb.clone()
+        opt.step()
+        ref_p, ref_buf = reference_muon_step(ref_p, g.double(), ref_buf, lr=float(lr[t]), momentum=0.6,
+                                             nesterov=nesterov, renormalize=renormalize, steps=3)
+        sgd.param_groups[0]["lr"] = 3.0 * float(lr[t])
+        sgd.step()
+        torch.testing.assert_close(filters.detach().double(), ref_p, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bias, sgd_bias, rtol=1e-5, atol=1e-6)
+    if renormalize:        # the filter's norm is held at sqrt(out_channels) before each step
+        assert float(filters.detach().norm()) == pytest.approx(math.sqrt(8), rel=0.3)
+
+
+def test_a_muon_step_reads_nothing_back_to_the_host():
+    filters, bias = torch.nn.Parameter(torch.randn(8, 4, 3, 3)), torch.nn.Parameter(torch.randn(8))
+    opt = build_optimizer([ParamGroup([filters], orthogonalize=True), ParamGroup([bias])],
+                          OptimizerConfig(name="muon"), torch.full((4,), 0.1))
+    with HostSyncCounter() as counter:
+        for _ in range(3):
+            filters.grad, bias.grad = torch.randn_like(filters), torch.randn_like(bias)
+            opt.step()
+    assert counter.syncs == [], counter.report()
+
+
+def test_orthogonalized_groups_need_muon():
+    with pytest.raises(ValueError, match="muon"):
+        build_optimizer([ParamGroup([torch.nn.Parameter(torch.ones(2, 2))], orthogonalize=True)],
+                        OptimizerConfig(name="sgd"), torch.ones(2))
