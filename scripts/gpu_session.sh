@@ -12,7 +12,7 @@
 #
 # Everything lands in $OUT (default results/gpu-session): session.log (all output, the versions
 # and nvidia-smi first) and one file per step (plan "second" bundles its many records into a tar
-# per step): at most 6 files a plan, so nothing is dropped by the 8-file limit. Records are rewritten after every run (marked incomplete until the last), so
+# per step): at most 7 files a plan, so nothing is dropped by the 8-file limit. Records are rewritten after every run (marked incomplete until the last), so
 # a step killed by its timeout, or the whole call killed, still returns every finished run.
 # No `set -e`: a failing step is logged with its exit code and the plan goes on to the next.
 # Never edit a record by hand: a wrong run is fixed in code and measured again.
@@ -23,7 +23,7 @@ out=${OUT:-results/gpu-session}
 mkdir -p "$out"
 exec > >(tee -a "$out/session.log") 2>&1
 export PYTHONUNBUFFERED=1
-budget=${BUDGET_S:-$([ "$plan" = first ] && echo 450 || echo 200)}
+budget=${BUDGET_S:-$([ "$plan" = first ] && echo 500 || echo 200)}
 deadline=$((SECONDS + budget))
 
 # DRY_RUN=1: the same steps at tiny sizes on the CPU, to check the plan before a lease.
@@ -72,16 +72,19 @@ fi
 
 if [ "$plan" = first ]; then
   # 1. The anchor: fast94 against airbench94, interleaved pairs at matched budgets, same data.
-  step anchor 210 60 speedrun anchor airbench94 --runs "$runs_anchor" --data-dir "$data" --out "$out/anchor.json" "${tiny[@]}"
-  # 2. fast94's accuracy curve: every epoch evaluated, full budget, so the copy's target can be checked.
-  step curve 80 30 speedrun --recipe fast94 --runs "$runs_curve" --full-budget --eval-every 1 --data-dir "$data" \
-    --out "$out/fast94-curve.json" "${tiny[@]}"
-  # 3. Where fast94's epoch goes: kernel time and wall time, extension hooks included.
-  step profile 60 20 speedrun profile --recipe fast94 --data-dir "$data" --markdown "$out/profile-fast94.md" "${tiny[@]}"
-  # 4. The GPU tests: no host sync in any recipe's epoch, kernels against their references.
+  step anchor 180 60 speedrun anchor airbench94 --runs "$runs_anchor" --data-dir "$data" --out "$out/anchor.json" "${tiny[@]}"
+  # 2. fast94-muon (airbench94_muon's recipe) against the same airbench94: its claim is 0.68x the time.
+  step anchor-muon 120 60 speedrun anchor airbench94 --recipe fast94-muon --runs "$runs_anchor" --data-dir "$data" \
+    --out "$out/anchor-muon.json" "${tiny[@]}"
+  # 3. The GPU tests: no host sync in any recipe's epoch, kernels against their references.
   step gpu-tests 120 30 python3 -m pytest -m "gpu and not slow" tests --ignore=tests/benchmarks -q -rfEs \
     -p no:cacheprovider
-  # 5. Page's ResNet-9, if time is left.
+  # 4. fast94's accuracy curve: every epoch evaluated, full budget, so the copy's target can be checked.
+  step curve 60 30 speedrun --recipe fast94 --runs "$runs_curve" --full-budget --eval-every 1 --data-dir "$data" \
+    --out "$out/fast94-curve.json" "${tiny[@]}"
+  # 5. Where fast94's epoch goes: kernel time and wall time, extension hooks included.
+  step profile 45 20 speedrun profile --recipe fast94 --data-dir "$data" --markdown "$out/profile-fast94.md" "${tiny[@]}"
+  # 6. Page's ResNet-9, if time is left.
   step classic 100 60 speedrun --recipe classic --runs "$runs_classic" --data-dir "$data" --out "$out/classic.json" "${tiny[@]}"
 else
   # The longer work, in priority order, each step only if the budget still allows it. Steps that

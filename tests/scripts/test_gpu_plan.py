@@ -13,7 +13,7 @@ from speedrun.results.records import read_record
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = REPO / "scripts" / "gpu_session.sh"
-FIRST_STEPS = ("anchor", "curve", "profile", "gpu-tests", "classic")
+FIRST_STEPS = ("anchor", "anchor-muon", "gpu-tests", "curve", "profile", "classic")
 
 
 def run_plan(tmp_path: Path, plan: str, timeout: int, **env: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -45,11 +45,11 @@ def test_steps_that_do_not_fit_the_budget_are_skipped_and_said_so(tmp_path, plan
 
 
 @pytest.mark.slow
-def test_a_dry_run_of_the_first_plan_leaves_complete_records_and_at_most_six_files(tmp_path, real_cifar10):
+def test_a_dry_run_of_the_first_plan_leaves_complete_records_and_at_most_seven_files(tmp_path, real_cifar10):
     result, log = run_plan(tmp_path, "first", timeout=900, DATA=str(real_cifar10.origin))
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert len(files) <= 6 and "session.log" in files
+    assert len(files) <= 7 and "session.log" in files
     for step in FIRST_STEPS:
         assert f"== step {step}: exit" in log, f"step {step} did not run"
     assert "needs a CUDA GPU" in log             # the anchor refuses the CPU in one line; the plan goes on
