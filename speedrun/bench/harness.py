@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from speedrun.bench.environment import describe_environment, pick_device
+from speedrun.bench.flops import FlopEstimate, estimate_flops
 from speedrun.bench.telemetry import NvmlSampler
 from speedrun.bench.timing import TIMER_RULE, ProgressLog, synchronize
 from speedrun.checks import int_at_least, is_real
@@ -143,6 +144,7 @@ class PreparedRun:
     momentum: torch.Tensor | None
     data_to_device_s: float
     environment: dict      # read when the run was prepared: the code that runs is the code imported then
+    flops: FlopEstimate    # the full budget's arithmetic on this data
 
     def schedule_record(self) -> dict:
         """The policy and the per-step values the runs read: the device tensors, so a tail that an
@@ -198,8 +200,9 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     choice = recipe.target_for(data.source, options.target)
     if choice.source.startswith("not calibrated"):
         log(f"warning: target {choice.target}: {choice.source}")
+    flops = estimate_flops(recipe, train_images=len(data.train_labels), test_images=len(data.test_labels))
     return PreparedRun(device, compile_model, choice.target, choice.source, data, checksums, trainer, schedule, lr,
-                       momentum, data_to_device_s, environment)
+                       momentum, data_to_device_s, environment, flops)
 
 
 def rehearse(prepared: PreparedRun, log: Callable[[str], None] = print) -> float:
@@ -228,6 +231,7 @@ def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: Pr
         "dataset": prepared.dataset_record(),
         "environment": prepared.environment,
         "timer_rule": timer_rule,
+        "flops": prepared.flops.to_dict(),
         "schedule": prepared.schedule_record(),
         "runs_planned": options.runs,
         "nvml": {"available": any(r.nvml.get("available") for r in runs),

@@ -53,6 +53,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("anchor", "speedrun.cli.anchor",
             "time our fast recipe against a published speedrun (airbench94) on the same GPU and data"),
     Command("profile", "speedrun.cli.profile", "show where one training epoch's time goes (torch.profiler)"),
+    Command("flops", "speedrun.cli.flops", "estimate the FLOPs of a recipe's run over its full budget"),
 )
 DEFAULT_COMMAND = "train"
 _BY_NAME = {c.name: c for c in COMMANDS}

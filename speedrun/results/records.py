@@ -21,6 +21,9 @@ Schema (version 2); ``?`` marks a field that may be null::
     environment: {python, torch, cuda?, cudnn?, driver?, gpu_name?, device, hostname,
                   git_commit?, git_dirty?}
     timer_rule: str
+    flops?: {total_flops, train_flops, eval_flops, train_step_flops, eval_image_flops, steps,
+             eval_images, counted}   (the full budget's arithmetic on this record's data sizes:
+                                      speedrun.bench.flops; records made before 2026-12 lack it)
     schedule: {name, params, interval, steps, steps_per_epoch, lr: [...], momentum?: [...]}
     setup: {data_to_device_s, rehearsal_s}   (the untimed rehearsal: compilation and first use;
                                               compile_warmup_s in records made before 2026-12)
