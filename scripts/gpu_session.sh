@@ -93,6 +93,9 @@ else
   bundle() { tar -czf "$out/$1.tmp" -C "$work" "$1" && mv "$out/$1.tmp" "$out/$1.tar.gz"; }
   step anchor-25 240 90 speedrun anchor airbench94 --runs "$runs_more" --seed 100 --data-dir "$data" \
     --out "$out/anchor-25.json" "${tiny[@]}"
+  # fp16 (static loss scale) against the first plan's bf16 anchor: the ratio to airbench94 says which is faster.
+  step anchor-fp16 150 60 speedrun anchor airbench94 --amp-dtype fp16 --runs "$runs_anchor" --data-dir "$data" \
+    --out "$out/anchor-fp16.json" "${tiny[@]}"
   mkdir -p "$work/gates"
   step gates 240 120 env SPEEDRUN_REGRESSION_RECORDS="$work/gates" python3 -m pytest -m "gpu and slow" \
     tests/bench/test_accuracy_regression.py -q -s -p no:cacheprovider

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from speedrun.checks import int_at_least, one_of, real_in
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.schedules import ANNEAL_STRATEGIES
-from speedrun.training.evaluation import autocast_for
 from speedrun.training.hooks import RunHooks
+from speedrun.training.precision import autocast_for
 
 if TYPE_CHECKING:
     from speedrun.training.optimizers import ScheduledOptimizer
@@ -70,7 +70,7 @@ class SWAConfig:
 
         def finish() -> Tensor:
             recompute_batchnorm_statistics(average.model, trainer.data.train_images,
-                                           batch_size=trainer.config.batch_size)
+                                           batch_size=trainer.config.batch_size, amp_dtype=trainer.config.amp_dtype)
             average.model.eval()
             return trainer.evaluate(average.model)
 
@@ -134,7 +134,8 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def recompute_batchnorm_statistics(model: nn.Module, images_u8: Tensor, *, batch_size: int) -> None:
+def recompute_batchnorm_statistics(model: nn.Module, images_u8: Tensor, *, batch_size: int,
+                                   amp_dtype: str = "bf16") -> None:
     """Reset every batch norm's running statistics and re-estimate them in one pass over ``images_u8``.
 
     Same result as ``torch.optim.swa_utils.update_bn`` over the normalized batches (an equally
@@ -156,7 +157,7 @@ def recompute_batchnorm_statistics(model: nn.Module, images_u8: Tensor, *, batch
             for bn in norms:
                 bn.momentum = 1.0 / k
             x = normalize(images_u8[start:start + batch_size], CIFAR10_MEAN, CIFAR10_STD)
-            with autocast_for(images_u8.device):
+            with autocast_for(images_u8.device, amp_dtype):
                 model(x)
     finally:
         for bn, momentum in zip(norms, momenta):

@@ -8,6 +8,7 @@ from speedrun.settings import setting
 
 TTA_MODES = ("none", "flip", "multi")
 FLIP_MODES = ("random", "alternate")
+AMP_DTYPES = ("bf16", "fp16", "fp32")     # autocast precision on CUDA (speedrun.training.precision)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class TrainConfig:
                                        "each image flipped in every other epoch", choices=FLIP_MODES)
     eval_every: int = setting(1, "evaluate every k-th epoch (always after the last)")
     eval_batch_size: int = setting(1000, "evaluation batch size")
+    amp_dtype: str = setting("bf16", "autocast precision on CUDA: bf16, fp16 (with a static loss scale) or fp32; the "
+                                     "CPU computes in fp32", choices=AMP_DTYPES)
     stop_at_target: bool = setting(True, "train the whole epoch budget even after reaching the target",
                                    true_flag=None, false_flag="--full-budget")
     input_kernel: bool = setting(False, "build batches with the fused augment+normalize kernel (kernels/); off "
@@ -34,5 +37,6 @@ class TrainConfig:
         real_in("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
         one_of("tta", self.tta, TTA_MODES)
         one_of("flip_mode", self.flip_mode, FLIP_MODES)
+        one_of("amp_dtype", self.amp_dtype, AMP_DTYPES)
         boolean("stop_at_target", self.stop_at_target)
         boolean("input_kernel", self.input_kernel)

@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-
-
-def autocast_for(device: torch.device) -> AbstractContextManager:
-    """bf16 autocast on CUDA (tensor cores); full precision elsewhere, where bf16 is slow."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+from speedrun.training.precision import autocast_for
 
 
 def tta_views(x: Tensor, mode: str) -> list[tuple[float, Tensor]]:
@@ -46,20 +39,21 @@ def _like(view: Tensor, x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, *, batch_size: int,
-             tta: str = "flip") -> Tensor:
+             tta: str = "flip", amp_dtype: str = "bf16") -> Tensor:
     """Test accuracy as a device scalar (no sync), from the weighted logits of the ``tta`` views."""
     correct = torch.zeros((), dtype=torch.long, device=images.device)
     for start in range(0, len(images), batch_size):
-        logits = predict(model, images[start:start + batch_size], tta)
+        logits = predict(model, images[start:start + batch_size], tta, amp_dtype)
         correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
     return correct.float() / len(images)
 
 
 @torch.no_grad()
-def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "flip") -> Tensor:
+def predict(model: Callable[[Tensor], Tensor], images_u8: Tensor, tta: str = "flip",
+            amp_dtype: str = "bf16") -> Tensor:
     """Float32 logits of a uint8 batch under the ``tta`` views (used by ensembles too)."""
     x = normalize(images_u8, CIFAR10_MEAN, CIFAR10_STD)
-    with autocast_for(images_u8.device):
+    with autocast_for(images_u8.device, amp_dtype):
         views = tta_views(x, tta)
         logits = views[0][0] * model(views[0][1]).float()
         for weight, view in views[1:]:

@@ -46,8 +46,8 @@ from speedrun.data.augment import (
 )
 from speedrun.data.device_data import DeviceData
 from speedrun.errors import SpeedrunError
-from speedrun.training.evaluation import autocast_for
 from speedrun.training.optimizers import build_optimizer
+from speedrun.training.precision import autocast_for, scaled_backward, static_loss_scale
 from speedrun.training.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -148,13 +148,15 @@ def suggest_lrs(lrs: Sequence[float], smoothed: Sequence[float], config: LRFinde
 
 def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss: Callable[[], Tensor],
                   config: LRFinderConfig = LRFinderConfig(), *, lr_scales: Sequence[float] | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> LRFinderResult:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  loss_scale: float = 1.0) -> LRFinderResult:
     """Run the range test on ``model`` with ``optimizer``; ``batch_loss()`` gives the next batch's loss.
 
     Each step sets every group's lr (times its entry in ``lr_scales``, default 1), computes the
     loss, steps, and reads the loss back (one sync per step: the test is not timed). Stops early
     on a non-finite loss or divergence. The model's parameters and buffers and the optimizer's
-    state are restored exactly at the end, even if ``batch_loss`` raises.
+    state are restored exactly at the end, even if ``batch_loss`` raises. ``loss_scale``: fp16's
+    static scale (:mod:`~speedrun.training.precision`), undone on the gradients before each step.
     """
     scales = list(lr_scales) if lr_scales is not None else [1.0] * len(optimizer.param_groups)
     saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -169,7 +171,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss
                 progress(f"LR range test at lr {lr:.3g}, step", step, len(ramp))
             _set_lr(optimizer, lr, scales)
             loss = batch_loss()
-            loss.backward()
+            scaled_backward(loss, loss_scale, optimizer.param_groups)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             value = float(loss.detach())
@@ -203,7 +205,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float, scales: Sequence[float]
 
 def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
                       config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False,
-                      progress: Callable[[str, int, int], None] | None = None) -> LRFinderResult:
+                      progress: Callable[[str, int, int], None] | None = None,
+                  loss_scale: float = 1.0) -> LRFinderResult:
     """The range test for ``recipe`` as it trains: its model, init, parameter groups, optimizer,
     batch size, augmentation and label smoothing (momentum is held at the optimizer config's)."""
     trainer = Trainer(recipe.model, data, augment=recipe.augment, optimizer=recipe.optimizer, train=recipe.train,
@@ -218,13 +221,13 @@ def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
         indices = next(batches)
         params = sample_augment_params(len(indices), recipe.augment, gen, image_size=data.train_images.shape[-1])
         x = normalize(apply_augment(data.train_images[indices], params, recipe.augment), CIFAR10_MEAN, CIFAR10_STD)
-        with autocast_for(data.device):
+        with autocast_for(data.device, recipe.train.amp_dtype):
             return F.cross_entropy(trainer.forward(x), data.train_labels[indices],
                                    label_smoothing=recipe.train.label_smoothing)
 
     trainer.model.train()
     return lr_range_test(trainer.model, scheduled.optimizer, batch_loss, config, lr_scales=scheduled.lr_scales,
-                         progress=progress)
+                         progress=progress, loss_scale=static_loss_scale(recipe.train.amp_dtype, recipe.train.batch_size))
 
 
 def _endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:

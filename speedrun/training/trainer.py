@@ -37,7 +37,7 @@ from speedrun.data.device_data import DeviceData
 from speedrun.data.fused_input import augment_normalize
 from speedrun.models.protocol import ModelConfig
 from speedrun.training.config import TrainConfig
-from speedrun.training.evaluation import autocast_for, evaluate
+from speedrun.training.evaluation import evaluate
 from speedrun.training.hooks import Extension, RunHooks, RunState
 from speedrun.training.optimizers import (
     OptimizerConfig,
@@ -45,6 +45,7 @@ from speedrun.training.optimizers import (
     ScheduledOptimizer,
     build_optimizer,
 )
+from speedrun.training.precision import autocast_for, scaled_backward, static_loss_scale
 from speedrun.training.run_result import EpochLog, RunResult
 
 
@@ -74,6 +75,7 @@ class Trainer:
             if compile_model else self.model)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
         self.extensions = tuple(extensions)
+        self.loss_scale = static_loss_scale(train.amp_dtype, train.batch_size)   # 1 unless fp16 (precision module)
         self.progress = progress          # (what, done, total) after each step: for long CPU epochs only
         if len(data.train_images) < train.batch_size:
             raise ValueError(f"batch_size {train.batch_size} is larger than the training set "
@@ -95,7 +97,7 @@ class Trainer:
         self.model.eval()
         return evaluate(model or self.forward, self.data.test_images if images is None else images,
                         self.data.test_labels if labels is None else labels,
-                        batch_size=self.config.eval_batch_size, tta=self.config.tta)
+                        batch_size=self.config.eval_batch_size, tta=self.config.tta, amp_dtype=self.config.amp_dtype)
 
     def start_run(self, seed: int, lr: Tensor, momentum: Tensor | None = None) -> RunState:
         """A fresh optimizer, the extensions' hooks and the seeded generator; the weights are not touched."""
@@ -149,10 +151,10 @@ class Trainer:
 
     def train_step(self, x: Tensor, labels: Tensor, opt: ScheduledOptimizer) -> tuple[Tensor, Tensor]:
         """Forward, backward, optimizer step; returns (loss, correct count) as device tensors."""
-        with autocast_for(self.device):
+        with autocast_for(self.device, self.config.amp_dtype):
             logits = self.forward(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        loss.backward()
+        scaled_backward(loss, self.loss_scale, opt.optimizer.param_groups)
         opt.step()
         opt.zero_grad()
         return loss.detach(), (logits.argmax(1) == labels).sum()
