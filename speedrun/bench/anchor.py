@@ -119,7 +119,7 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     # Matched budgets: the anchor always trains its whole budget and evaluates once at the end,
     # so ours does the same (no early stop, one evaluation after the last epoch).
     recipe = recipe.replace(train=dataclasses.replace(recipe.train, stop_at_target=False,
-                                                      eval_every=recipe.train.epochs))
+                                                      eval_every=math.ceil(recipe.train.epochs)))
     writer = RecordWriter(options, recipe.name, "anchor", log)
     prepared = prepare_run(recipe, options, data=data, log=log)
     device, trainer, target = prepared.device, prepared.trainer, prepared.target

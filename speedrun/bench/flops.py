@@ -75,7 +75,7 @@ def estimate_flops(recipe: Recipe, *, train_images: int = CIFAR10_TRAIN_IMAGES,
     steps_per_epoch = train_images // train.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {train.batch_size} is larger than the {train_images} training images")
-    steps = steps_per_epoch * train.epochs
+    steps = train.total_steps(steps_per_epoch)
     model = recipe.model.build().to(META, memory_format=torch.channels_last)  # type: ignore[call-overload]
     x = torch.empty(train.batch_size, 3, 32, 32, device=META).contiguous(memory_format=torch.channels_last)
     labels = torch.zeros(train.batch_size, dtype=torch.long, device=META)
@@ -88,7 +88,7 @@ def estimate_flops(recipe: Recipe, *, train_images: int = CIFAR10_TRAIN_IMAGES,
     return FlopEstimate(train_step_flops=float(step_counter.get_total_flops() + optimizer_step_flops(recipe)),
                         eval_image_flops=float(eval_counter.get_total_flops()), steps=steps,
                         eval_images=test_images * len(tta_views(x[:1], train.tta))
-                        * evaluations(train.epochs, train.eval_every))
+                        * evaluations(train.epochs_run(steps_per_epoch), train.eval_every))
 
 
 def optimizer_step_flops(recipe: Recipe) -> int:

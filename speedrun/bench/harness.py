@@ -187,7 +187,7 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
     trainer = Trainer(recipe.model, device_data, augment=recipe.augment, optimizer=recipe.optimizer,
                       train=recipe.train, compile_model=compile_model, extensions=recipe.extensions,
                       progress=ProgressLog(log) if device.type == "cpu" else None)
-    total_steps = trainer.steps_per_epoch * recipe.train.epochs
+    total_steps = trainer.total_steps
     schedule = recipe.schedule.build(total_steps, trainer.steps_per_epoch)
     if len(schedule) != total_steps:
         raise ValueError(f"the schedule has {len(schedule)} steps but the run has {total_steps} "

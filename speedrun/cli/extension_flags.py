@@ -237,6 +237,6 @@ def apply_training_flags(args: argparse.Namespace, recipe: Recipe, options: Harn
         max_lr = resolve_auto_max_lr(recipe, options, data, log=log)
         spec = schedule_spec_from_args(args, recipe, max_lr=max_lr, auto=True)
     steps_per_epoch = max(1, (options.train_subset or CIFAR10_TRAIN_IMAGES) // recipe.train.batch_size)
-    spec.build(steps_per_epoch * epochs, steps_per_epoch)
+    spec.build(recipe.train.total_steps(steps_per_epoch), steps_per_epoch)
     return recipe.replace(schedule=spec, extensions=tuple(recipe.extensions) + extensions)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
     spec = schedule_spec_from_args(args, recipe, max_lr=args.max_lr)
-    schedule = spec.build(epochs * steps_per_epoch, steps_per_epoch)
+    train = recipe.train if args.epochs is None else dataclasses.replace(recipe.train, epochs=args.epochs)
+    schedule = spec.build(train.total_steps(steps_per_epoch), steps_per_epoch)
     d = schedule.describe()
     print(f"{d['name']}: {d['steps']} steps ({epochs} epochs of {steps_per_epoch}), interval={d['interval']}")
     print(f"lr first {d['lr_first']:.6g}  peak {d['lr_peak']:.6g}  last {d['lr_last']:.6g}")

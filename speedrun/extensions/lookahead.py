@@ -61,7 +61,7 @@ class LookaheadConfig:
         if self.include_buffers:
             fast += [b for b in model.buffers() if b.is_floating_point()]
         slow = [t.detach().clone() for t in fast]
-        total = trainer.steps_per_epoch * trainer.config.epochs
+        total = trainer.total_steps
         decays = torch.tensor([self.decay_at(n, total) for n in range(total + 1)], dtype=torch.float32,
                               device=trainer.device)
         state = {"steps": 0, "pulled_at": 0}
@@ -77,7 +77,7 @@ class LookaheadConfig:
                 pull()
 
         def after_epoch(epoch: int) -> None:
-            if epoch == trainer.config.epochs and state["steps"] > state["pulled_at"]:
+            if epoch == trainer.last_epoch and state["steps"] > state["pulled_at"]:
                 pull()
 
         return RunHooks(after_step=(after_step,), after_epoch=(after_epoch,))

@@ -44,7 +44,7 @@ class SnapshotEnsembleConfig:
             object.__setattr__(self, "cycle_end_epochs", ends)
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
-        total = trainer.config.epochs
+        total = trainer.last_epoch
         ends = self.cycle_end_epochs
         if ends is None:
             # One read of the schedule, before the run's timed part starts.

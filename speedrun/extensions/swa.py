@@ -57,7 +57,10 @@ class SWAConfig:
         one_of("anneal_strategy", self.anneal_strategy, ANNEAL_STRATEGIES)
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
-        total = trainer.config.epochs
+        if not trainer.config.whole_epochs:
+            raise ValueError(f"SWA averages whole epochs; the run's budget is {trainer.config.epochs} epochs: "
+                             f"give --epochs a whole number")
+        total = trainer.last_epoch
         if self.epochs > total:
             raise ValueError(f"swa epochs ({self.epochs}) must not exceed the run's epochs ({total})")
         write_swa_phase(optimizer.lr_schedule, self, steps_per_epoch=trainer.steps_per_epoch, total_epochs=total)

@@ -134,6 +134,8 @@ _ABLATIONS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
                            lambda r: r.replace(augment=dataclasses.replace(r.augment, pad_mode="zeros"))),
     "whiten_bias_3ep": ("the stem's bias trained for the first 3 epochs only, as airbench94 does",
                         lambda r: r.replace(extensions=(*r.extensions, WhiteningBiasSchedule(epochs=3, shape="hold")))),
+    "airbench_steps": ("airbench94's 9.9-epoch budget (476 steps of 1024, not 480)",
+                       lambda r: r.replace(train=dataclasses.replace(r.train, epochs=9.9, eval_every=10))),
     "flip_tta": ("test-time views: image and mirror only",
                  lambda r: r.replace(train=dataclasses.replace(r.train, tta="flip"))),
     "no_tta": ("no test-time augmentation",

@@ -1,6 +1,7 @@
 """How a run trains and when it is evaluated: the loop's settings as data."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from speedrun.checks import boolean, int_at_least, one_of, real_in
@@ -15,7 +16,8 @@ AMP_DTYPES = ("bf16", "fp16", "fp32")     # autocast precision on CUDA (speedrun
 class TrainConfig:
     """How a run trains and when it is evaluated."""
 
-    epochs: int = setting(24, "epoch budget")
+    epochs: float = setting(24, "epoch budget; a fraction trains part of the last epoch (9.9 epochs of 48 steps "
+                                "are 476 steps)")
     batch_size: int = setting(512, "training batch size")
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)")
     tta: str = setting("flip", "test-time views: none, flip (image + mirror), or multi (flip + 1-px shifts)",
@@ -32,7 +34,8 @@ class TrainConfig:
                                         "until a GPU benchmark shows it faster", false_flag=None)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+        real_in("epochs", self.epochs, low=0, low_open=True)
+        for name in ("batch_size", "eval_every", "eval_batch_size"):
             int_at_least(name, getattr(self, name), 1)
         real_in("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
         one_of("tta", self.tta, TTA_MODES)
@@ -40,3 +43,20 @@ class TrainConfig:
         one_of("amp_dtype", self.amp_dtype, AMP_DTYPES)
         boolean("stop_at_target", self.stop_at_target)
         boolean("input_kernel", self.input_kernel)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The budget's training steps: ``epochs`` x ``steps_per_epoch``, rounded up (airbench94's
+        9.9 epochs of 48 steps train 476 steps, where 10 epochs would train 480)."""
+        return max(1, math.ceil(round(self.epochs * steps_per_epoch, 6)))
+
+    def epochs_run(self, steps_per_epoch: int) -> int:
+        """Epochs the loop runs: the budget rounded up; only the last may be partial."""
+        return -(-self.total_steps(steps_per_epoch) // steps_per_epoch)
+
+    def steps_in_epoch(self, epoch: int, steps_per_epoch: int) -> int:
+        """Steps of the 1-based ``epoch``: all of them, except in a fractional budget's last epoch."""
+        return min(steps_per_epoch, self.total_steps(steps_per_epoch) - (epoch - 1) * steps_per_epoch)
+
+    @property
+    def whole_epochs(self) -> bool:
+        return float(self.epochs).is_integer()

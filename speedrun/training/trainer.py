@@ -85,6 +85,16 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return len(self.data.train_images) // self.config.batch_size
 
+    @property
+    def total_steps(self) -> int:
+        """The run's training steps (a fractional epoch budget rounded up to a step)."""
+        return self.config.total_steps(self.steps_per_epoch)
+
+    @property
+    def last_epoch(self) -> int:
+        """The run's last epoch, 1-based; in a fractional budget it is partial."""
+        return self.config.epochs_run(self.steps_per_epoch)
+
     def param_groups(self) -> list[ParamGroup]:
         return self.model_config.param_groups(self.model, self.optimizer_config)
 
@@ -128,7 +138,7 @@ class Trainer:
                              device=self.device, dtype=torch.uint8)
         labels = torch.randint(0, 10, (n,), generator=run.generator, device=self.device)
         self.train_steps(run, fake, labels, torch.arange(n, device=self.device).expand(steps, n), epoch=1)
-        self.end_epoch(run, self.config.epochs, evaluate=True, eval_images=_rehearsal_eval_size(
+        self.end_epoch(run, self.last_epoch, evaluate=True, eval_images=_rehearsal_eval_size(
             len(self.data.test_images), self.config.eval_batch_size))
         synchronize(self.device)
         stopwatch.stop()
@@ -173,9 +183,11 @@ class Trainer:
                 self.progress(f"epoch {epoch}, step", step, len(batches))
 
     def train_epoch(self, run: RunState, epoch: int) -> None:
-        """One epoch of steps over a fresh permutation of the training set, entirely on the device."""
+        """One epoch of steps over a fresh permutation of the training set, entirely on the device
+        (a fractional budget's last epoch takes the permutation's first batches only)."""
         data, batch_size = self.data, self.config.batch_size
-        order = batch_order(len(data.train_images), run.generator)[: self.steps_per_epoch * batch_size]
+        steps = self.config.steps_in_epoch(epoch, self.steps_per_epoch)
+        order = batch_order(len(data.train_images), run.generator)[: steps * batch_size]
         run.loss_sum.zero_()
         run.correct.zero_()
         self.train_steps(run, data.train_images, data.train_labels, order.view(-1, batch_size), epoch)
@@ -193,7 +205,7 @@ class Trainer:
             model = run.hooks.eval_model() if run.hooks.eval_model else self.forward
             n = eval_images or len(self.data.test_images)
             accuracy = self.evaluate(model, self.data.test_images[:n], self.data.test_labels[:n])
-        if epoch == self.config.epochs and run.hooks.finish is not None:
+        if epoch == self.last_epoch and run.hooks.finish is not None:
             finished = run.hooks.finish()
             accuracy = accuracy if finished is None else finished
         return accuracy
@@ -202,7 +214,7 @@ class Trainer:
         """The epoch's one host sync: lr, loss, training and test accuracy, read in one transfer."""
         values = [run.optimizer.current_lr().float(), run.loss_sum.float(), run.correct.float()]
         lr, loss_sum, correct, *test = torch.stack(values + ([accuracy.float()] if accuracy is not None else [])).tolist()
-        steps = self.steps_per_epoch
+        steps = self.config.steps_in_epoch(epoch, self.steps_per_epoch)
         loss = loss_sum / steps
         return EpochLog(epoch=epoch, lr=lr, train_loss=loss if math.isfinite(loss) else None,
                         train_acc=correct / (steps * self.config.batch_size), test_acc=test[0] if test else None,
@@ -219,10 +231,11 @@ class Trainer:
         run = self.start_run(seed, lr, momentum)
         result = RunResult(seed=seed)
         sampler.start()
-        for epoch in range(1, cfg.epochs + 1):
+        last = self.last_epoch
+        for epoch in range(1, last + 1):
             stopwatch.start()
             self.train_epoch(run, epoch)
-            accuracy = self.end_epoch(run, epoch, evaluate=epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+            accuracy = self.end_epoch(run, epoch, evaluate=epoch % cfg.eval_every == 0 or epoch == last)
             stopwatch.stop()
             entry = self.read_epoch(run, epoch, accuracy, stopwatch.elapsed_s)
             result.epochs.append(entry)

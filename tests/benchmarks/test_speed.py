@@ -155,7 +155,7 @@ def training_bench(recipe: Recipe, data: DeviceData, *, compile_model: bool,
     trainer = Trainer(recipe.model, data, augment=recipe.augment, optimizer=recipe.optimizer, train=recipe.train,
                       compile_model=compile_model, extensions=recipe.extensions, compile_backend=backend)
     trainer.initialize(0)
-    schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
+    schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
     momentum = None if schedule.momentum is None else schedule.momentum.to(data.device, torch.float32)
     run = trainer.start_run(0, schedule.lr.to(data.device, torch.float32), momentum)
     trainer.model.train()

@@ -156,3 +156,9 @@ def test_swa_longer_than_the_run_is_refused(make_synthetic_cifar10):
     trainer = tiny_trainer(make_synthetic_cifar10(train=64, test=32), epochs=2, extensions=(SWAConfig(3, 0.1),))
     with pytest.raises(ValueError, match="swa epochs"):
         trainer.run(0, constant_schedule(trainer, 0.1))
+
+
+def test_swa_over_a_fractional_budget_is_refused_naming_the_flag(make_synthetic_cifar10):
+    trainer = tiny_trainer(make_synthetic_cifar10(train=64, test=32), epochs=2.5, extensions=(SWAConfig(1, 0.1),))
+    with pytest.raises(ValueError, match="--epochs a whole number"):
+        trainer.run(0, torch.full((trainer.total_steps,), 0.1))

@@ -27,7 +27,7 @@ def make_trainer(recipe, data) -> Trainer:
 
 
 def lr_tensor(trainer, recipe) -> torch.Tensor:
-    steps = trainer.steps_per_epoch * recipe.train.epochs
+    steps = trainer.total_steps
     return recipe.schedule.build(steps, trainer.steps_per_epoch).lr.float()
 
 

@@ -27,7 +27,7 @@ def tiny_trainer(data, *, epochs=3, batch_size=32, extensions=(), **train) -> Tr
 
 
 def constant_schedule(trainer: Trainer, lr: float) -> torch.Tensor:
-    return torch.full((trainer.steps_per_epoch * trainer.config.epochs,), lr)
+    return torch.full((trainer.total_steps,), lr)
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,7 +26,7 @@ def make_trainer(data, *, epochs=2, batch_size=64, compile_model=False, extensio
 
 
 def one_cycle(trainer, peak=0.4):
-    total = trainer.steps_per_epoch * trainer.config.epochs
+    total = trainer.total_steps
     peak_at = max(1, total // 5)
     up = torch.linspace(0, peak, peak_at + 1)[:-1]
     return torch.cat([up, torch.linspace(peak, 0, total - peak_at)])
@@ -127,7 +127,7 @@ def test_an_epoch_never_syncs_with_the_host(recipe_name, make_synthetic_cifar10)
     trainer = Trainer(model, data, augment=recipe.augment, optimizer=recipe.optimizer,
                       train=dataclasses.replace(recipe.train, batch_size=256), compile_model=True,
                       extensions=recipe.extensions)
-    schedule = recipe.schedule.build(trainer.steps_per_epoch * recipe.train.epochs, trainer.steps_per_epoch)
+    schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
     lr = schedule.lr.to("cuda", torch.float32)
     momentum = None if schedule.momentum is None else schedule.momentum.to("cuda", torch.float32)
     trainer.rehearse(lr, momentum)
@@ -177,3 +177,15 @@ def test_progress_is_said_at_most_every_so_many_seconds():
     for step in range(1, 100):
         progress("work", step, 100)
     assert said == []
+
+
+def test_a_fractional_budget_trains_part_of_its_last_epoch_and_evaluates_after_it(make_synthetic_cifar10):
+    trainer = make_trainer(make_synthetic_cifar10(train=256, test=32), epochs=1.5, batch_size=64)
+    assert (trainer.steps_per_epoch, trainer.total_steps, trainer.last_epoch) == (4, 6, 2)
+    steps = []
+    trainer.model.register_forward_pre_hook(lambda m, _inputs: steps.append(1) if m.training else None)
+    result = trainer.run(0, torch.linspace(0.1, 0.0, 6))
+    assert result.status == "ok" and [e.epoch for e in result.epochs] == [1, 2]
+    assert len(steps) == 6, "4 steps, then the half epoch's 2"
+    assert result.epochs[-1].test_acc is not None and result.final_test_acc == result.epochs[-1].test_acc
+    assert result.epochs[-1].lr == pytest.approx(0.0), "the schedule's last step is the run's last"
