@@ -29,12 +29,17 @@ class DecoupledWeightDecay:
         rate = trainer.optimizer_config.weight_decay
         if not getattr(trainer.model_config, "decoupled_weight_decay", False) or rate == 0:
             return RunHooks()
-        groups = [(list(group["params"]), group["lr"], rate / scale)
-                  for group, scale in zip(optimizer.optimizer.param_groups, optimizer.lr_scales)]
+        groups = optimizer.optimizer.param_groups
+        params = [list(group["params"]) for group in groups]
+        lrs = [group["lr"] for group in groups]
+        rates = torch.tensor([rate / scale for scale in optimizer.lr_scales], dtype=lrs[0].dtype, device=lrs[0].device)
 
         @torch.no_grad()
         def decay() -> None:
-            for params, lr, rate_per_lr in groups:
-                torch._foreach_mul_(params, 1 - lr * rate_per_lr)
+            # Every group's factor at once (three ops for any number of groups), then one
+            # multi-tensor multiply per group.
+            factors = (1 - torch.stack(lrs) * rates).unbind()
+            for group_params, factor in zip(params, factors):
+                torch._foreach_mul_(group_params, factor)
 
         return RunHooks(after_step=(decay,))

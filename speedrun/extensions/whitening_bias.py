@@ -38,6 +38,11 @@ class WhiteningBiasSchedule:
         int_at_least("epochs", self.epochs, 1)
         one_of("shape", self.shape, SHAPES)
 
+    def params_apart(self, trainer: Trainer) -> list[torch.Tensor]:
+        """The stem's bias: its group must stay its own (the trainer merges equal groups)."""
+        bias = getattr(trainer.model.get_submodule("stem"), "bias", None)
+        return [bias] if bias is not None and bias.requires_grad else []
+
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         stem = trainer.model.get_submodule("stem")
         bias = getattr(stem, "bias", None)

@@ -78,3 +78,6 @@ class Extension(Protocol):
     """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks: ...
+
+    # Optional: ``params_apart(trainer) -> list[Tensor]``, the tensors whose parameter group
+    # ``make`` edits alone, so the trainer does not merge that group with an equal one.

@@ -19,7 +19,8 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,30 @@ class ParamGroup:
     momentum: float | None = None
 
 
+def merge_equal_groups(groups: Sequence[ParamGroup], apart: Iterable[Tensor] = ()) -> list[ParamGroup]:
+    """``groups`` with those of equal hyperparameters joined, in order of first appearance.
+
+    A model names its groups by role (filters, BN shifts, head, stem bias); where two roles get
+    the same rate, decay and update they train identically as one group, and one group costs
+    fewer launches a step (a fused optimizer and every per-group hook launch once per group).
+    A group holding a tensor in ``apart`` stays its own: an extension sets its lr alone.
+    """
+    apart_ids = {id(t) for t in apart}
+    merged: list[ParamGroup] = []
+    index_of: dict[tuple, int] = {}
+    for group in groups:
+        key = (group.lr_scale, group.weight_decay, group.orthogonalize, group.momentum)
+        alone = any(id(p) in apart_ids for p in group.params)
+        if not alone and key in index_of:
+            i = index_of[key]
+            merged[i] = dataclasses.replace(merged[i], params=[*merged[i].params, *group.params])
+            continue
+        if not alone:
+            index_of[key] = len(merged)
+        merged.append(group)
+    return merged
+
+
 class ScheduledOptimizer:
     """A torch optimizer plus the device schedule and step counter that set its hyperparameters.
 
@@ -95,12 +120,20 @@ class ScheduledOptimizer:
     def __init__(self, optimizer: torch.optim.Optimizer, lr: Tensor, momentum: Tensor | None,
                  lr_scales: Sequence[float]) -> None:
         self.optimizer = optimizer
-        self.lr_schedule = lr
+        self.lr_schedule = lr               # an extension may edit it in place or replace it (plateau)
         self.momentum_schedule = momentum
         self.lr_scales = list(lr_scales)
         self.counter = torch.zeros((), dtype=torch.long, device=lr.device)
         self._last = len(lr) - 1
+        self._scales = torch.tensor(self.lr_scales, dtype=lr.dtype, device=lr.device)
+        self._group_lrs = [group["lr"] for group in optimizer.param_groups]
+        # The momentum tensors a cycled momentum is copied into (the same value for every group).
+        self._group_momenta = [m for group in optimizer.param_groups
+                               for m in [group["betas"][0] if "betas" in group else group.get("momentum")]
+                               if isinstance(m, Tensor)]
         self._own_lr: dict[int, Tensor] = {}
+        self._own_rows: Tensor | None = None       # (steps, groups): the groups' own lrs, where given
+        self._own_mask: Tensor | None = None
 
     def override_group(self, index: int, lr: Tensor) -> None:
         """Give group ``index`` its own per-step lr (absolute, not scaled), e.g. a bias frozen after 3 epochs."""
@@ -108,22 +141,25 @@ class ScheduledOptimizer:
             raise ValueError(f"a group's own lr must be like the schedule: {tuple(self.lr_schedule.shape)} "
                              f"on {self.lr_schedule.device}, got {tuple(lr.shape)} on {lr.device}")
         self._own_lr[index] = lr.to(self.lr_schedule.dtype)
+        groups = len(self._group_lrs)
+        own = torch.zeros((len(lr), groups), dtype=self.lr_schedule.dtype, device=lr.device)
+        mask = torch.zeros(groups, dtype=torch.bool, device=lr.device)
+        for i, values in self._own_lr.items():
+            own[:, i] = values
+            mask[i] = True
+        self._own_rows, self._own_mask = own, mask
 
     def load_hyperparameters(self) -> None:
-        """Copy the current step's values into the optimizer (device ops only)."""
+        """Copy the current step's values into the optimizer: device ops only, and as many for
+        any number of groups (one row of lrs, then one multi-tensor copy)."""
         index = self.counter.clamp(max=self._last).view(1)
-        lr = self.lr_schedule.index_select(0, index).squeeze(0)
-        momentum = None
+        lrs = self.lr_schedule.index_select(0, index) * self._scales
+        if self._own_rows is not None and self._own_mask is not None:
+            lrs = torch.where(self._own_mask, self._own_rows.index_select(0, index), lrs)
+        torch._foreach_copy_(self._group_lrs, list(lrs.view(-1).unbind()))
         if self.momentum_schedule is not None:
             momentum = self.momentum_schedule.index_select(0, index).squeeze(0)
-        for i, (group, scale) in enumerate(zip(self.optimizer.param_groups, self.lr_scales)):
-            own = self._own_lr.get(i)
-            group["lr"].copy_(lr * scale if own is None else own.index_select(0, index).squeeze(0))
-            if momentum is not None:
-                if "betas" in group:
-                    group["betas"][0].copy_(momentum)
-                else:
-                    group["momentum"].copy_(momentum)
+            torch._foreach_copy_(self._group_momenta, [momentum] * len(self._group_momenta))
 
     def step(self) -> None:
         self.load_hyperparameters()

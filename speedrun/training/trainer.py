@@ -44,6 +44,7 @@ from speedrun.training.optimizers import (
     ParamGroup,
     ScheduledOptimizer,
     build_optimizer,
+    merge_equal_groups,
 )
 from speedrun.training.precision import autocast_for, scaled_backward, static_loss_scale
 from speedrun.training.run_result import EpochLog, RunResult
@@ -96,7 +97,14 @@ class Trainer:
         return self.config.epochs_run(self.steps_per_epoch)
 
     def param_groups(self) -> list[ParamGroup]:
+        """The model's parameter groups, one per role."""
         return self.model_config.param_groups(self.model, self.optimizer_config)
+
+    def optimizer_groups(self) -> list[ParamGroup]:
+        """The groups the optimizer gets: :meth:`param_groups` with equal ones merged, except
+        those the extensions edit alone (their ``params_apart``)."""
+        apart = [t for ext in self.extensions for t in getattr(ext, "params_apart", lambda _: [])(self)]
+        return merge_equal_groups(self.param_groups(), apart)
 
     def initialize(self, seed: int) -> None:
         self.model_config.initialize(self.model, seed, self.data.train_images)
@@ -112,7 +120,7 @@ class Trainer:
     def start_run(self, seed: int, lr: Tensor, momentum: Tensor | None = None) -> RunState:
         """A fresh optimizer, the extensions' hooks and the seeded generator; the weights are not touched."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        opt = build_optimizer(self.param_groups(), self.optimizer_config, lr, momentum)
+        opt = build_optimizer(self.optimizer_groups(), self.optimizer_config, lr, momentum)
         hooks = RunHooks.combine([ext.make(self, opt) for ext in self.extensions])
         first_flips = torch.rand(len(self.data.train_images), generator=gen, device=self.device) < 0.5
         return RunState(opt, hooks, gen, first_flips, torch.zeros((), device=self.device),

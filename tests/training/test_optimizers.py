@@ -7,6 +7,7 @@ from speedrun.training.optimizers import (
     OptimizerConfig,
     ParamGroup,
     build_optimizer,
+    merge_equal_groups,
 )
 
 STEPS = 12
@@ -84,3 +85,49 @@ def test_cycled_momentum_needs_an_optimizer_with_momentum():
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         OptimizerConfig(**kwargs)
+
+
+def _params(n: int) -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.full((3,), float(i))) for i in range(n)]
+
+
+def test_equal_groups_merge_in_order_of_first_appearance():
+    a, b, c, d = _params(4)
+    groups = [ParamGroup([a]), ParamGroup([b], lr_scale=2.0), ParamGroup([c]), ParamGroup([d], lr_scale=2.0)]
+    merged = merge_equal_groups(groups)
+    assert [[id(p) for p in g.params] for g in merged] == [[id(a), id(c)], [id(b), id(d)]]
+    assert [g.lr_scale for g in merged] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("field, value", [("lr_scale", 2.0), ("weight_decay", 0.0),
+                                          ("orthogonalize", True), ("momentum", 0.5)])
+def test_groups_that_differ_in_any_hyperparameter_stay_apart(field, value):
+    a, b = _params(2)
+    assert len(merge_equal_groups([ParamGroup([a]), ParamGroup([b], **{field: value})])) == 2
+
+
+def test_a_group_holding_a_tensor_set_apart_stays_alone():
+    a, b, c = _params(3)
+    merged = merge_equal_groups([ParamGroup([a]), ParamGroup([b]), ParamGroup([c])], apart=[b])
+    assert [[id(p) for p in g.params] for g in merged] == [[id(a), id(c)], [id(b)]]
+
+
+def test_merged_groups_train_exactly_as_the_separate_ones():
+    torch.manual_seed(0)
+    cfg = OptimizerConfig(momentum=0.9, nesterov=True, weight_decay=5e-4)
+    lr = torch.linspace(0.1, 0.01, STEPS)
+    separate, merged_params = _params(3), _params(3)
+
+    def groups(ps):
+        return [ParamGroup([ps[0]]), ParamGroup([ps[1]], lr_scale=4.0), ParamGroup([ps[2]])]
+    one = build_optimizer(groups(separate), cfg, lr)
+    other = build_optimizer(merge_equal_groups(groups(merged_params)), cfg, lr)
+    assert len(one.optimizer.param_groups) == 3 and len(other.optimizer.param_groups) == 2
+    for _ in range(STEPS):
+        grads = [torch.randn(3) for _ in range(3)]
+        for p, q, g in zip(separate, merged_params, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        one.step()
+        other.step()
+    for p, q in zip(separate, merged_params):
+        assert torch.equal(p, q)

@@ -189,3 +189,19 @@ def test_a_fractional_budget_trains_part_of_its_last_epoch_and_evaluates_after_i
     assert len(steps) == 6, "4 steps, then the half epoch's 2"
     assert result.epochs[-1].test_acc is not None and result.final_test_acc == result.epochs[-1].test_acc
     assert result.epochs[-1].lr == pytest.approx(0.0), "the schedule's last step is the run's last"
+
+
+@pytest.mark.parametrize("name, groups", [("fast94", 2), ("fast94-whiten_bias_3ep", 3), ("fast94-muon", 4)])
+def test_the_optimizer_gets_the_roles_with_equal_hyperparameters_merged(name, groups, make_synthetic_cifar10):
+    """fast94's four roles train at two rates; the whitening-bias schedule keeps the stem bias
+    its own group; Muon's filters, BN shifts, head and stem bias all differ."""
+    recipe = get_recipe(name)
+    model = dataclasses.replace(recipe.model, widths=tuple(max(8, w // 16) for w in recipe.model.widths))
+    trainer = Trainer(model, DeviceData.from_cifar(make_synthetic_cifar10(train=256, test=32), CPU),
+                      augment=recipe.augment, optimizer=recipe.optimizer,
+                      train=dataclasses.replace(recipe.train, batch_size=64), compile_model=False,
+                      extensions=recipe.extensions)
+    assert len(trainer.optimizer_groups()) == groups
+    roles = trainer.param_groups()
+    assert sorted(id(p) for g in trainer.optimizer_groups() for p in g.params) == sorted(
+        id(p) for g in roles for p in g.params), "every parameter is in exactly one group"
