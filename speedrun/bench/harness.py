@@ -91,9 +91,13 @@ def summarize_runs(runs: Sequence[RunResult]) -> dict:
     A run counts as finished, and a finished run as having reached the target, by the rules
     every reader of records uses (:mod:`speedrun.results.run_values`).
     """
-    as_dicts = [r.to_dict() for r in runs]
-    finished, reached = finished_runs(as_dicts), reached_runs(as_dicts)
-    utils = [r.nvml["gpu_util_pct"]["mean"] for r in runs if "gpu_util_pct" in r.nvml]
+    return summarize_run_dicts([r.to_dict() for r in runs])
+
+
+def summarize_run_dicts(runs: Sequence[dict]) -> dict:
+    """:func:`summarize_runs` of runs as records hold them (e.g. runs merged from several records)."""
+    finished, reached = finished_runs(runs), reached_runs(runs)
+    utils = [r["nvml"]["gpu_util_pct"]["mean"] for r in runs if "gpu_util_pct" in (r.get("nvml") or {})]
     return {
         "runs": len(runs),
         "completed": len(finished),
@@ -314,6 +318,18 @@ class RecordWriter:
         self.log(f"warning: could not write {wanted} ({error.strerror or error}); the record is kept at {self.path}")
 
 
+def train_record(recipe: Recipe, options: HarnessOptions, prepared: PreparedRun, rehearsal_s: float,
+                 runs: Sequence[RunResult], command: Sequence[str] | None) -> dict:
+    """A train record of ``runs`` (without ``complete``, which its writer sets)."""
+    record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
+    record.update({
+        "setup": {"data_to_device_s": prepared.data_to_device_s, "rehearsal_s": rehearsal_s},
+        "runs": [r.to_dict() for r in runs],
+        "summary": summarize_runs(runs),
+    })
+    return record
+
+
 def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
                   log: Callable[[str], None] = print, command: Sequence[str] | None = None) -> dict:
     """Train ``options.runs`` seeded runs of ``recipe``; return the record (written if ``options.out``).
@@ -333,12 +349,7 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
                                          log=lambda e: log(format_epoch(e))))
         if runs[-1].status != "ok":
             log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
-        record = base_record("train", recipe, options, prepared, timer_rule=TIMER_RULE, runs=runs, command=command)
-        record.update({
-            "setup": {"data_to_device_s": prepared.data_to_device_s, "rehearsal_s": rehearsal_s},
-            "runs": [r.to_dict() for r in runs],
-            "summary": summarize_runs(runs),
-        })
-        record = writer.write(record, complete=i + 1 == options.runs)
+        record = writer.write(train_record(recipe, options, prepared, rehearsal_s, runs, command),
+                              complete=i + 1 == options.runs)
     log(format_summary(record["summary"], prepared.target))
     return record

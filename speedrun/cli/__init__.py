@@ -54,6 +54,8 @@ COMMANDS: tuple[Command, ...] = (
             "time our fast recipe against a published speedrun (airbench94) on the same GPU and data"),
     Command("profile", "speedrun.cli.profile", "show where one training epoch's time goes (torch.profiler)"),
     Command("flops", "speedrun.cli.flops", "estimate the FLOPs of a recipe's run over its full budget"),
+    Command("sweep", "speedrun.cli.sweep",
+            "run a spec of variants x seeds (and tuning) across GPUs on Ray, resumably; rank them"),
 )
 DEFAULT_COMMAND = "train"
 _BY_NAME = {c.name: c for c in COMMANDS}

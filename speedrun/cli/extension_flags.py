@@ -215,12 +215,14 @@ def extensions_from_args(args: argparse.Namespace) -> tuple:
 
 
 def apply_training_flags(args: argparse.Namespace, recipe: Recipe, options: HarnessOptions, *,
-                         data: Cifar10 | None = None, log: Callable[[str], None] = print) -> Recipe:
+                         data: Cifar10 | None = None, log: Callable[[str], None] = print,
+                         resolve_auto: bool = True) -> Recipe:
     """``recipe`` with the command line's schedule and extensions.
 
     ``--max-lr auto`` runs the LR range test for ``recipe`` on the run's data (``data``, or loaded
     per ``options``) and device first. The schedule is built once here for the expected step count
     (``--train-subset`` or 50,000 images), so a bad flag fails before any data is moved or compiled.
+    ``resolve_auto=False`` only checks the flags: ``auto`` keeps a stand-in peak, never trained with.
     """
     extensions = extensions_from_args(args)
     epochs = recipe.train.epochs
@@ -233,7 +235,7 @@ def apply_training_flags(args: argparse.Namespace, recipe: Recipe, options: Harn
     auto = max_lr == AUTO
     # Check the flags' structure before the range test (a stand-in peak for auto), then build for real.
     spec = schedule_spec_from_args(args, recipe, max_lr=_STAND_IN_PEAK if auto else max_lr, auto=auto)
-    if auto:
+    if auto and resolve_auto:
         max_lr = resolve_auto_max_lr(recipe, options, data, log=log)
         spec = schedule_spec_from_args(args, recipe, max_lr=max_lr, auto=True)
     steps_per_epoch = max(1, (options.train_subset or CIFAR10_TRAIN_IMAGES) // recipe.train.batch_size)

@@ -33,6 +33,7 @@ from speedrun.results.run_values import (
     run_accuracies,
     run_times_to_target,
     schedule_label,
+    times_taken_concurrently,
 )
 from speedrun.results.stats import (
     ALPHA,
@@ -103,6 +104,10 @@ def comparability_warnings(a: dict, b: dict) -> list[str]:
         out.append(f"A and B used different dataset copies ({_fmt_dataset(ds_a)} vs {_fmt_dataset(ds_b)})")
     if not math.isclose(float(a["target"]), float(b["target"]), abs_tol=1e-12):
         out.append(f"A's target is {100 * a['target']:.2f}% and B's {100 * b['target']:.2f}%, so times measure different goals")
+    for name, record in (("A", a), ("B", b)):
+        if times_taken_concurrently(record):
+            out.append(f"{name}'s times were taken side by side with other runs (a sweep on CPUs), "
+                       f"so they measure the sharing as much as the recipe")
     for name, record in (("A", a), ("B", b)):
         note = completeness_note(record)
         if note:

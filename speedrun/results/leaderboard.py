@@ -18,6 +18,7 @@ Conventions:
   is below 100% shows it in the "reached" column; its time describes the runs that got there);
 * a different ``target`` than the record's own is answered from the per-epoch curves: the
   ``elapsed_s`` of the first evaluated epoch whose ``test_acc`` meets it;
+* times a sweep took side by side on CPUs (``sweep.concurrent_times``) are listed, never ranked;
 * GPU: ``environment.gpu_name``, or ``"CPU"`` when ``environment.device`` is cpu;
 * kind ``"train"`` gives one entry; kind ``"anchor"`` gives one entry per element of its
   ``sides: [{"label", "runs", "summary"}]`` (recipe shown as ``recipe [label]``), or one entry
@@ -39,10 +40,12 @@ from speedrun.results.run_values import (
     run_accuracies,
     run_times_to_target,
     schedule_label,
+    times_taken_concurrently,
 )
 from speedrun.results.stats import Summary, summarize
 
 BENCHMARK_KINDS = ("train", "anchor")
+CONCURRENT_NOTE = "times taken side by side with other runs (a sweep on CPUs): they rank nothing"
 FORMATS = ("table", "markdown", "csv", "json")
 CSV_FIELDS = (
     "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
@@ -290,7 +293,8 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
             source=source,
             caveat=completeness_note(record),
         )
-        entries.append(replace(entry, note=_unranked_reason(entry)))
+        note = CONCURRENT_NOTE if times_taken_concurrently(record) else _unranked_reason(entry)
+        entries.append(replace(entry, note=note))
     return entries
 
 

@@ -53,6 +53,7 @@ from speedrun.outputs import write_text_atomically
 SCHEMA_NAME = "speedrun.record"
 DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
 SCHEMA_VERSION = 2
+RUN_PIECE_SUFFIX = ".run.json"     # a sweep's one-run pieces, merged into its records (speedrun.sweeps)
 
 _NUMBER = (int, float)
 _REQUIRED_TOP: dict[str, tuple[type, ...]] = {
@@ -154,11 +155,16 @@ def read_record(path: str | os.PathLike) -> dict:
 
 
 def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (recursively, ``*.json``) into a sorted list of record paths."""
+    """Expand files and folders (recursively, ``*.json``) into a sorted list of record paths.
+
+    A folder's sweep pieces (``*.run.json``: one run each, or a tuning trial) are left out: the
+    sweep merges its runs into one record per variant beside them, which is what is read. A
+    piece named on its own is read like any record.
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file()))
+            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file() and not q.name.endswith(RUN_PIECE_SUFFIX)))
         elif p.exists():
             found.append(p)
         else:

@@ -42,6 +42,13 @@ def schedule_label(record: dict) -> str:
     return " + ".join([name, *added])
 
 
+def times_taken_concurrently(record: dict) -> bool:
+    """Whether the record's times were taken beside other runs on the same machine (a sweep on
+    CPUs): such times measure the sharing as much as the recipe, so they rank nothing."""
+    sweep = record.get("sweep")
+    return isinstance(sweep, dict) and sweep.get("concurrent_times") is True
+
+
 def gpu_label(record: dict) -> str:
     """The GPU model a record's times belong to; "CPU" for CPU runs."""
     env = record.get("environment", {})
