@@ -4,9 +4,8 @@ from pathlib import Path
 import pytest
 
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
-from speedrun.recipes import get_recipe
+from speedrun.recipes import fast94, fast94_muon, get_recipe
 from speedrun.recipes.base import calibration_rule
-from speedrun.recipes.fast94 import JPEG_COPY_TARGET
 from speedrun.results.records import read_record
 from speedrun.results.run_values import finished_runs
 
@@ -26,16 +25,19 @@ def calibration_records(recipe: str) -> list[tuple[Path, dict]]:
     return found
 
 
-def test_fast94s_copy_target_is_the_rule_applied_to_its_calibration_records():
-    records = calibration_records("fast94")
+@pytest.mark.parametrize("recipe, calibrated", [("fast94", fast94.JPEG_COPY_TARGET),
+                                                ("fast94-muon", fast94_muon.JPEG_COPY_TARGET)])
+def test_a_copy_target_is_the_rule_applied_to_its_calibration_records(recipe, calibrated):
+    records = calibration_records(recipe)
     if not records:
         pytest.skip(f"no calibration records under {CALIBRATION}")
     accuracies = [run["final_test_acc"] for _, record in records for run in finished_runs(record["runs"])]
     assert accuracies, "the calibration records hold no finished run"
-    assert JPEG_COPY_TARGET.target == calibration_rule(accuracies)
+    assert calibrated.target == calibration_rule(accuracies)
     for path, _ in records:
-        assert path.name in JPEG_COPY_TARGET.evidence, f"the evidence does not name {path.name}"
-    assert get_recipe("fast94").target_for(SOURCE_JPEG_COPY).target == JPEG_COPY_TARGET.target
+        assert path.name in calibrated.evidence, f"the evidence does not name {path.name}"
+    choice = get_recipe(recipe).target_for(SOURCE_JPEG_COPY)
+    assert choice.target == calibrated.target and calibrated.evidence in choice.source
 
 
 @pytest.mark.parametrize("accuracies,target", [([0.9065], 0.900), ([0.9100], 0.905), ([0.9099], 0.900),
