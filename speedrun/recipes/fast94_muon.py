@@ -7,6 +7,9 @@ steps, against 476 of batch 1024), without lookahead. What changes against fast9
 * Muon for the convolution filters (:mod:`speedrun.training.muon`): lr 0.24, momentum 0.6
   Nesterov, 3 Newton-Schulz steps, each filter renormalized to norm sqrt(out_channels) before
   its update; no weight decay on the filters (Muon's update has a fixed size, the norm is held).
+  Same-shape filters are orthogonalized in one batched iteration (``muon_batched``; airbench
+  does one filter at a time, ``--no-muon-batched``, which agrees to float rounding and was
+  what the calibration record ran, before the switch existed).
 * Momentum SGD (0.85, Nesterov) for everything else, at airbench's rates per *summed* loss
   times the batch (this loop's loss is the batch mean): BN shifts and the stem's bias at
   0.053 x 2000 = 106, the head at 0.67 x 2000 = 1340, each with coupled L2 of 0.004 / lr (airbench's

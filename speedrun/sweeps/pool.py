@@ -133,7 +133,8 @@ class RunPool:
     def submit(self, job: Job) -> None:
         self.queue.append(job)
 
-    def _new_worker(self) -> _Worker:
+    def _start_workers(self, count: int) -> None:
+        """Start ``count`` workers at once (each imports torch and speedrun: they start side by side)."""
         from speedrun.sweeps.worker import RunWorker
 
         if self.gpus:
@@ -142,16 +143,17 @@ class RunPool:
         else:
             actor = self.ray.remote(RunWorker).options(num_cpus=self.options.cpus_per_run, max_restarts=0)
             threads = self.options.cpus_per_run
-        handle = actor.remote(self._keys, *self._refs, threads=threads)
-        where = self.ray.get(handle.where.remote())
-        return _Worker(handle, where)
+        handles = [actor.remote(self._keys, *self._refs, threads=threads) for _ in range(count)]
+        places = self.ray.get([h.where.remote() for h in handles])
+        self._workers += [_Worker(h, where) for h, where in zip(handles, places)]
 
     def _dispatch(self) -> None:
+        idle_count = sum(1 for w in self._workers if w.job is None)
+        wanted = min(len(self.queue) - idle_count, self.size - len(self._workers))
+        if wanted > 0:
+            self._start_workers(wanted)
         while self.queue:
             idle = next((w for w in self._workers if w.job is None), None)
-            if idle is None and len(self._workers) < self.size:
-                idle = self._new_worker()
-                self._workers.append(idle)
             if idle is None:
                 return
             job = self._next_job_for(idle)

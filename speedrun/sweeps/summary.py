@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speedrun.results.compare import compare_records
-from speedrun.results.leaderboard import build_leaderboard
+from speedrun.results.leaderboard import build_leaderboard, load_records
 from speedrun.results.records import read_record
 from speedrun.results.render import render
 from speedrun.sweeps.plan import flag_words
@@ -24,7 +24,8 @@ def variant_records(report: SweepReport) -> dict[str, list[dict]]:
 
 
 def leaderboard_text(report: SweepReport, fmt: str = "table") -> str:
-    records = [r for rs in variant_records(report).values() for r in rs]
+    """The leaderboard over the sweep's folder, as ``speedrun leaderboard DIR`` gives it."""
+    records = load_records([report.folder])[0] if report.folder.is_dir() else []
     return render(build_leaderboard(records), fmt) if records else "no variant has a record yet\n"
 
 

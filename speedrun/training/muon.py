@@ -16,11 +16,16 @@ device schedule (a tensor lr, no host read):
 Groups marked ``orthogonalize`` get that update; the others (norm biases, the head, the
 whitening bias) get PyTorch's momentum SGD with L2 weight decay, at their own momentum.
 Newton-Schulz runs in bfloat16 on CUDA (tensor cores) and in float32 elsewhere.
+
+With ``batch_same_shapes`` (the default) the filters of one shape are stacked and orthogonalized
+by one batched iteration, and the renormalization and the update are one foreach op each over
+all filters: the same arithmetic per filter in a fraction of the launches (fast94-muon's six
+filters have four shapes). Without it every filter is done on its own, as airbench94_muon does.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -32,25 +37,45 @@ NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
 def newton_schulz(matrix: Tensor, steps: int, dtype: torch.dtype | None = None, eps: float = 1e-7) -> Tensor:
-    """The quintic Newton-Schulz iteration towards the orthogonal factor of ``matrix`` (2-D).
+    """The quintic Newton-Schulz iteration towards the orthogonal factor of ``matrix``: a 2-D
+    matrix, or a stack of same-shape matrices (3-D), each orthogonalized on its own.
 
     Computed in ``dtype`` (default: the matrix's), iterating on the smaller of the two Gram
     matrices so the products stay small; returned in the matrix's dtype.
     """
-    if matrix.dim() != 2:
-        raise ValueError(f"newton_schulz takes a matrix, got shape {tuple(matrix.shape)}")
+    if matrix.dim() not in (2, 3):
+        raise ValueError(f"newton_schulz takes a matrix or a stack of matrices, got shape {tuple(matrix.shape)}")
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     x = matrix.to(dtype or matrix.dtype)
-    x = x / (x.norm() + eps)                      # the top singular value is now at most 1
-    tall = x.shape[0] > x.shape[1]
+    # Each matrix's top singular value is now at most 1.
+    x = x / ((x.norm() if x.dim() == 2 else x.norm(dim=(1, 2), keepdim=True)) + eps)
+    tall = x.shape[-2] > x.shape[-1]
     if tall:
-        x = x.T
+        x = x.mT
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     if tall:
-        x = x.T
+        x = x.mT
     return x.to(matrix.dtype)
+
+
+def orthogonalized(directions: Sequence[Tensor], steps: int, dtype: torch.dtype) -> list[Tensor]:
+    """Every direction's Newton-Schulz update, as an ``(out_channels, -1)`` matrix, shaped back;
+    directions of one shape are stacked and iterated together."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, d in enumerate(directions):
+        by_shape.setdefault(tuple(d.shape), []).append(i)
+    out: list[Tensor] = list(directions)
+    for shape, members in by_shape.items():
+        if len(members) == 1:
+            d = directions[members[0]]
+            out[members[0]] = newton_schulz(d.reshape(len(d), -1), steps, dtype).view(shape)
+            continue
+        stacked = torch.stack([directions[i].reshape(shape[0], -1) for i in members])
+        for i, update in zip(members, newton_schulz(stacked, steps, dtype).unbind(0)):
+            out[i] = update.view(shape)
+    return out
 
 
 class TensorMuon(_TensorHyperparameterOptimizer):
@@ -63,10 +88,10 @@ class TensorMuon(_TensorHyperparameterOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: Tensor, momentum: float = 0.6, nesterov: bool = True,
                  weight_decay: float = 0.0, orthogonalize: bool = False, renormalize: bool = True,
-                 newton_schulz_steps: int = 3) -> None:
+                 newton_schulz_steps: int = 3, batch_same_shapes: bool = True) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       orthogonalize=orthogonalize, renormalize=renormalize,
-                                      newton_schulz_steps=newton_schulz_steps))
+                                      newton_schulz_steps=newton_schulz_steps, batch_same_shapes=batch_same_shapes))
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -83,6 +108,14 @@ class TensorMuon(_TensorHyperparameterOptimizer):
                 torch._foreach_sub_(params, torch._foreach_mul(directions, lr))
                 continue
             dtype = torch.bfloat16 if params[0].is_cuda else torch.float32
+            if group["batch_same_shapes"]:
+                if group["renormalize"]:
+                    scales = torch._foreach_reciprocal(torch._foreach_norm(params))
+                    torch._foreach_mul_(scales, [math.sqrt(p.shape[0]) for p in params])
+                    torch._foreach_mul_(params, scales)
+                updates = orthogonalized(directions, group["newton_schulz_steps"], dtype)
+                torch._foreach_sub_(params, torch._foreach_mul(updates, lr))
+                continue
             for p, d in zip(params, directions):
                 if group["renormalize"]:
                     p.mul_(math.sqrt(p.shape[0]) / p.norm())

@@ -54,7 +54,8 @@ def test_the_parts_add_up_and_name_every_op():
 # Counted on this code (an eager step, 64-image batches; the count does not depend on the size).
 # When first counted (before the whitening-bias and Muon groups): classic 63, fast94 79.6. With
 # those groups, before the cuts of the step's hyperparameter copies, the decoupled decay and the
-# equal groups: classic 65, fast94 93.6, fast94-muon 306. A change that adds launches fails here.
-@pytest.mark.parametrize("name, most", [("classic", 63), ("fast94", 76.6), ("fast94-muon", 300)])
+# equal groups: classic 65, fast94 93.6, fast94-muon 306 (300 after them). Newton-Schulz batched
+# over same-shape filters took fast94-muon to 217. A change that adds launches fails here.
+@pytest.mark.parametrize("name, most", [("classic", 63), ("fast94", 76.6), ("fast94-muon", 217)])
 def test_a_step_launches_no_more_ops_outside_the_model_than_counted(name, most):
     assert step_ops(name).outside <= most + 1e-9

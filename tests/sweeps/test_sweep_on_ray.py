@@ -14,7 +14,7 @@ pytest.importorskip("optuna")
 from speedrun.results.leaderboard import CONCURRENT_NOTE, build_leaderboard, load_records  # noqa: E402
 from speedrun.sweeps.pool import RayOptions  # noqa: E402
 from speedrun.sweeps.spec import parse_spec  # noqa: E402
-from speedrun.sweeps.sweep import SweepOptions, run_sweep  # noqa: E402
+from speedrun.sweeps.sweep import SweepInterrupted, SweepOptions, run_sweep  # noqa: E402
 from tests.support.synthetic import make_synthetic  # noqa: E402
 
 # A tiny classic ResNet-9 on 256 synthetic images: about a second a run on one CPU.
@@ -44,11 +44,24 @@ def sweep(spec: dict, out, data, *, retries: int = 1, on_start=None, log=None):
     return report, lines
 
 
-def test_a_sweep_writes_a_record_per_variant_ranks_them_and_a_second_start_runs_nothing(
+def test_a_sweep_stopped_by_ctrl_c_keeps_its_runs_resumes_ranks_and_a_third_start_runs_nothing(
         local_ray, data, tmp_path):
     spec = {"seeds": 2, "baseline": "step", "base": BASE, "variants": TWO_POLICIES}
+    handed_out = []
+
+    def interrupt_at_the_third(job, _worker):
+        handed_out.append(job.key)
+        if len(handed_out) == 3:       # the first run has landed, the second is running
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted, match="every finished run is kept"):
+        sweep(spec, tmp_path, data, on_start=interrupt_at_the_third)
+    kept = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "runs").rglob("*.run.json"))
+    assert len(kept) == 1 and kept[0].startswith("runs/step/seed-"), "the run that landed, and only it"
+    assert not json.loads((tmp_path / "step.json").read_text())["complete"], "a variant short of seeds says so"
+
     report, lines = sweep(spec, tmp_path, data)
-    assert report.ran == 4 and not report.failed and report.concurrent_times
+    assert report.ran == 3 and report.skipped == 1 and not report.failed and report.concurrent_times
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["one-cycle.json", "step.json"]
     assert sorted(p.name for p in (tmp_path / "runs" / "step").iterdir()) == ["seed-0.run.json", "seed-1.run.json"]
     step = json.loads((tmp_path / "step.json").read_text())

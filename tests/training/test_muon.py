@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from speedrun.bench.host_sync import HostSyncCounter
-from speedrun.training.muon import newton_schulz
+from speedrun.training.muon import newton_schulz, orthogonalized
 from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
 
 
@@ -22,9 +22,28 @@ def test_newton_schulz_brings_every_singular_value_near_one(shape):
     assert torch.allclose(newton_schulz(matrix, 3), newton_schulz(7.0 * matrix, 3), atol=1e-5)   # scale-free
 
 
-def test_newton_schulz_refuses_what_is_not_a_matrix():
+@pytest.mark.parametrize("shape", [(3, 64, 27), (2, 27, 64)])
+def test_a_stack_of_matrices_is_orthogonalized_each_on_its_own(shape):
+    torch.manual_seed(2)
+    stack = torch.randn(*shape) * torch.tensor([1.0, 30.0, 0.1][: shape[0]]).view(-1, 1, 1)
+    batched = newton_schulz(stack, 3)
+    for matrix, result in zip(stack, batched):
+        torch.testing.assert_close(result, newton_schulz(matrix, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_same_shape_filters_are_orthogonalized_together_and_come_back_in_order():
+    torch.manual_seed(3)
+    directions = [torch.randn(8, 4, 3, 3), torch.randn(16, 8, 3, 3), torch.randn(8, 4, 3, 3)]
+    updates = orthogonalized(directions, 3, torch.float32)
+    for d, u in zip(directions, updates):
+        assert u.shape == d.shape
+        torch.testing.assert_close(u, newton_schulz(d.reshape(len(d), -1), 3).view_as(d), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 2, 2, 2)])
+def test_newton_schulz_refuses_what_is_not_a_matrix_or_a_stack_of_them(shape):
     with pytest.raises(ValueError, match="matrix"):
-        newton_schulz(torch.ones(2, 2, 2), 3)
+        newton_schulz(torch.ones(*shape), 3)
 
 
 def reference_muon_step(p, g, buf, *, lr, momentum, nesterov, renormalize, steps):
@@ -45,30 +64,38 @@ def reference_muon_step(p, g, buf, *, lr, momentum, nesterov, renormalize, steps
     return p - lr * x.reshape(p.shape), buf
 
 
-@pytest.mark.parametrize("nesterov,renormalize", [(True, True), (False, True), (True, False)])
-def test_muon_steps_equal_the_plain_reference_for_filters_and_sgd_for_the_rest(nesterov, renormalize):
+FILTER_SHAPES = [(8, 4, 3, 3), (16, 8, 3, 3), (8, 4, 3, 3)]     # two of one shape: batched together
+
+
+@pytest.mark.parametrize("nesterov,renormalize,batched", [(True, True, True), (False, True, True),
+                                                          (True, False, True), (True, True, False)])
+def test_muon_steps_equal_the_plain_reference_for_filters_and_sgd_for_the_rest(nesterov, renormalize, batched):
     torch.manual_seed(1)
-    filters = torch.nn.Parameter(torch.randn(8, 4, 3, 3))
+    filters = [torch.nn.Parameter(torch.randn(*shape)) for shape in FILTER_SHAPES]
     bias = torch.nn.Parameter(torch.randn(8))
     lr = torch.linspace(0.2, 0.02, 6)
     cfg = OptimizerConfig(name="muon", momentum=0.85, nesterov=nesterov, weight_decay=1e-3, muon_momentum=0.6,
-                          newton_schulz_steps=3, muon_renormalize=renormalize)
-    opt = build_optimizer([ParamGroup([filters], orthogonalize=True), ParamGroup([bias], lr_scale=3.0)], cfg, lr)
-    ref_p, ref_buf = filters.detach().double().clone(), torch.zeros(8, 4, 3, 3, dtype=torch.float64)
+                          newton_schulz_steps=3, muon_renormalize=renormalize, muon_batched=batched)
+    opt = build_optimizer([ParamGroup(filters, orthogonalize=True), ParamGroup([bias], lr_scale=3.0)], cfg, lr)
+    refs = [(f.detach().double().clone(), torch.zeros(f.shape, dtype=torch.float64)) for f in filters]
     sgd_bias = torch.nn.Parameter(bias.detach().clone())
     sgd = torch.optim.SGD([sgd_bias], lr=1.0, momentum=0.85, nesterov=nesterov, weight_decay=1e-3)
     for t in range(6):
-        g, gb = torch.randn(8, 4, 3, 3), torch.randn(8)
-        filters.grad, bias.grad, sgd_bias.grad = g.clone(), gb.clone(), gb.clone()
+        grads, gb = [torch.randn(*shape) for shape in FILTER_SHAPES], torch.randn(8)
+        for f, g in zip(filters, grads):
+            f.grad = g.clone()
+        bias.grad, sgd_bias.grad = gb.clone(), gb.clone()
         opt.step()
-        ref_p, ref_buf = reference_muon_step(ref_p, g.double(), ref_buf, lr=float(lr[t]), momentum=0.6,
-                                             nesterov=nesterov, renormalize=renormalize, steps=3)
+        refs = [reference_muon_step(p, g.double(), buf, lr=float(lr[t]), momentum=0.6, nesterov=nesterov,
+                                    renormalize=renormalize, steps=3) for (p, buf), g in zip(refs, grads)]
         sgd.param_groups[0]["lr"] = 3.0 * float(lr[t])
         sgd.step()
-        torch.testing.assert_close(filters.detach().double(), ref_p, rtol=1e-4, atol=1e-5)
+        for f, (ref_p, _) in zip(filters, refs):
+            torch.testing.assert_close(f.detach().double(), ref_p, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(bias, sgd_bias, rtol=1e-5, atol=1e-6)
-    if renormalize:        # the filter's norm is held at sqrt(out_channels) before each step
-        assert float(filters.detach().norm()) == pytest.approx(math.sqrt(8), rel=0.3)
+    if renormalize:        # each filter's norm is held at sqrt(out_channels) before each step
+        for f in filters:
+            assert float(f.detach().norm()) == pytest.approx(math.sqrt(f.shape[0]), rel=0.3)
 
 
 def test_a_muon_step_reads_nothing_back_to_the_host():
