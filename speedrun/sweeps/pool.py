@@ -86,7 +86,7 @@ class _Worker:
 class RunPool:
     """Hands jobs to idle workers and gives back each outcome as it arrives."""
 
-    def __init__(self, options: RayOptions, datasets: Mapping[str, Cifar10], *, command: Sequence[str],
+    def __init__(self, options: RayOptions, *, command: Sequence[str],
                  on_start: Callable[[Job, dict], None] | None = None) -> None:
         self.ray = import_ray()
         self.options = options
@@ -103,10 +103,17 @@ class RunPool:
             size = min(size, options.max_workers)
         self.size = size
         self.concurrent_times = self.gpus == 0
-        self._keys = list(datasets)
-        self._refs = [self.ray.put(datasets[k]) for k in self._keys]
+        self._keys: list[str] = []
+        self._refs: list[Any] = []
         self._workers: list[_Worker] = []
         self.queue: deque[Job] = deque()
+
+    def share(self, datasets: Mapping[str, Cifar10]) -> None:
+        """Put the datasets the jobs read in the object store, once (before the first job)."""
+        if self._workers:
+            raise RuntimeError("share the datasets before the first job starts a worker")
+        self._keys = list(datasets)
+        self._refs = [self.ray.put(datasets[k]) for k in self._keys]
 
     def _start_ray(self) -> None:
         opts = self.options

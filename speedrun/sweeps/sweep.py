@@ -107,7 +107,6 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         dup = next(x for x in labels if labels.count(x) > 1)
         raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
     check_flags(spec, all_arms)
-    datasets, arm_data = _load_data(spec, all_arms, data)
     sweep_info = {"name": spec.name, "spec": spec.source}
     report = SweepReport(folder.root)
     started = time.monotonic()
@@ -117,7 +116,13 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         if arm not in tuned_arms:
             _check_pieces(folder, planned_runs(arm, spec.seeds))
 
-    pool = RunPool(options.ray, datasets, command=command, on_start=on_start)
+    pool = RunPool(options.ray, command=command, on_start=on_start)     # a bad --address fails here
+    try:
+        datasets, arm_data = _load_data(spec, all_arms, data)
+        pool.share(datasets)
+    except BaseException:
+        pool.close()
+        raise
     report.concurrent_times = pool.concurrent_times
     if pool.concurrent_times:
         log(f"sweep: no GPU in the Ray cluster: {pool.size} CPU worker(s); times are taken side by side "

@@ -42,3 +42,15 @@ def test_a_bad_ray_option_names_its_flag(tmp_path, capsys):
     code = main(["sweep", str(spec_file(tmp_path, "seeds = 1")), "--cpus-per-run", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "--cpus-per-run" in err
+
+
+def test_joining_a_cluster_that_is_not_there_is_one_line_naming_address(tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already running in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    code = main(["sweep", str(spec_file(tmp_path, "seeds = 1\n[base]\nrecipe = 'classic'")),
+                 "--address", "auto", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--address" in err and "could not start or join" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
