@@ -1,13 +1,14 @@
-"""How many device ops a training step issues outside the model, each a kernel launch on a GPU.
+"""How many device ops a training step issues outside its compiled graph, each a kernel launch on a GPU.
 
-On a GPU the compiled model is a forward and a backward graph; everything else in a step (the
-batch's random draws and augmentation, the loss, the optimizer and its hyperparameter copies,
-the extensions' per-step hooks, the loss and accuracy bookkeeping) is launched op by op from
-Python. At a few microseconds a launch, 60-80 of them cost as much as a small kernel each step,
-so this count is what a whole-step graph, or fewer hooks, would save. It is counted with a
-:class:`~torch.utils._python_dispatch.TorchDispatchMode` on an eager copy of the run's trainer
-(the count is of ops, so any device gives it, and a compiled graph does not change what lies
-outside it): one step's ops, minus the model's forward and backward. Ops that launch nothing
+On a GPU a step's graph (:meth:`~speedrun.training.trainer.Trainer.batch_loss`: augmentation,
+normalization, forward, loss and hit count, and their backward) runs as a few fused kernels;
+everything else (the batch's random draws and gather, the optimizer and its hyperparameter
+copies, the extensions' per-step hooks, the loss and accuracy bookkeeping) is launched op by op
+from Python. At a few microseconds a launch, dozens of them cost as much as a small kernel each
+step, so this count is what a whole-step graph with the optimizer in it, or fewer hooks, would
+save. It is counted with a :class:`~torch.utils._python_dispatch.TorchDispatchMode` on an eager
+copy of the run's trainer (the count is of ops, so any device gives it, and compiling does not
+change what lies outside the graph): one step's ops, minus the graph's. Ops that launch nothing
 (views, allocations, metadata) are not counted; a foreach or fused op counts once, as it is
 one multi-tensor launch on a GPU.
 """
@@ -53,26 +54,26 @@ class OpCounter(TorchDispatchMode):
 
 @dataclass(frozen=True)
 class StepOps:
-    """Ops per training step outside the model, by part (a per-``every``-step hook averaged)."""
+    """Ops per training step outside the step's graph, by part (a per-``every``-step hook averaged)."""
 
-    augment: float          # random draws, crop/flip/cutout, normalization
-    loss: float             # the loss, its backward to the logits, and the step's bookkeeping
+    augment: float          # the random draws and the batch's gather (and the input kernel, when on)
+    loss: float             # the step's bookkeeping: the running loss and hit count
     optimizer: float        # the optimizer step with its hyperparameter copies
     hooks: float            # the extensions' per-step hooks (decoupled decay, lookahead, ...)
-    model: float            # the model's forward and backward: inside the compiled graphs on a GPU
-    by_op: dict[str, float]  # every op outside the model, per step, by name
+    graph: float            # the step's graph, forward and backward, counted eagerly: a few kernels compiled
+    by_op: dict[str, float]  # every op outside the graph, per step, by name
 
     @property
     def outside(self) -> float:
         return self.augment + self.loss + self.optimizer + self.hooks
 
     def to_dict(self) -> dict:
-        return {"outside_model": self.outside, "augment": self.augment, "loss_and_bookkeeping": self.loss,
-                "optimizer": self.optimizer, "hooks": self.hooks, "model_eager": self.model,
+        return {"outside_graph": self.outside, "augment": self.augment, "bookkeeping": self.loss,
+                "optimizer": self.optimizer, "hooks": self.hooks, "graph_eager": self.graph,
                 "by_op": dict(sorted(self.by_op.items(), key=lambda kv: -kv[1]))}
 
     def describe(self) -> str:
-        return (f"{self.outside:.1f} ops a step outside the model (augment {self.augment:.1f}, loss and "
+        return (f"{self.outside:.1f} ops a step outside the step's graph (draws and gather {self.augment:.1f}, "
                 f"bookkeeping {self.loss:.1f}, optimizer {self.optimizer:.1f}, hooks {self.hooks:.1f})")
 
 
@@ -98,7 +99,7 @@ def count_step_ops(trainer: Trainer, lr: torch.Tensor, momentum: torch.Tensor | 
     eager.initialize(0)
     run = eager.start_run(0, lr, momentum)
     images, labels = eager.data.train_images, eager.data.train_labels
-    parts: dict[str, Counter[str]] = {name: Counter() for name in ("augment", "step", "optimizer", "hooks", "model")}
+    parts: dict[str, Counter[str]] = {name: Counter() for name in ("augment", "step", "optimizer", "hooks", "graph")}
     idle: Counter[str] = Counter()           # the uncounted first step
 
     eager.model.train()
@@ -106,34 +107,34 @@ def count_step_ops(trainer: Trainer, lr: torch.Tensor, momentum: torch.Tensor | 
         into = parts if step else {name: idle for name in parts}
         indices = batch_order(len(images), run.generator)[:eager.config.batch_size]
         with _counting(into["augment"]):
-            x = eager.input_batch(images, indices, eager.augment_params(run.generator, indices, 1, run.first_flips))
-        with _counting(into["step"]):       # train_step as the loop runs it, the model inside
+            batch, params = eager.step_input(images, indices,
+                                             eager.augment_params(run.generator, indices, 1, run.first_flips))
+        with _counting(into["step"]):       # train_step as the loop runs it, the graph inside
             counted = cast(ScheduledOptimizer, _CountedOptimizer(run.optimizer, into["optimizer"]))
-            loss, hits = eager.train_step(x, labels[indices], counted)
+            loss, hits = eager.train_step(batch, labels[indices], params, counted)
             run.loss_sum += loss
             run.correct += hits
         with _counting(into["hooks"]):
             for fn in run.hooks.after_step:
                 fn()
-    grad = torch.ones_like(eager.forward(x))
-    with _counting(parts["model"]):          # the model alone, once: its forward and backward
-        eager.forward(x).backward(grad)
+    with _counting(parts["graph"]):          # the step's graph alone, once: its forward and backward
+        eager.batch_loss(batch, labels[indices], params)[0].backward()
     eager.model.zero_grad(set_to_none=True)
 
     def per_step(part: str) -> dict[str, float]:
         return {op: n / steps for op, n in parts[part].items()}
 
-    model = {op: float(n) for op, n in parts["model"].items()}
+    graph = {op: float(n) for op, n in parts["graph"].items()}
     augment, optimizer, hooks = per_step("augment"), per_step("optimizer"), per_step("hooks")
     step_ops = per_step("step")
-    # The loss and the bookkeeping: the step's ops less the optimizer's and the model's.
-    rest = {op: n - optimizer.get(op, 0.0) - model.get(op, 0.0) for op, n in step_ops.items()}
+    # The bookkeeping: the step's ops less the optimizer's and the graph's.
+    rest = {op: n - optimizer.get(op, 0.0) - graph.get(op, 0.0) for op, n in step_ops.items()}
     outside: dict[str, float] = {}
     for counts in (augment, optimizer, hooks, rest):
         for op, n in counts.items():
             outside[op] = outside.get(op, 0.0) + n
     return StepOps(augment=sum(augment.values()), loss=sum(rest.values()), optimizer=sum(optimizer.values()),
-                   hooks=sum(hooks.values()), model=sum(model.values()),
+                   hooks=sum(hooks.values()), graph=sum(graph.values()),
                    by_op={op: n for op, n in outside.items() if n > 1e-9})
 
 

@@ -148,7 +148,14 @@ def normalize(
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
         channels = images.shape[1]
         raise ValueError(f"need one mean and std per channel ({channels}), got {len(mean)} and {len(std)}")
-    scale, shift = _normalize_constants(tuple(map(float, mean)), tuple(map(float, std)), images.device)
+    scale, shift = normalize_constants(tuple(map(float, mean)), tuple(map(float, std)), images.device)
+    return normalize_by(images, scale, shift, dtype=dtype, channels_last=channels_last)
+
+
+def normalize_by(images: Tensor, scale: Tensor, shift: Tensor, *, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = True) -> Tensor:
+    """:func:`normalize` with its per-channel constants given (:func:`normalize_constants`): the
+    form a compiled graph traces, with the constants made once outside it."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     # Change the layout while the pixels are 1-byte uint8, then widen: half the memory traffic.
     out = images.contiguous(memory_format=layout).to(torch.float32).mul_(scale).add_(shift)
@@ -156,7 +163,7 @@ def normalize(
 
 
 @functools.lru_cache(maxsize=16)
-def _normalize_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+def normalize_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
     """Per-channel (scale, shift) with ``(x/255 - m)/s == x * scale + shift``, on ``device``.
 
     Built and copied once per (mean, std, device), not on every training step.

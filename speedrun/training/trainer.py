@@ -31,6 +31,8 @@ from speedrun.data.augment import (
     apply_augment,
     batch_order,
     normalize,
+    normalize_by,
+    normalize_constants,
     sample_augment_params,
 )
 from speedrun.data.device_data import DeviceData
@@ -74,6 +76,14 @@ class Trainer:
         self.forward: Callable[[Tensor], Tensor] = (
             torch.compile(self.model, backend=compile_backend, dynamic=False, fullgraph=True)
             if compile_model else self.model)
+        # A training step's graph holds the augmentation, the normalization, the forward, the
+        # loss and the hit count (and, through autograd, their backward), so they run as a few
+        # fused kernels, not op by op; only the random draws and the batch's gather are outside
+        # it (with the input kernel, its Triton pass is outside too). Evaluation uses ``forward``.
+        self.batch_loss: Callable[[Tensor, Tensor, AugmentParams | None], tuple[Tensor, Tensor]] = (
+            torch.compile(self._batch_loss, backend=compile_backend, dynamic=False, fullgraph=True)
+            if compile_model else self._batch_loss)
+        self._scale, self._shift = normalize_constants(CIFAR10_MEAN, CIFAR10_STD, self.device)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
         self.extensions = tuple(extensions)
         self.loss_scale = static_loss_scale(train.amp_dtype, train.batch_size)   # 1 unless fp16 (precision module)
@@ -167,22 +177,39 @@ class Trainer:
             return augment_normalize(source, indices, params, self.augment, CIFAR10_MEAN, CIFAR10_STD, dtype=dtype)
         return normalize(apply_augment(source[indices], params, self.augment), CIFAR10_MEAN, CIFAR10_STD)
 
-    def train_step(self, x: Tensor, labels: Tensor, opt: ScheduledOptimizer) -> tuple[Tensor, Tensor]:
-        """Forward, backward, optimizer step; returns (loss, correct count) as device tensors."""
+    def step_input(self, source: Tensor, indices: Tensor, params: AugmentParams) -> tuple[Tensor, AugmentParams | None]:
+        """What :meth:`batch_loss` takes: the gathered uint8 batch and its draws, or, with the
+        input kernel, the kernel's finished batch and no draws left to apply."""
+        if self.config.input_kernel:
+            return self.input_batch(source, indices, params), None
+        return source[indices], params
+
+    def _batch_loss(self, batch: Tensor, labels: Tensor, params: AugmentParams | None) -> tuple[Tensor, Tensor]:
+        """Augment and normalize ``batch`` (unless ``params`` is None: it is ready), forward, loss;
+        returns (loss, correct count). Compiled as one graph where the model is."""
+        x = batch if params is None else normalize_by(apply_augment(batch, params, self.augment), self._scale, self._shift)
         with autocast_for(self.device, self.config.amp_dtype):
-            logits = self.forward(x)
+            logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        return loss, (logits.argmax(1) == labels).sum()
+
+    def train_step(self, batch: Tensor, labels: Tensor, params: AugmentParams | None,
+                   opt: ScheduledOptimizer) -> tuple[Tensor, Tensor]:
+        """The step's graph (:meth:`batch_loss`), backward, optimizer step; returns (loss, correct
+        count) as device tensors."""
+        loss, hits = self.batch_loss(batch, labels, params)
         scaled_backward(loss, self.loss_scale, opt.optimizer.param_groups)
         opt.step()
         opt.zero_grad()
-        return loss.detach(), (logits.argmax(1) == labels).sum()
+        return loss.detach(), hits
 
     def train_steps(self, run: RunState, images: Tensor, labels: Tensor, batches: Tensor, epoch: int) -> None:
         """One step per row of ``batches`` (indices into ``images``), hooks included; device work only."""
         self.model.train()
         for step, indices in enumerate(batches, start=1):
-            params = self.augment_params(run.generator, indices, epoch, run.first_flips)
-            loss, hits = self.train_step(self.input_batch(images, indices, params), labels[indices], run.optimizer)
+            batch, params = self.step_input(images, indices, self.augment_params(run.generator, indices, epoch,
+                                                                                 run.first_flips))
+            loss, hits = self.train_step(batch, labels[indices], params, run.optimizer)
             run.loss_sum += loss
             run.correct += hits
             for fn in run.hooks.after_step:

@@ -116,3 +116,39 @@ def test_a_graph_break_is_an_error_not_a_silent_slowdown(make_synthetic_cifar10)
     torch._dynamo.reset()
     with pytest.raises(Exception, match=r"(?i)graph break|data-dependent|unsupported"):
         trainer.rehearse(torch.full((2,), 0.1))
+
+
+class GraphOps:
+    """A backend that records the aten ops of each forward graph it is handed, then runs it eagerly."""
+
+    def __init__(self) -> None:
+        self.graph_ops: list[set[str]] = []
+
+    def __call__(self, gm, example_inputs):
+        from functorch.compile import make_boxed_func
+        from torch._dynamo.backends.common import aot_autograd
+
+        def forward_compiler(fx, _inputs):
+            self.graph_ops.append({str(n.target) for n in fx.graph.nodes if n.op == "call_function"})
+            return make_boxed_func(fx)
+
+        return aot_autograd(fw_compiler=forward_compiler,
+                            bw_compiler=lambda fx, _inputs: make_boxed_func(fx))(gm, example_inputs)
+
+
+@pytest.mark.parametrize("recipe_name", ["classic", "fast94"])
+def test_the_steps_graph_holds_augmentation_forward_and_loss_and_trains_as_the_eager_step(
+        recipe_name, make_synthetic_cifar10):
+    data = make_synthetic_cifar10(train=96, test=60)
+    backend = GraphOps()
+    compiled, lr, momentum = compiled_trainer(recipe_name, data, backend, epochs=1)
+    eager, _, _ = compiled_trainer(recipe_name, data, "aot_eager", epochs=1)
+    eager.batch_loss = eager._batch_loss               # the same trainer, run op by op
+    torch._dynamo.reset()
+    ours, theirs = compiled.run(0, lr, momentum), eager.run(0, lr, momentum)
+    train_graph = next(ops for ops in backend.graph_ops if any("convolution" in op for op in ops)
+                       and any("masked_fill" in op or "gather" in op or "index" in op for op in ops))
+    assert any("log_softmax" in op for op in train_graph), "the loss is in the training graph"
+    assert ours.epochs[-1].train_loss == pytest.approx(theirs.epochs[-1].train_loss, rel=1e-4)
+    for a, b in zip(compiled.model.parameters(), eager.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
