@@ -78,7 +78,8 @@ def _names_a_json_file(path: Path) -> bool:
 def format_epoch(entry: EpochLog) -> str:
     test = "   -   " if entry.test_acc is None else f"{entry.test_acc:7.4f}"
     loss = "non-finite" if entry.train_loss is None else f"{entry.train_loss:10.4f}"
-    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {loss:>10}  {entry.train_acc:9.4f}  "
+    train = "    -    " if entry.train_acc is None else f"{entry.train_acc:9.4f}"
+    return (f"{entry.epoch:5d}  {entry.lr:9.5f}  {loss:>10}  {train}  "
             f"{test}  {entry.elapsed_s:9.2f}")
 
 

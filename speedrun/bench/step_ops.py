@@ -113,7 +113,8 @@ def count_step_ops(trainer: Trainer, lr: torch.Tensor, momentum: torch.Tensor | 
             counted = cast(ScheduledOptimizer, _CountedOptimizer(run.optimizer, into["optimizer"]))
             loss, hits = eager.train_step(batch, labels[indices], params, counted)
             run.loss_sum += loss
-            run.correct += hits
+            if hits is not None:
+                run.correct += hits
         with _counting(into["hooks"]):
             for fn in run.hooks.after_step:
                 fn()

@@ -30,6 +30,8 @@ class TrainConfig:
                                      "CPU computes in fp32", choices=AMP_DTYPES)
     stop_at_target: bool = setting(True, "train the whole epoch budget even after reaching the target",
                                    true_flag=None, false_flag="--full-budget")
+    train_accuracy: bool = setting(True, "count each step's training accuracy (off: no argmax in the step's graph "
+                                         "and one op less outside it; the epoch log then shows none)")
     input_kernel: bool = setting(False, "build batches with the fused augment+normalize kernel (kernels/); off "
                                         "until a GPU benchmark shows it faster", false_flag=None)
 
@@ -43,6 +45,7 @@ class TrainConfig:
         one_of("amp_dtype", self.amp_dtype, AMP_DTYPES)
         boolean("stop_at_target", self.stop_at_target)
         boolean("input_kernel", self.input_kernel)
+        boolean("train_accuracy", self.train_accuracy)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The budget's training steps: ``epochs`` x ``steps_per_epoch``, rounded up (airbench94's

@@ -7,7 +7,9 @@ device schedule (a tensor lr, no host read):
 
 * ``b = m * b + g``; the direction is ``g + m * b`` with Nesterov, else ``b``;
 * the filter is renormalized first, ``p *= sqrt(out_channels) / ||p||`` (``renormalize``), so
-  its scale stays fixed and only its direction learns;
+  its scale stays fixed and only its direction learns; ``renormalize_every`` k does it on the
+  1st, (k+1)-th, ... step only (the record's saving: the norm drifts little in a few steps);
+  the count is a Python int, as the host calls every step, so no device value is read;
 * ``p -= lr * NS(direction)``, where :func:`newton_schulz` runs the quintic iteration with the
   coefficients ``(3.4445, -4.7750, 2.0315)``: they maximize the slope at zero, so a few steps
   bring every singular value into roughly ``[0.5, 1.5]`` rather than exactly 1, which trains as
@@ -88,13 +90,16 @@ class TensorMuon(_TensorHyperparameterOptimizer):
 
     def __init__(self, params: Iterable[Any], lr: Tensor, momentum: float = 0.6, nesterov: bool = True,
                  weight_decay: float = 0.0, orthogonalize: bool = False, renormalize: bool = True,
-                 newton_schulz_steps: int = 3, batch_same_shapes: bool = True) -> None:
+                 newton_schulz_steps: int = 3, batch_same_shapes: bool = True, renormalize_every: int = 1) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       orthogonalize=orthogonalize, renormalize=renormalize,
-                                      newton_schulz_steps=newton_schulz_steps, batch_same_shapes=batch_same_shapes))
+                                      newton_schulz_steps=newton_schulz_steps, batch_same_shapes=batch_same_shapes,
+                                      renormalize_every=renormalize_every))
+        self.steps_taken = 0
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
+        self.steps_taken += 1
         for group, params, grads in self._groups_to_step():
             momentum, lr = group["momentum"], group["lr"]
             if not group["orthogonalize"]:
@@ -108,8 +113,9 @@ class TensorMuon(_TensorHyperparameterOptimizer):
                 torch._foreach_sub_(params, torch._foreach_mul(directions, lr))
                 continue
             dtype = torch.bfloat16 if params[0].is_cuda else torch.float32
+            renormalize = group["renormalize"] and (self.steps_taken - 1) % group["renormalize_every"] == 0
             if group["batch_same_shapes"]:
-                if group["renormalize"]:
+                if renormalize:
                     scales = torch._foreach_reciprocal(torch._foreach_norm(params))
                     torch._foreach_mul_(scales, [math.sqrt(p.shape[0]) for p in params])
                     torch._foreach_mul_(params, scales)
@@ -117,7 +123,7 @@ class TensorMuon(_TensorHyperparameterOptimizer):
                 torch._foreach_sub_(params, torch._foreach_mul(updates, lr))
                 continue
             for p, d in zip(params, directions):
-                if group["renormalize"]:
+                if renormalize:
                     p.mul_(math.sqrt(p.shape[0]) / p.norm())
                 update = newton_schulz(d.reshape(len(d), -1), group["newton_schulz_steps"], dtype).view_as(d)
                 p.sub_(update * lr)

@@ -53,6 +53,7 @@ class OptimizerConfig:
     muon_momentum: float = setting(0.6, "Muon: momentum of the orthogonalized (filter) groups")
     newton_schulz_steps: int = setting(3, "Muon: Newton-Schulz iterations per update")
     muon_renormalize: bool = setting(True, "Muon: keep each filter's norm at sqrt(out_channels)")
+    muon_renormalize_every: int = setting(1, "Muon: renormalize the filters on every N-th step only (1: every step)")
     muon_batched: bool = setting(True, "Muon: orthogonalize same-shape filters in one batched Newton-Schulz, "
                                        "renormalize and update all filters in one foreach op each")
 
@@ -69,6 +70,7 @@ class OptimizerConfig:
         int_at_least("newton_schulz_steps", self.newton_schulz_steps, 1)
         boolean("muon_renormalize", self.muon_renormalize)
         boolean("muon_batched", self.muon_batched)
+        int_at_least("muon_renormalize_every", self.muon_renormalize_every, 1)
         if self.nesterov and self.name == "sgd" and self.momentum == 0:
             raise SettingError("nesterov", "needs {momentum} > 0: set {momentum}, or turn {nesterov} off")
 
@@ -236,7 +238,8 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
         opt = torch.optim.Adagrad(torch_groups, lr=0.0, eps=1e-10, fused=fused)
     elif name == "muon":
         opt = TensorMuon(torch_groups, lr=scalar(0), nesterov=config.nesterov, renormalize=config.muon_renormalize,
-                         newton_schulz_steps=config.newton_schulz_steps, batch_same_shapes=config.muon_batched)
+                         newton_schulz_steps=config.newton_schulz_steps, batch_same_shapes=config.muon_batched,
+                         renormalize_every=config.muon_renormalize_every)
     else:
         opt = TensorAdadelta(torch_groups, lr=scalar(0), rho=config.rho, eps=1e-6)
     return ScheduledOptimizer(opt, lr, momentum, [g.lr_scale for g in groups])

@@ -9,7 +9,7 @@ class EpochLog:
     epoch: int
     lr: float
     train_loss: float | None            # None: not finite (the run diverged)
-    train_acc: float
+    train_acc: float | None             # None: not counted (TrainConfig.train_accuracy off)
     test_acc: float | None
     elapsed_s: float
 

@@ -80,7 +80,7 @@ class Trainer:
         # loss and the hit count (and, through autograd, their backward), so they run as a few
         # fused kernels, not op by op; only the random draws and the batch's gather are outside
         # it (with the input kernel, its Triton pass is outside too). Evaluation uses ``forward``.
-        self.batch_loss: Callable[[Tensor, Tensor, AugmentParams | None], tuple[Tensor, Tensor]] = (
+        self.batch_loss: Callable[[Tensor, Tensor, AugmentParams | None], tuple[Tensor, Tensor | None]] = (
             torch.compile(self._batch_loss, backend=compile_backend, dynamic=False, fullgraph=True)
             if compile_model else self._batch_loss)
         self._scale, self._shift = normalize_constants(CIFAR10_MEAN, CIFAR10_STD, self.device)
@@ -184,17 +184,17 @@ class Trainer:
             return self.input_batch(source, indices, params), None
         return source[indices], params
 
-    def _batch_loss(self, batch: Tensor, labels: Tensor, params: AugmentParams | None) -> tuple[Tensor, Tensor]:
+    def _batch_loss(self, batch: Tensor, labels: Tensor, params: AugmentParams | None) -> tuple[Tensor, Tensor | None]:
         """Augment and normalize ``batch`` (unless ``params`` is None: it is ready), forward, loss;
-        returns (loss, correct count). Compiled as one graph where the model is."""
+        returns (loss, correct count, None when not counted). Compiled as one graph where the model is."""
         x = batch if params is None else normalize_by(apply_augment(batch, params, self.augment), self._scale, self._shift)
         with autocast_for(self.device, self.config.amp_dtype):
             logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        return loss, (logits.argmax(1) == labels).sum()
+        return loss, (logits.argmax(1) == labels).sum() if self.config.train_accuracy else None
 
     def train_step(self, batch: Tensor, labels: Tensor, params: AugmentParams | None,
-                   opt: ScheduledOptimizer) -> tuple[Tensor, Tensor]:
+                   opt: ScheduledOptimizer) -> tuple[Tensor, Tensor | None]:
         """The step's graph (:meth:`batch_loss`), backward, optimizer step; returns (loss, correct
         count) as device tensors."""
         loss, hits = self.batch_loss(batch, labels, params)
@@ -211,7 +211,8 @@ class Trainer:
                                                                                  run.first_flips))
             loss, hits = self.train_step(batch, labels[indices], params, run.optimizer)
             run.loss_sum += loss
-            run.correct += hits
+            if hits is not None:
+                run.correct += hits
             for fn in run.hooks.after_step:
                 fn()
             if self.progress is not None:
@@ -252,7 +253,8 @@ class Trainer:
         steps = self.config.steps_in_epoch(epoch, self.steps_per_epoch)
         loss = loss_sum / steps
         return EpochLog(epoch=epoch, lr=lr, train_loss=loss if math.isfinite(loss) else None,
-                        train_acc=correct / (steps * self.config.batch_size), test_acc=test[0] if test else None,
+                        train_acc=correct / (steps * self.config.batch_size) if self.config.train_accuracy else None,
+                        test_acc=test[0] if test else None,
                         elapsed_s=elapsed_s)
 
     def run(self, seed: int, lr: Tensor, momentum: Tensor | None = None, *, target: float | None = None,

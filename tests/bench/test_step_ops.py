@@ -62,3 +62,7 @@ def test_the_parts_add_up_and_name_every_op():
 @pytest.mark.parametrize("name, most", [("classic", 17), ("fast94", 25.6), ("fast94-muon", 166)])
 def test_a_step_launches_no_more_ops_outside_the_model_than_counted(name, most):
     assert step_ops(name).outside <= most + 1e-9
+
+
+def test_without_training_accuracy_the_step_launches_one_op_less_outside_its_graph():
+    assert step_ops("fast94", train_accuracy=False).outside == pytest.approx(step_ops("fast94").outside - 1)

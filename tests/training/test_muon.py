@@ -113,3 +113,28 @@ def test_orthogonalized_groups_need_muon():
     with pytest.raises(ValueError, match="muon"):
         build_optimizer([ParamGroup([torch.nn.Parameter(torch.ones(2, 2))], orthogonalize=True)],
                         OptimizerConfig(name="sgd"), torch.ones(2))
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_renormalizing_every_third_step_renormalizes_on_steps_one_four_seven_only(batched):
+    torch.manual_seed(4)
+    filters = [torch.nn.Parameter(torch.randn(*shape)) for shape in FILTER_SHAPES]
+    lr = torch.linspace(0.2, 0.02, 7)
+    cfg = OptimizerConfig(name="muon", muon_momentum=0.6, newton_schulz_steps=3, muon_renormalize_every=3,
+                          muon_batched=batched)
+    opt = build_optimizer([ParamGroup(filters, orthogonalize=True)], cfg, lr)
+    refs = [(f.detach().double().clone(), torch.zeros(f.shape, dtype=torch.float64)) for f in filters]
+    for t in range(7):
+        grads = [torch.randn(*shape) for shape in FILTER_SHAPES]
+        for f, g in zip(filters, grads):
+            f.grad = g.clone()
+        opt.step()
+        refs = [reference_muon_step(p, g.double(), buf, lr=float(lr[t]), momentum=0.6, nesterov=True,
+                                    renormalize=t % 3 == 0, steps=3) for (p, buf), g in zip(refs, grads)]
+        for f, (ref_p, _) in zip(filters, refs):
+            torch.testing.assert_close(f.detach().double(), ref_p, rtol=1e-4, atol=1e-5)
+
+
+def test_renormalize_every_must_be_a_whole_number_of_steps():
+    with pytest.raises(ValueError, match="muon_renormalize_every"):
+        OptimizerConfig(name="muon", muon_renormalize_every=0)

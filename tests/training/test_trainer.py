@@ -205,3 +205,15 @@ def test_the_optimizer_gets_the_roles_with_equal_hyperparameters_merged(name, gr
     roles = trainer.param_groups()
     assert sorted(id(p) for g in trainer.optimizer_groups() for p in g.params) == sorted(
         id(p) for g in roles for p in g.params), "every parameter is in exactly one group"
+
+
+def test_without_training_accuracy_the_run_trains_the_same_and_logs_none(make_synthetic_cifar10):
+    data = make_synthetic_cifar10(train=128, test=32)
+    counted, uncounted = make_trainer(data, epochs=2), make_trainer(data, epochs=2, train_accuracy=False)
+    lr = torch.full((counted.total_steps,), 0.05)
+    a, b = counted.run(0, lr), uncounted.run(0, lr)
+    assert all(e.train_acc is not None for e in a.epochs) and all(e.train_acc is None for e in b.epochs)
+    assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
+    assert a.final_test_acc == b.final_test_acc
+    for p, q in zip(counted.model.parameters(), uncounted.model.parameters()):
+        assert torch.equal(p, q)
