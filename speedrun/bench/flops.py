@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from speedrun.data.cifar10 import CIFAR10_TEST_IMAGES, CIFAR10_TRAIN_IMAGES
 from speedrun.recipes.base import Recipe
+from speedrun.training.config import TrainConfig
 from speedrun.training.evaluation import tta_views
 from speedrun.training.optimizers import build_optimizer
 
@@ -87,8 +88,16 @@ def estimate_flops(recipe: Recipe, *, train_images: int = CIFAR10_TRAIN_IMAGES,
         model(x[:1])
     return FlopEstimate(train_step_flops=float(step_counter.get_total_flops() + optimizer_step_flops(recipe)),
                         eval_image_flops=float(eval_counter.get_total_flops()), steps=steps,
-                        eval_images=test_images * len(tta_views(x[:1], train.tta))
+                        eval_images=round(test_images * views_per_image(train))
                         * evaluations(train.epochs_run(steps_per_epoch), train.eval_every))
+
+
+def views_per_image(train: TrainConfig) -> float:
+    """Forward passes per test image: the TTA views; selective TTA gives its share the other five."""
+    x = torch.empty(1, 3, 32, 32, device=META)
+    if train.tta == "selective":
+        return 1 + train.tta_share * (len(tta_views(x, "multi")) - 1)
+    return float(len(tta_views(x, train.tta)))
 
 
 def optimizer_step_flops(recipe: Recipe) -> int:

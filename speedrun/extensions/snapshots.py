@@ -59,7 +59,7 @@ class SnapshotEnsembleConfig:
         def finish() -> Tensor:
             logits = ensemble_logits(snapshots.scratch_model(), snapshots.members, trainer.data.test_images,
                                      tta=trainer.config.tta, batch_size=trainer.config.eval_batch_size,
-                                     amp_dtype=trainer.config.amp_dtype)
+                                     amp_dtype=trainer.config.amp_dtype, tta_share=trainer.config.tta_share)
             return (logits.argmax(1) == trainer.data.test_labels).float().mean()
 
         return RunHooks(after_epoch=(snapshots.after_epoch,), finish=finish)
@@ -115,7 +115,8 @@ class SnapshotCollector:
 
 @torch.no_grad()
 def ensemble_logits(model: nn.Module, members: Sequence[Sequence[Tensor]], images_u8: Tensor, *,
-                    tta: str = "flip", batch_size: int = 1000, amp_dtype: str = "bf16") -> Tensor:
+                    tta: str = "flip", batch_size: int = 1000, amp_dtype: str = "bf16",
+                    tta_share: float = 0.1) -> Tensor:
     """Mean over ``members`` of their float32 logits on ``images_u8`` (via :func:`predict`).
 
     Each member is a list of tensors in ``model.state_dict()`` order; it is loaded into ``model``
@@ -130,7 +131,7 @@ def ensemble_logits(model: nn.Module, members: Sequence[Sequence[Tensor]], image
         if len(member) != len(targets):
             raise ValueError(f"a member has {len(member)} tensors; the model's state has {len(targets)}")
         torch._foreach_copy_(targets, list(member))
-        logits = torch.cat([predict(model, images_u8[start:start + batch_size], tta, amp_dtype)
+        logits = torch.cat([predict(model, images_u8[start:start + batch_size], tta, amp_dtype, tta_share)
                             for start in range(0, len(images_u8), batch_size)])
         total = logits if total is None else total + logits
     assert total is not None

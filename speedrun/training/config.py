@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from speedrun.checks import boolean, int_at_least, one_of, real_in
 from speedrun.settings import setting
 
-TTA_MODES = ("none", "flip", "multi")
+TTA_MODES = ("none", "flip", "multi", "selective")
 FLIP_MODES = ("random", "alternate")
 AMP_DTYPES = ("bf16", "fp16", "fp32")     # autocast precision on CUDA (speedrun.training.precision)
 
@@ -20,8 +20,9 @@ class TrainConfig:
                                 "are 476 steps)")
     batch_size: int = setting(512, "training batch size")
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)")
-    tta: str = setting("flip", "test-time views: none, flip (image + mirror), or multi (flip + 1-px shifts)",
-                       choices=TTA_MODES)
+    tta: str = setting("flip", "test-time views: none, flip (image + mirror), multi (flip + 1-px shifts), or "
+                               "selective (multi for the least confident share of each batch only)", choices=TTA_MODES)
+    tta_share: float = setting(0.1, "selective TTA: the share of each evaluation batch that gets every view, in (0, 1]")
     flip_mode: str = setting("random", "random flips every epoch, or alternate: a random first epoch, then "
                                        "each image flipped in every other epoch", choices=FLIP_MODES)
     eval_every: int = setting(1, "evaluate every k-th epoch (always after the last)")
@@ -41,6 +42,7 @@ class TrainConfig:
             int_at_least(name, getattr(self, name), 1)
         real_in("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
         one_of("tta", self.tta, TTA_MODES)
+        real_in("tta_share", self.tta_share, low=0, high=1, low_open=True)
         one_of("flip_mode", self.flip_mode, FLIP_MODES)
         one_of("amp_dtype", self.amp_dtype, AMP_DTYPES)
         boolean("stop_at_target", self.stop_at_target)

@@ -125,7 +125,8 @@ class Trainer:
         self.model.eval()
         return evaluate(model or self.forward, self.data.test_images if images is None else images,
                         self.data.test_labels if labels is None else labels,
-                        batch_size=self.config.eval_batch_size, tta=self.config.tta, amp_dtype=self.config.amp_dtype)
+                        batch_size=self.config.eval_batch_size, tta=self.config.tta, amp_dtype=self.config.amp_dtype,
+                        tta_share=self.config.tta_share)
 
     def start_run(self, seed: int, lr: Tensor, momentum: Tensor | None = None) -> RunState:
         """A fresh optimizer, the extensions' hooks and the seeded generator; the weights are not touched."""

@@ -152,3 +152,16 @@ def test_the_steps_graph_holds_augmentation_forward_and_loss_and_trains_as_the_e
     assert ours.epochs[-1].train_loss == pytest.approx(theirs.epochs[-1].train_loss, rel=1e-4)
     for a, b in zip(compiled.model.parameters(), eager.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_selective_tta_compiles_its_shapes_in_the_rehearsal_and_never_reads_the_host(make_synthetic_cifar10):
+    from speedrun.bench.host_sync import HostSyncCounter
+
+    backend = CountingBackend("aot_eager")
+    trainer, lr, momentum = compiled_trainer("fast94", make_synthetic_cifar10(train=96, test=60), backend)
+    trainer.config = dataclasses.replace(trainer.config, tta="selective", tta_share=0.3)
+    assert_measured_runs_compile_nothing(trainer, backend, lr, momentum)
+    trainer.forward = trainer.model               # a dispatch mode sees eager ops only
+    with HostSyncCounter() as counter:
+        trainer.evaluate()
+    assert counter.syncs == [], counter.report()

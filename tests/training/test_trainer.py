@@ -217,3 +217,32 @@ def test_without_training_accuracy_the_run_trains_the_same_and_logs_none(make_sy
     assert a.final_test_acc == b.final_test_acc
     for p, q in zip(counted.model.parameters(), uncounted.model.parameters()):
         assert torch.equal(p, q)
+
+
+class _Linear(torch.nn.Module):
+    """A model whose logits depend on every pixel: views change some answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_selective_tta_is_multi_for_the_least_confident_share_and_plain_for_the_rest(synthetic_cifar10):
+    from speedrun.training.evaluation import predict, selected_count
+
+    images = torch.from_numpy(synthetic_cifar10.train_images[:40]).permute(0, 3, 1, 2).contiguous()
+    model = _Linear().eval()
+    plain, multi = predict(model, images, "none"), predict(model, images, "multi")
+    torch.testing.assert_close(predict(model, images, "selective", tta_share=1.0), multi, rtol=1e-5, atol=1e-5)
+    selective = predict(model, images, "selective", tta_share=0.25)
+    assert selected_count(40, 0.25) == 10
+    changed = (selective != plain).any(1)
+    assert int(changed.sum()) == 10, "exactly the selected share gets the other views"
+    torch.testing.assert_close(selective[changed], multi[changed], rtol=1e-5, atol=1e-5)
+    top2 = plain.topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]
+    assert float(margin[changed].max()) <= float(margin[~changed].min()), "the least confident were chosen"
