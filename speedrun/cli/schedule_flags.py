@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from speedrun.checks import int_at_least, is_real, one_of, real_in
+from speedrun.cli import name_settings
 from speedrun.schedules import (
     ANNEAL_STRATEGIES,
     CYCLIC_MODES,
@@ -138,6 +139,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *,
         else:
             kwargs["metavar"] = {"wholes": "N[ep],...", "knots": "POS:LR,..."}.get(spec.kind, "N[ep]")
         group.add_argument(spec.flag, **kwargs)
+    # A policy's bad parameter (SettingError naming e.g. max_lr) is then said as its flag.
+    name_settings(parser, {spec.param: spec.flag for spec in _POLICY_FLAGS + _RUN_FLAGS})
 
 
 def _as_duration(flag: str, value: object) -> Duration:

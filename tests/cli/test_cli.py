@@ -77,6 +77,8 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--plateau", "--plateau-eps", "-1"], "--plateau-eps must be a finite number >= 0.0"),
     (["--swa-epochs", "0", "--swa-lr", "0.1"], "--swa-epochs must be an integer >= 1"),
     (["--schedule", "one_cycle_lr", "--max-lr", "0"], "learning rate 0 at every step"),
+    (["--schedule", "one_cycle_lr", "--max-lr", "-1"], "--max-lr must be a finite number >= 0"),
+    (["--schedule", "cyclic_lr", "--base-lr", "0.1", "--max-lr", "0.4", "--gamma", "-2"], "--gamma"),
     (["--epochs", "4", "--schedule", "multistep_lr", "--base-lr", "0.1", "--milestones", "1ep,5ep"],
      "--milestones: 10 lie(s) past the run's end (8 steps"),
     (["--swa-epochs", "1", "--swa-lr", "nan"], "--swa-lr: 'nan' is not a finite number"),

@@ -34,9 +34,11 @@ def test_cli_flags_cover_every_policy_parameter() -> None:
     assert set(listed) <= options and "--lr" not in options
 
 
-def test_cli_defaults_are_none() -> None:
-    args = parser().parse_args([])
-    assert all(value is None for value in vars(args).values())
+def test_cli_defaults_are_none_and_every_parameter_names_its_flag() -> None:
+    args = vars(parser().parse_args([]))
+    names = args.pop("setting_flags")     # how a SettingError from a policy is said: by its flag
+    assert all(value is None for value in args.values())
+    assert names["max_lr"] == "--max-lr" and names["T_0"] == "--T-0"
 
 
 def test_cli_epoch_suffix_converts_to_steps() -> None:
