@@ -78,9 +78,10 @@ class Outcome:
 @dataclass
 class _Worker:
     handle: Any
-    where: dict
+    where: dict                           # its host and process id (RunWorker.where)
     job: Job | None = None
     future: Any = None
+    last_flags: tuple[str, ...] | None = None   # what it compiled last: the same flags again cost nothing
 
 
 class RunPool:
@@ -173,14 +174,13 @@ class RunPool:
 
     def _next_job_for(self, worker: _Worker) -> Job:
         """The queued job with the flags the worker last ran (no recompile), else the first."""
-        last = worker.where.get("last_flags")
         for i, job in enumerate(self.queue):
-            if job.flags == last:
+            if job.flags == worker.last_flags:
                 del self.queue[i]
                 break
         else:
             job = self.queue.popleft()
-        worker.where["last_flags"] = job.flags
+        worker.last_flags = job.flags
         return job
 
     def next_outcome(self, timeout: float | None = None) -> Outcome | None:
