@@ -49,14 +49,15 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 def run(args: argparse.Namespace) -> int:
     from speedrun.sweeps.pool import RayOptions, import_ray
     from speedrun.sweeps.spec import load_spec
+    from speedrun.sweeps.store import SweepFolder
     from speedrun.sweeps.summary import comparisons, leaderboard_text, summary_markdown
     from speedrun.sweeps.sweep import SweepOptions, run_sweep
 
     import_ray()                       # says how to install Ray before anything else
     spec = load_spec(args.spec)
     if spec.tune is not None:
-        from speedrun.sweeps.tune import _optuna
-        _optuna()
+        from speedrun.sweeps.tune import import_optuna
+        import_optuna()                # and Optuna, when the spec tunes
     ray = RayOptions(address=args.address, cpus_per_run=args.cpus_per_run, retries=args.retries,
                      num_cpus=args.num_cpus, object_store_mb=args.object_store_mb, max_workers=args.max_workers)
     out = args.out if args.out is not None else f"{DEFAULT_RESULTS_DIR}/sweeps/{spec.name}"
@@ -67,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
     for label, text in comparisons(spec, report):
         print(f"\n{label} against {spec.baseline}:")
         sys.stdout.write(text)
-    path = report.folder / "sweep-summary.md"
-    from speedrun.sweeps.store import SweepFolder
-    SweepFolder(report.folder).write_summary(summary_markdown(spec, report))
+    path = SweepFolder(report.folder).write_summary(summary_markdown(spec, report))
     print(f"\nsummary: {path}")
     return 1 if report.failed else 0

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from speedrun.cli.train import settings_from_flags
+from speedrun.cli.train import TrainSettings, settings_from_flags
 from speedrun.errors import SpeedrunError
 from speedrun.sweeps.spec import FlagValue, SearchDimension, SpecError, SweepSpec, Variant
 
@@ -95,12 +95,15 @@ def search_probe(dims: Sequence[SearchDimension]) -> list[str]:
     return flag_words(values)
 
 
-def check_flags(spec: SweepSpec, all_arms: Sequence[Arm]) -> None:
-    """Parse every arm's flags as ``speedrun train`` would; the first bad one is a :class:`SpecError`."""
+def check_flags(spec: SweepSpec, all_arms: Sequence[Arm]) -> dict[str, TrainSettings]:
+    """Parse every arm's flags as ``speedrun train`` would; the first bad one is a :class:`SpecError`.
+    Returns each arm's settings (at a point of its search space, when tuned), by label."""
+    parsed = {}
     for arm in all_arms:
         probe = search_probe(arm.search)
         try:
-            settings_from_flags([*arm.flags, *probe], resolve_auto=False)
+            parsed[arm.label] = settings_from_flags([*arm.flags, *probe], resolve_auto=False)
         except SpeedrunError as e:
             where = f"variant {arm.label!r}" + (" (with a point of its search space)" if probe else "")
             raise SpecError(f"{spec.source}: {where}: {e}") from None
+    return parsed

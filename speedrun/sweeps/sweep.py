@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speedrun.cli.train import settings_from_flags
+from speedrun.cli.train import TrainSettings
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.loading import load_cifar10
 from speedrun.errors import SpeedrunError
-from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs, search_probe
+from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs
 from speedrun.sweeps.pool import Job, Outcome, RayOptions, RunPool, wait_all
 from speedrun.sweeps.spec import SpecError, SweepSpec
 from speedrun.sweeps.store import Piece, SweepFolder, merge_runs, write_merged
@@ -106,7 +106,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     if len(set(labels)) != len(labels):
         dup = next(x for x in labels if labels.count(x) > 1)
         raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
-    check_flags(spec, all_arms)
+    parsed = check_flags(spec, all_arms)
     sweep_info = {"name": spec.name, "spec": spec.source}
     report = SweepReport(folder.root)
     started = time.monotonic()
@@ -118,7 +118,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
 
     pool = RunPool(options.ray, command=command, on_start=on_start)     # a bad --address fails here
     try:
-        datasets, arm_data = _load_data(spec, all_arms, data)
+        datasets, arm_data = _load_data(spec, all_arms, parsed, data)
         pool.share(datasets)
     except BaseException:
         pool.close()
@@ -154,13 +154,13 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     return report
 
 
-def _load_data(spec: SweepSpec, all_arms: Sequence[Arm],
+def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, TrainSettings],
                given: Cifar10 | None) -> tuple[dict[str, Cifar10], dict[str, str]]:
     """Each dataset the arms read, loaded once (and its subsets checked against it)."""
     datasets: dict[str, Cifar10] = {}
     arm_data: dict[str, str] = {}
     for arm in all_arms:
-        options = settings_from_flags([*arm.flags, *search_probe(arm.search)], resolve_auto=False).options
+        options = parsed[arm.label].options
         key = "given" if given is not None else _data_key(options)
         if given is not None:
             datasets[key] = given

@@ -25,7 +25,7 @@ from speedrun.sweeps.spec import FlagValue, SearchDimension, TuneSpec
 OPTUNA_HINT = "a [tune] block needs Optuna: pip install 'speedrun[sweep]' (or: pip install optuna)"
 
 
-def _optuna() -> Any:
+def import_optuna() -> Any:
     try:
         import optuna
     except ImportError:
@@ -54,7 +54,7 @@ class ArmStudy:
     """One arm's search space and the study that samples it."""
 
     def __init__(self, label: str, dims: Sequence[SearchDimension], tune: TuneSpec, index: int) -> None:
-        optuna = _optuna()
+        optuna = import_optuna()
         self.label, self.tune = label, tune
         self.distributions = {d.flag: _distribution(optuna, d) for d in dims}
         seed = tune.seed + index
