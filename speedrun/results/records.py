@@ -29,10 +29,22 @@ Schema (version 2); ``?`` marks a field that may be null::
                                               compile_warmup_s in records made before 2026-12)
     runs: [{seed, status: "ok"|"diverged"|"failed", error?, epochs: [{epoch, lr, train_loss,
             train_acc, test_acc?, elapsed_s}], final_test_acc?, reached_target: bool,
-            time_to_target_s?, train_time_s, nvml: {...}}]
+            time_to_target_s?, train_time_s, nvml: Telemetry}]
     summary: {runs, completed, failed, reached, accuracy: Summary, time_to_target: Summary,
               gpu_util_mean?}
-    nvml: {available: bool, reason?: str, ...}
+    nvml: {available: bool, reason?: str, ...}   (any run's available, the first run's reason)
+
+``Telemetry`` is :meth:`speedrun.bench.telemetry.NvmlSampler.summary` (``{}`` for a sweep's run whose
+worker never produced a record)::
+
+    {available: bool, reason?: str, interval_s, fields: [t_s, gpu_util_pct, mem_used_mib, power_w,
+     sm_clock_mhz], missing: {field: reason}, gpu_util_pct?: {mean, max, n}, mem_used_mib?: ...,
+     power_w?: ..., sm_clock_mhz?: ..., samples?: [[t_s, value?, value?, value?, value?]]}
+
+A field whose NVML query failed is named in ``missing`` with its first reason and is null in the
+samples that lack it; its ``{mean, max, n}`` is over the samples that have it and is absent when
+none do. ``available`` is false when no field produced a value; ``samples`` are then absent.
+Records made before 2026-12-05 lack ``missing`` and ``n``, and have no nulls in their samples.
 
 ``Summary`` is :class:`speedrun.results.stats.Summary` as a dict. Extra fields are allowed (a record
 can carry more, e.g. an anchor's second distribution); missing or mistyped required ones are not.
