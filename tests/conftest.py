@@ -3,10 +3,12 @@
 - Tests marked ``gpu`` are skipped where CUDA is not available (one collection hook, below).
 
 - ``real_cifar10`` (session): the offline JPEG-q75 copy of CIFAR-10 as a checked ``Cifar10``.
-  It is found beside the repository as ``<repo>/../shared/data/cifar10/`` (CI clones the repo
-  next to ``shared/``), decoded once with its own ``unpack.py`` into ``$SPEEDRUN_TEST_CACHE``
-  (default ``~/.cache/speedrun-test/``) and reused from there. Skipped when the shared folder
-  or Pillow is missing.
+  ``$SPEEDRUN_TEST_CIFAR10``, when set, names the decoded copy (a ``.npz``) to use as it is (the
+  GPU plan sets it: ``../shared`` does not travel to the GPU machine); a missing file is an error.
+  Otherwise it is found beside the repository as ``<repo>/../shared/data/cifar10/`` (CI clones
+  the repo next to ``shared/``), decoded once with its own ``unpack.py`` into
+  ``$SPEEDRUN_TEST_CACHE`` (default ``~/.cache/speedrun-test/``) and reused from there. Skipped
+  when the shared folder or Pillow is missing.
 - ``synthetic_cifar10``: 64 train / 32 test images whose class is a coloured square, so a
   small net learns it in a few CPU steps.
 - ``make_synthetic_cifar10``: the factory behind it, ``make(train=64, test=32, seed=0)``.
@@ -35,6 +37,7 @@ from tests.support.synthetic import make_synthetic
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 DECODED_NAME = "cifar10_jpegq75.npz"
+DECODED_ENV = "SPEEDRUN_TEST_CIFAR10"   # the decoded copy, named explicitly (where ../shared is not)
 
 def _test_cache_dir() -> Path:
     configured = os.environ.get("SPEEDRUN_TEST_CACHE")
@@ -62,6 +65,13 @@ def _decode_offline_copy(unpack_script: Path, cache_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_cifar10() -> Cifar10:
     """The real CIFAR-10 images as the offline JPEG-q75 copy (source names the copy)."""
+    configured = os.environ.get(DECODED_ENV)
+    if configured:
+        named = Path(configured).expanduser()
+        if not named.is_file():
+            pytest.fail(f"${DECODED_ENV}={configured}: no such file (it names the decoded JPEG-q75 copy, "
+                        f"{DECODED_NAME})")
+        return load_cifar10(named)
     unpack_script = SHARED_CIFAR10 / "unpack.py"
     if not unpack_script.is_file():
         pytest.skip(f"offline CIFAR-10 not found at {SHARED_CIFAR10}")

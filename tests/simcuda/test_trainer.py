@@ -1,0 +1,61 @@
+"""Every recipe's trainer on a simulated H200, in bf16 and fp16: the rehearsal, one full epoch and
+the last epoch's end (evaluation, extension hooks, the epoch's one host read).
+
+On fake CUDA tensors a tensor on the wrong device fails at the op that mixes them and any host
+read of device data raises, so passing means: everything lives on ``cuda:0`` and the only read
+of the device in an epoch is the trainer's ``read_epoch``.
+"""
+from __future__ import annotations
+
+import pytest
+
+from speedrun.recipes import RECIPES
+
+CONFIGS = [f"{name}/{amp}" for name in sorted(RECIPES) for amp in ("bf16", "fp16")]
+ONE_READ_AN_EPOCH = "training/trainer.py:read_epoch"
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_recipe_trains_on_simulated_cuda_with_one_host_read_an_epoch(simulate, config):
+    result = simulate("trainer")
+    assert result["engine_runs_cuda"], "the CUDA shim was not loaded: backward ran through a stand-in"
+    outcome = result["configs"][config]
+    assert outcome["ok"], f"{outcome['error']} at {outcome['where']} ({outcome['stage']}): {outcome['message']}"
+    assert outcome["params"] == outcome["buffers"] == outcome["optimizer_state"] == ["cuda:0"]
+    assert outcome["param_dtypes"] == ["torch.float32"]          # autocast computes in bf16/fp16, keeps fp32 weights
+    assert outcome["accuracy_device"] == "cuda:0"
+    assert outcome["host_reads"] == {ONE_READ_AN_EPOCH: outcome["epochs"]}
+
+
+EXTENSION_CONFIGS = ["snapshot-ensemble", "plateau", "swa", "lookahead", "optimizer sgd", "optimizer adam",
+                     "optimizer adamw", "optimizer rmsprop", "optimizer adagrad", "optimizer adadelta",
+                     "optimizer muon (fast94-muon)"]
+
+
+@pytest.mark.parametrize("config", EXTENSION_CONFIGS)
+def test_every_extension_and_optimizer_runs_on_simulated_cuda(simulate, config):
+    outcome = simulate("extensions")["configs"][config]
+    assert outcome["ok"], f"{outcome['error']} at {outcome['where']} ({outcome['stage']}): {outcome['message']}"
+    assert outcome["params"] == outcome["optimizer_state"] == ["cuda:0"]
+    assert outcome["host_reads"] == {ONE_READ_AN_EPOCH: 2}
+
+
+def test_the_extension_list_covers_every_optimizer(simulate):
+    from speedrun.training.optimizers import OPTIMIZER_NAMES
+
+    names = {c.removeprefix("optimizer ").split()[0] for c in simulate("extensions")["configs"] if c.startswith("optimizer")}
+    assert names == set(OPTIMIZER_NAMES)
+
+
+@pytest.mark.parametrize(("fault", "caught_as", "site"), [
+    ("host-read", "DataDependentOutputException", "speedrun/training/trainer.py"),
+    ("cpu-tensor", "FakeTensorDeviceMismatchError", "speedrun/training/trainer.py"),
+])
+def test_a_planted_gpu_only_bug_is_caught(simulate, fault, caught_as, site):
+    """A host read in the optimizer step and a CPU tensor in an after-step hook: both cost
+    nothing on a CPU, both must fail here."""
+    planted = simulate("planted")["configs"]
+    assert planted["none"]["ok"], planted["none"]         # the control: the same run without the fault
+    assert not planted[fault]["ok"]
+    assert planted[fault]["error"] == caught_as
+    assert planted[fault]["where"].startswith(site)

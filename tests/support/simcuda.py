@@ -1,0 +1,302 @@
+"""A simulated CUDA device for machines without a GPU: speedrun's CUDA code path on fake tensors.
+
+Why: nothing in speedrun's CUDA branches (device placement, autocast dtypes, fused SGD with a
+device learning rate, CUDA events, NVML) runs on a CPU, so a bug there waits for a rare GPU
+lease. Under :func:`simulated_cuda` every ``cuda:0`` tensor is a fake tensor: it has a shape,
+a dtype and a device but no data, so
+
+* a tensor on the wrong device fails at the op that mixes them (``FakeTensorDeviceMismatchError``);
+* a host read of device data (``.item()``, ``float(t)``, ``bool(t)``, ``.tolist()``) raises
+  ``DataDependentOutputException``: a hidden sync is an error, not a slowdown. Code that must
+  read once an epoch goes through :class:`CountedHostReads`, which counts those reads by site;
+* the driver-bound ``torch.cuda`` calls answer as one H200 (sm_90, 132 SMs) would.
+
+What it cannot tell: times, numerics, memory, CUDA-graph replay, streams (see the README).
+Ops whose tensors are all real CPU tensors still run for real (schedules, data loading).
+
+In a CPU-only torch build the real autograd engine needs a CUDA device guard and CUDA hooks;
+:mod:`tests.support.cuda_shim` builds a small library giving both, loaded with ``LD_PRELOAD``
+(the ``simcuda`` tests run their scenarios in such a child process). Without it,
+``Tensor.backward`` is replaced by :func:`_backward_standin`.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+
+H200 = types.SimpleNamespace(
+    name="NVIDIA H200 (simulated)", major=9, minor=0, total_memory=150_754_820_096, multi_processor_count=132,
+    L2_cache_size=60 * 2**20, warp_size=32, max_threads_per_multi_processor=2048, regs_per_multiprocessor=65536,
+    shared_memory_per_block_optin=232448, gcnArchName="", uuid="simulated")
+
+
+class SimulatedCudaTensorMode(FakeTensorMode):
+    """Fake tensors for the device, real ones for the host.
+
+    ``avoid_device_init`` stays True although ``torch.cuda.is_available()`` is patched to say
+    True: otherwise fake mode would constant-fold through real CUDA kernels, which do not
+    exist here. An op whose tensors are all plain CPU tensors (and that names no other device)
+    runs for real, so host-side work (a schedule's values, ``torch.tensor`` of host numbers)
+    keeps its data."""
+
+    @property
+    def avoid_device_init(self) -> bool:
+        return True
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+        tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+        if tensors and all(_is_host_tensor(t) for t in tensors) and not any(
+                isinstance(x, torch.device) and x.type != "cpu" for x in leaves):
+            with unset_fake_temporarily():
+                return func(*args, **kwargs)
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def _is_host_tensor(t: torch.Tensor) -> bool:
+    return type(t) in (torch.Tensor, torch.nn.Parameter) and t.device.type == "cpu"
+
+
+_HostGenerator = torch.Generator      # the real class: torch.Generator is replaced inside simulated_cuda
+
+
+class SimulatedCudaGenerator(_HostGenerator):
+    """A generator that says it lives on ``cuda:0``: fake random ops read only its device."""
+
+    def __new__(cls, device: Any = None) -> SimulatedCudaGenerator:
+        self = _HostGenerator.__new__(cls)
+        where = torch.device(device) if device is not None else torch.device("cpu")
+        self._where = torch.device("cuda", 0) if where.type == "cuda" else where
+        return self
+
+    def __init__(self, device: Any = None) -> None:
+        super().__init__()
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self._where
+
+
+class SimulatedEvent:
+    """``torch.cuda.Event``: checks the record / synchronize / elapsed_time protocol; 1 ms apart."""
+
+    def __init__(self, enable_timing: bool = False, **_: Any) -> None:
+        self.enable_timing, self.recorded = enable_timing, False
+
+    def record(self, stream: Any = None) -> None:
+        self.recorded = True
+
+    def synchronize(self) -> None:
+        if not self.recorded:
+            raise RuntimeError("Event.synchronize() before record()")
+
+    def query(self) -> bool:
+        return self.recorded
+
+    def elapsed_time(self, other: SimulatedEvent) -> float:
+        if not (self.enable_timing and other.enable_timing):
+            raise RuntimeError("elapsed_time needs enable_timing=True on both events")
+        if not (self.recorded and other.recorded):
+            raise RuntimeError("elapsed_time of an event never recorded")
+        return 1.0
+
+
+class CountedHostReads:
+    """``Tensor.tolist()`` of a fake tensor returns zeros and is counted by the line that asked.
+
+    The trainer reads the device once an epoch, on purpose; counting by site shows that it is
+    the only read (every other host read still raises)."""
+
+    def __init__(self) -> None:
+        self.sites: collections.Counter[str] = collections.Counter()
+        self._original: Callable | None = None
+
+    def __enter__(self) -> CountedHostReads:
+        self._original = original = FakeTensor.tolist
+
+        def tolist(tensor: torch.Tensor) -> Any:
+            if not isinstance(tensor, FakeTensor):
+                return original(tensor)
+            caller = sys._getframe(1)
+            self.sites[f"{caller.f_code.co_filename.rsplit('/speedrun/', 1)[-1]}:{caller.f_code.co_name}"] += 1
+            return np.zeros(tuple(tensor.shape)).tolist()
+
+        FakeTensor.tolist = tolist  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        FakeTensor.tolist = self._original  # type: ignore[method-assign]
+
+
+def _fused_optimizer_device_rules(params: list, grads: list, *states: list, lr: Any = None, **_: Any) -> None:
+    """The fused optimizers' CUDA kernels (SGD, Adam, AdamW, Adagrad) ship no fake kernel: this
+    one enforces their device and dtype rules and computes nothing.
+
+    A CPU lr tensor beside CUDA parameters is refused: the CUDA kernel would read it to the
+    host every step."""
+    device = params[0].device
+    for name, group in (("params", params), ("grads", grads), *((f"state list {i}", s) for i, s in enumerate(states))):
+        for t in group:
+            if t.device != device:
+                raise RuntimeError(f"fused optimizer: {name} on {t.device}, params on {device}")
+    for p, g in zip(params, grads):
+        if p.dtype != g.dtype or p.shape != g.shape:
+            raise RuntimeError(f"fused optimizer: a {g.dtype} {tuple(g.shape)} grad for a {p.dtype} {tuple(p.shape)} param")
+    if isinstance(lr, torch.Tensor) and lr.device != device:
+        why = " (the CUDA kernel would read it to the host every step)" if lr.device.type == "cpu" else ""
+        raise RuntimeError(f"fused optimizer: lr on {lr.device}, params on {device}{why}")
+
+
+FUSED_OPTIMIZER_OPS = ("_fused_sgd_", "_fused_adam_", "_fused_adamw_", "_fused_adagrad_")
+_registered: list[torch.library.Library] = []
+
+
+def register_missing_fake_kernels() -> None:
+    """Fake kernels for the CUDA-only ops speedrun calls that ship none (the fused optimizers), once."""
+    if _registered:
+        return
+    lib = torch.library.Library("aten", "IMPL")
+    for op in FUSED_OPTIMIZER_OPS:
+        for overload in getattr(torch.ops.aten, op).overloads():
+            lib.impl(op if overload == "default" else f"{op}.{overload}", _fused_optimizer_device_rules, "Meta")
+    _registered.append(lib)
+
+
+def _backward_standin(self: torch.Tensor, gradient: Any = None, retain_graph: Any = None, create_graph: bool = False,
+                      inputs: Any = None) -> None:
+    """Without the preloaded shim the engine cannot run CUDA nodes: give each reached leaf a
+    gradient like itself (device, dtype, shape), which is what backward gives these models."""
+    if self.grad_fn is None:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    seen, todo = set(), [self.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)
+        if leaf is not None and leaf.requires_grad:
+            grad = torch.empty_like(leaf)
+            leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+        todo.extend(next_node for next_node, _ in node.next_functions)
+
+
+def engine_runs_cuda() -> bool:
+    """True when the real autograd engine can run CUDA nodes here (the shim is preloaded)."""
+    accelerator = torch._C._accelerator_getAccelerator()
+    return accelerator is not None and accelerator.type == "cuda" and _hooks_report_a_device()
+
+
+def _hooks_report_a_device() -> bool:
+    try:
+        return bool(torch._C._cuda_getDeviceCount()) if hasattr(torch._C, "_cuda_getDeviceCount") else True
+    except RuntimeError:
+        return False
+
+
+def _build_modules_on_the_host() -> None:
+    """``Module.to`` cannot swap a fake parameter in place (weak references): every model config
+    builds a real CPU module, and the code's own ``.to(device)`` makes it a fake CUDA one."""
+    from speedrun.models.fast_net import FastNetConfig
+    from speedrun.models.resnet9 import ResNet9Config
+
+    for cls in (FastNetConfig, ResNet9Config):
+        build = cls.build
+        if getattr(build, "_on_the_host", False):
+            continue
+
+        def on_the_host(self: Any, *args: Any, _build: Callable = build, **kwargs: Any) -> Any:
+            with unset_fake_temporarily():
+                return _build(self, *args, **kwargs)
+
+        on_the_host._on_the_host = True  # type: ignore[attr-defined]
+        cls.build = on_the_host  # type: ignore[method-assign]
+
+
+def cuda_patches() -> dict[tuple[Any, str], Any]:
+    """The driver-bound calls, answered as one H200 would."""
+    patches: dict[tuple[Any, str], Any] = {
+        (torch.cuda, "is_available"): lambda: True,
+        (torch.cuda, "_lazy_init"): lambda: None,
+        (torch.cuda, "is_initialized"): lambda: True,
+        (torch.cuda, "device_count"): lambda: 1,
+        (torch.cuda, "current_device"): lambda: 0,
+        (torch.cuda, "set_device"): lambda device: None,
+        (torch.cuda, "get_device_name"): lambda *a: H200.name,
+        (torch.cuda, "get_device_properties"): lambda *a: H200,
+        (torch.cuda, "get_device_capability"): lambda *a: (9, 0),
+        (torch.cuda, "is_bf16_supported"): lambda *a, **k: True,
+        (torch.cuda, "synchronize"): lambda *a: None,
+        (torch.cuda, "set_sync_debug_mode"): lambda *a: None,
+        (torch.cuda, "empty_cache"): lambda: None,
+        (torch.cuda, "max_memory_allocated"): lambda *a: 0,
+        (torch.cuda, "reset_peak_memory_stats"): lambda *a: None,
+        (torch.cuda, "Event"): SimulatedEvent,
+        (torch.cuda, "manual_seed"): lambda seed: None,
+        (torch.cuda, "manual_seed_all"): lambda seed: None,
+        (torch.backends.cudnn, "version"): lambda: 91900,
+        (torch, "Generator"): SimulatedCudaGenerator,
+        (torch.Tensor, "pin_memory"): lambda self, *a, **k: self,   # aten._pin_memory has no fake kernel
+    }
+    if not engine_runs_cuda():
+        patches[(torch.Tensor, "backward")] = _backward_standin
+    return patches
+
+
+@contextlib.contextmanager
+def patched(patches: dict[tuple[Any, str], Any]) -> Iterator[None]:
+    """Set each ``(object, attribute)`` for the block, then put every original back."""
+    missing = object()
+    saved = {key: getattr(key[0], key[1], missing) for key in patches}
+    for (obj, name), value in patches.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for (obj, name), value in saved.items():
+            if value is missing:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, value)
+
+
+@contextlib.contextmanager
+def stand_in_module(name: str, module: types.ModuleType | None) -> Iterator[None]:
+    """``sys.modules[name]`` is ``module`` for the block (nothing changes when it is None)."""
+    if module is None:
+        yield
+        return
+    saved = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = saved
+
+
+@contextlib.contextmanager
+def simulated_cuda(pynvml: types.ModuleType | None = None, *, shape_env: Any = None) -> Iterator[FakeTensorMode]:
+    """A simulated H200 for the block: fake ``cuda:0`` tensors, the driver calls answered, and
+    ``pynvml`` replaced by the given stand-in. Yields the fake mode."""
+    _build_modules_on_the_host()
+    register_missing_fake_kernels()
+    overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        with patched(cuda_patches()), stand_in_module("pynvml", pynvml), \
+                SimulatedCudaTensorMode(allow_non_fake_inputs=True, shape_env=shape_env) as mode:
+            yield mode
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(overwrite)

@@ -1,0 +1,256 @@
+"""Scenarios on a simulated H200, each run in its own child process by the ``simcuda`` tests.
+
+Why a child: in a CPU-only torch build the CUDA shim (:mod:`tests.support.cuda_shim`) must be
+preloaded, and a process that sees a CUDA accelerator must not run the CPU tests.
+
+    python -m tests.support.simcuda_scenarios NAME [ARG...]
+
+prints one line ``SIMCUDA-RESULT <json>`` last; the test asserts on that JSON. Each scenario
+reports what it found (devices, dtypes, host reads by site, exceptions with the file:line in
+speedrun that raised) and never decides pass or fail itself.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.pop("LD_PRELOAD", None)   # loaded in this process already; g++, ptxas and git must not load it
+
+import contextlib
+import dataclasses
+import json
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speedrun.data.cifar10 import Cifar10
+from speedrun.data.device_data import DeviceData
+from speedrun.recipes import RECIPES, Recipe, get_recipe
+from speedrun.training.trainer import Trainer
+from tests.support.nvml_standin import make_pynvml
+from tests.support.simcuda import CountedHostReads, engine_runs_cuda, simulated_cuda
+
+RESULT_PREFIX = "SIMCUDA-RESULT "
+SPEEDRUN_DIR = str(Path(__file__).resolve().parents[2] / "speedrun")
+CUDA = torch.device("cuda", 0)
+
+
+def where(exc: BaseException) -> str:
+    """The innermost frame in speedrun that the exception passed through (``path:line``)."""
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(SPEEDRUN_DIR)]
+    return f"{os.path.relpath(ours[-1].filename, os.path.dirname(SPEEDRUN_DIR))}:{ours[-1].lineno}" if ours else "?"
+
+
+def failure(exc: BaseException, stage: str) -> dict:
+    return {"ok": False, "stage": stage, "error": type(exc).__name__, "message": str(exc).split("\n")[0][:300],
+            "where": where(exc)}
+
+
+def zeros_cifar10(train: int = 50_000, test: int = 10_000) -> Cifar10:
+    """Full-size CIFAR-10 shapes; the pixels never matter on fake tensors."""
+    images = lambda n: np.zeros((n, 32, 32, 3), np.uint8)  # noqa: E731
+    return Cifar10(images(train), np.arange(train) % 10, images(test), np.arange(test) % 10, source="zeros",
+                   origin="<simulated>")
+
+
+def device_data(train: int = 50_000, test: int = 10_000) -> DeviceData:
+    u8, labels = torch.uint8, torch.long
+    return DeviceData(torch.empty(train, 3, 32, 32, dtype=u8, device=CUDA), torch.empty(train, dtype=labels, device=CUDA),
+                      torch.empty(test, 3, 32, 32, dtype=u8, device=CUDA), torch.empty(test, dtype=labels, device=CUDA))
+
+
+def devices_of(trainer: Trainer, run: Any) -> dict:
+    """Every device and dtype that the model and the optimizer's state live on."""
+    state = {str(t.device) for s in run.optimizer.optimizer.state.values() for t in s.values() if torch.is_tensor(t)}
+    return {"params": sorted({str(p.device) for p in trainer.model.parameters()}),
+            "buffers": sorted({str(b.device) for b in trainer.model.buffers()}),
+            "optimizer_state": sorted(state),
+            "param_dtypes": sorted({str(p.dtype) for p in trainer.model.parameters()})}
+
+
+def train_one_config(recipe: Recipe, epochs: int | None = None, train_images: int = 50_000) -> dict:
+    """Rehearsal, then every epoch of a (possibly shortened) run with its evaluation, extension
+    hooks and the epoch's host read; inside the fake mode every other host read raises.
+    ``train_images`` below the full 50,000 keeps every shape and only shortens the epochs."""
+    if epochs is not None:
+        recipe = recipe.replace(train=dataclasses.replace(recipe.train, epochs=epochs))
+    stage = "setup"
+    try:
+        with simulated_cuda(make_pynvml()), CountedHostReads() as reads:
+            trainer = Trainer(recipe.model, device_data(train_images), augment=recipe.augment, optimizer=recipe.optimizer,
+                              train=recipe.train, compile_model=False, extensions=recipe.extensions)
+            schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
+            lr = schedule.lr.to(CUDA, torch.float32)
+            momentum = None if schedule.momentum is None else schedule.momentum.to(CUDA, torch.float32)
+            stage = "rehearse"
+            trainer.rehearse(lr, momentum)
+            reads.sites.clear()
+            stage = "initialize"
+            trainer.initialize(0)
+            run = trainer.start_run(0, lr, momentum)
+            epochs_read = 0
+            for epoch in range(1, trainer.last_epoch + 1):
+                stage = f"epoch {epoch}"
+                trainer.train_epoch(run, epoch)
+                accuracy = trainer.end_epoch(run, epoch, evaluate=True)
+                trainer.read_epoch(run, epoch, accuracy, 0.0)
+                epochs_read += 1
+            return {"ok": True, "epochs": epochs_read, "host_reads": dict(reads.sites),
+                    "accuracy_device": None if accuracy is None else str(accuracy.device), **devices_of(trainer, run)}
+    except Exception as exc:
+        return failure(exc, stage)
+
+
+def scenario_trainer(*names: str) -> dict:
+    """Every recipe named (default: all) in bf16 and fp16, one full epoch and the last epoch's end."""
+    results = {}
+    for name in names or sorted(RECIPES):
+        for amp in ("bf16", "fp16"):
+            recipe = get_recipe(name)
+            recipe = recipe.replace(train=dataclasses.replace(recipe.train, amp_dtype=amp))
+            results[f"{name}/{amp}"] = train_one_config(recipe, epochs=1)
+    return {"engine_runs_cuda": engine_runs_cuda(), "configs": results}
+
+
+def scenario_extensions() -> dict:
+    """classic with each extension and each optimizer, 2 short epochs of full-size batches (so
+    every epoch-end hook and the final work run)."""
+    from speedrun.extensions.lookahead import LookaheadConfig
+    from speedrun.extensions.plateau import PlateauConfig
+    from speedrun.extensions.snapshots import SnapshotEnsembleConfig
+    from speedrun.extensions.swa import SWAConfig
+    from speedrun.training.optimizers import OPTIMIZER_NAMES
+
+    classic = get_recipe("classic")
+    short = classic.replace(train=dataclasses.replace(classic.train, epochs=2))
+    variants: dict[str, Recipe] = {
+        "snapshot-ensemble": short.replace(extensions=(*short.extensions, SnapshotEnsembleConfig(cycle_end_epochs=(1, 2)))),
+        "plateau": short.replace(extensions=(*short.extensions, PlateauConfig())),
+        "swa": short.replace(extensions=(*short.extensions, SWAConfig(epochs=1, swa_lr=0.01))),
+        "lookahead": short.replace(extensions=(*short.extensions, LookaheadConfig())),
+    }
+    for name in OPTIMIZER_NAMES:
+        if name == "muon":
+            variants["optimizer muon (fast94-muon)"] = get_recipe("fast94-muon").replace(
+                train=dataclasses.replace(get_recipe("fast94-muon").train, epochs=2))
+            continue
+        optimizer = dataclasses.replace(short.optimizer, name=name)
+        variants[f"optimizer {name}"] = short.replace(optimizer=optimizer, schedule=_without_momentum_cycle(short, name))
+    return {"engine_runs_cuda": engine_runs_cuda(), "configs": {k: train_one_config(r, train_images=4096) for k, r in variants.items()}}
+
+
+def _without_momentum_cycle(recipe: Recipe, optimizer: str) -> Any:
+    """classic's one-cycle cycles momentum, which only SGD and Adam(W) have."""
+    spec = recipe.schedule
+    params = dict(getattr(spec, "params", {}) or {})
+    if optimizer in ("sgd", "adam", "adamw") or "cycle_momentum" not in params:
+        return spec
+    return dataclasses.replace(spec, params={**params, "cycle_momentum": False})
+
+
+def scenario_harness(fail: str = "", *names: str) -> dict:
+    """``run_benchmark`` end to end (device pick, data to the device, rehearsal, 2 seeded runs of
+    the whole epoch budget with the NVML thread, the record) for the recipes named (default: all),
+    on 4,096 training images (full-size batches, shorter epochs); ``fail`` ("" for none) names an
+    NVML query that raises."""
+    from speedrun.bench.harness import HarnessOptions, run_benchmark
+    from speedrun.results.records import read_record
+
+    nvml = make_pynvml(fail=[fail] if fail else [])
+    data = zeros_cifar10()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as out:
+        for name in names or sorted(RECIPES):
+            path = Path(out) / f"{name}.json"
+            try:
+                with simulated_cuda(nvml), CountedHostReads() as reads:
+                    run_benchmark(get_recipe(name), HarnessOptions(runs=2, compile=False, out=str(path), target=0.5,
+                                                                         train_subset=4096, test_subset=2000),
+                                  data=data, log=lambda line: None)
+                record = read_record(path)
+                results[name] = {"ok": True, "complete": record["complete"], "runs": len(record["runs"]),
+                                 "device": record["environment"]["device"], "gpu": record["environment"]["gpu_name"],
+                                 "driver": record["environment"]["driver"],
+                                 "nvml": [{k: r["nvml"].get(k) for k in ("available", "reason", "missing")}
+                                          for r in record["runs"]],
+                                 "epochs": [len(r["epochs"]) for r in record["runs"]], "host_reads": dict(reads.sites)}
+            except Exception as exc:
+                results[name] = failure(exc, "run_benchmark")
+    return {"configs": results, "nvml_init": nvml.state.init_calls, "nvml_shutdown": nvml.state.shutdown_calls,
+            "nvml_refcount": nvml.state.refcount}
+
+
+@contextlib.contextmanager
+def planted(fault: str) -> Iterator[None]:
+    """A GPU-only bug put into the code for the block (the checkout is not edited)."""
+    from speedrun.extensions import decoupled_weight_decay
+    from speedrun.training import optimizers
+
+    if fault == "host-read":                       # a host read inside the step
+        real_step = optimizers.ScheduledOptimizer.step
+
+        def step(self: Any) -> None:
+            if int(self.counter) < 0:
+                pass
+            real_step(self)
+        patch: tuple[Any, str, Callable] = (optimizers.ScheduledOptimizer, "step", step)
+    elif fault == "cpu-tensor":                    # a CPU tensor against CUDA parameters in a hook
+        real_make = decoupled_weight_decay.DecoupledWeightDecay.make
+
+        def make(self: Any, trainer: Trainer, optimizer: Any) -> Any:
+            hooks = real_make(self, trainer, optimizer)
+
+            @torch.no_grad()
+            def decay_on_the_host() -> None:
+                for group in optimizer.optimizer.param_groups:
+                    for p in group["params"]:
+                        p.mul_(torch.full(p.shape, 0.999))
+            return dataclasses.replace(hooks, after_step=(*hooks.after_step, decay_on_the_host))
+        patch = (decoupled_weight_decay.DecoupledWeightDecay, "make", make)
+    elif fault == "none":
+        yield
+        return
+    else:
+        raise SystemExit(f"unknown planted fault {fault!r}")
+    owner, name, replacement = patch
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def scenario_planted(*faults: str) -> dict:
+    """fast94 (bf16) with each planted fault; the scenario reports what was raised, and where."""
+    recipe = get_recipe("fast94")
+    return {"configs": {fault: _with_fault(fault, recipe) for fault in faults or ("none", "host-read", "cpu-tensor")}}
+
+
+def _with_fault(fault: str, recipe: Recipe) -> dict:
+    with planted(fault):
+        return train_one_config(recipe, epochs=1)
+
+
+SCENARIOS: dict[str, Callable[..., dict]] = {
+    "trainer": scenario_trainer, "extensions": scenario_extensions, "harness": scenario_harness,
+    "planted": scenario_planted,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in SCENARIOS:
+        print(f"usage: python -m tests.support.simcuda_scenarios {{{','.join(SCENARIOS)}}} [ARG...]", file=sys.stderr)
+        return 2
+    result = SCENARIOS[argv[0]](*argv[1:])
+    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
