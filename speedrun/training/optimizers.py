@@ -11,9 +11,9 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
   :class:`TensorMomentumSGD`, since PyTorch's SGD takes momentum as a Python float only.
 * Adam / AdamW: fused PyTorch with a tensor ``lr`` and float betas; when beta1 is cycled,
   :class:`TensorAdam`, since fused Adam reads tensor betas back to the host every step.
-* RMSprop / Adadelta: :class:`TensorRMSprop` / :class:`TensorAdadelta`, since PyTorch's turn a
-  tensor ``lr`` into a float every step (its ``capturable`` mode avoids that on CUDA only).
-* Adagrad: fused PyTorch with a tensor ``lr``, which syncs nothing.
+* RMSprop / Adadelta / Adagrad: :class:`TensorRMSprop` / :class:`TensorAdadelta` /
+  :class:`TensorAdagrad`, since PyTorch's turn a tensor ``lr`` into a float every step (its
+  ``capturable`` mode avoids that on CUDA only; fused Adagrad has no CUDA kernel in torch 2.11).
 
 ``speedrun.bench.host_sync`` proves the "no sync" part on any device, the CPU included.
 """
@@ -31,7 +31,7 @@ from speedrun.checks import boolean, int_at_least, one_of, real_in
 from speedrun.errors import SettingError
 from speedrun.settings import setting
 from speedrun.training.muon import TensorMuon
-from speedrun.training.tensor_optimizers import TensorAdadelta, TensorAdam, TensorMomentumSGD, TensorRMSprop
+from speedrun.training.tensor_optimizers import TensorAdadelta, TensorAdagrad, TensorAdam, TensorMomentumSGD, TensorRMSprop
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "muon")
 _CYCLES_MOMENTUM = ("sgd", "adam", "adamw")
@@ -235,7 +235,7 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
     elif name == "rmsprop":
         opt = TensorRMSprop(torch_groups, lr=scalar(0), alpha=config.alpha, eps=config.eps, momentum=config.momentum)
     elif name == "adagrad":
-        opt = torch.optim.Adagrad(torch_groups, lr=0.0, eps=1e-10, fused=fused)
+        opt = TensorAdagrad(torch_groups, lr=scalar(0), eps=1e-10)
     elif name == "muon":
         opt = TensorMuon(torch_groups, lr=scalar(0), nesterov=config.nesterov, renormalize=config.muon_renormalize,
                          newton_schulz_steps=config.newton_schulz_steps, batch_same_shapes=config.muon_batched,

@@ -168,3 +168,26 @@ class TensorAdadelta(_TensorHyperparameterOptimizer):
             torch._foreach_mul_(acc_deltas, rho)
             torch._foreach_addcmul_(acc_deltas, delta, delta, value=1 - rho)
             torch._foreach_sub_(params, torch._foreach_mul(delta, group["lr"]))
+
+
+class TensorAdagrad(_TensorHyperparameterOptimizer):
+    """Adagrad with ``lr`` read from a device tensor; PyTorch's update rule (no lr decay).
+
+    ``g += wd * p``; ``s += g^2`` (s starts at zero); ``p -= lr * g / (sqrt(s) + eps)``.
+    PyTorch's own Adagrad reads a tensor ``lr`` on the host every step, and torch 2.11 has no
+    CUDA kernel for its fused form.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: Tensor, eps: float = 1e-10, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        for group, params, grads in self._groups_to_step():
+            grads = self._with_l2(grads, params, group["weight_decay"])
+            sums = self._state(params, "sum")
+            torch._foreach_addcmul_(sums, grads, grads)
+            std = torch._foreach_sqrt(sums)
+            torch._foreach_add_(std, group["eps"])
+            update = torch._foreach_div(grads, std)
+            torch._foreach_sub_(params, torch._foreach_mul(update, group["lr"]))

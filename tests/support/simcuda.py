@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -137,13 +138,15 @@ class CountedHostReads:
         FakeTensor.tolist = self._original  # type: ignore[method-assign]
 
 
-def _fused_optimizer_device_rules(params: list, grads: list, *states: list, lr: Any = None, **_: Any) -> None:
+def _fused_optimizer_device_rules(op: str, params: list, grads: list, *states: list, lr: Any = None, **_: Any) -> None:
     """The fused optimizers' CUDA kernels (SGD, Adam, AdamW, Adagrad) ship no fake kernel: this
     one enforces their device and dtype rules and computes nothing.
 
     A CPU lr tensor beside CUDA parameters is refused: the CUDA kernel would read it to the
     host every step."""
     device = params[0].device
+    if op == "_fused_adagrad_" and device.type == "cuda":
+        raise RuntimeError("fused Adagrad has no CUDA kernel in torch 2.11 (the GPU machine's torch)")
     for name, group in (("params", params), ("grads", grads), *((f"state list {i}", s) for i, s in enumerate(states))):
         for t in group:
             if t.device != device:
@@ -165,9 +168,12 @@ def register_missing_fake_kernels() -> None:
     if _registered:
         return
     lib = torch.library.Library("aten", "IMPL")
+    # Adam(W)'s default overload has a Python meta kernel: ours replaces it (it adds the device
+    # rules). torch >= 2.13 allows that by default; 2.5-2.12 must be asked.
+    override = {"allow_override": True} if "allow_override" in inspect.signature(lib.impl).parameters else {}
     for op in FUSED_OPTIMIZER_OPS:
         for overload in getattr(torch.ops.aten, op).overloads():
-            lib.impl(op if overload == "default" else f"{op}.{overload}", _fused_optimizer_device_rules, "Meta")
+            lib.impl(op if overload == "default" else f"{op}.{overload}", _fused_optimizer_device_rules, "Meta", **override)
     _registered.append(lib)
 
 
