@@ -38,6 +38,7 @@ from speedrun.results.records import (
 from speedrun.results.run_values import finished_runs, reached_runs
 from speedrun.results.stats import summarize
 from speedrun.schedules import Schedule
+from speedrun.training.cuda_graph import check_cuda_graph_device
 from speedrun.training.run_result import EpochLog, RunResult
 from speedrun.training.trainer import Trainer
 
@@ -169,6 +170,7 @@ def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None
                 log: Callable[[str], None] = print) -> PreparedRun:
     """Load the data, move it to the device once (timed apart), build the trainer and the schedule."""
     device = pick_device(options.device)
+    check_cuda_graph_device(recipe.train.cuda_graph, device)
     if device.type == "cuda":
         # cuDNN picks the fastest convolution algorithm per shape in the warm-up; every GPU run
         # (harness and anchor alike, airbench sets it too) runs with it, and the record says so.

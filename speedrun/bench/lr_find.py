@@ -31,6 +31,7 @@ from speedrun.outputs import (
 )
 from speedrun.recipes import Recipe
 from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, utc_now, write_record
+from speedrun.training.cuda_graph import check_cuda_graph_device
 from speedrun.training.lr_range_test import (
     LRFinderConfig,
     LRFinderResult,
@@ -50,6 +51,7 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     config = config or LRFinderConfig()
     paths = _output_paths(options.out, recipe.name, force=options.force)
     device = pick_device(options.device)
+    check_cuda_graph_device(recipe.train.cuda_graph, device)
     if data is None:
         data = load_cifar10(options.data_dir, download=options.download)
     data = data.subset(options.train_subset, options.test_subset)

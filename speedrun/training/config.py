@@ -10,6 +10,7 @@ from speedrun.settings import setting
 TTA_MODES = ("none", "flip", "multi", "selective")
 FLIP_MODES = ("random", "alternate")
 AMP_DTYPES = ("bf16", "fp16", "fp32")     # autocast precision on CUDA (speedrun.training.precision)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")   # torch.compile modes that keep the step graph-capturable
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class TrainConfig:
                                          "and one op less outside it; the epoch log then shows none)")
     input_kernel: bool = setting(False, "build batches with the fused augment+normalize kernel (kernels/); off "
                                         "until a GPU benchmark shows it faster", false_flag=None)
+    cuda_graph: bool = setting(False, "capture the whole training step (its graph, backward and optimizer step) as one "
+                                      "CUDA graph per run and replay it every step; CUDA only", false_flag=None)
+    compile_mode: str = setting("default", "torch.compile mode of the model and the step's graph: default, or "
+                                           "max-autotune-no-cudagraphs (benchmarks kernel choices: faster steps, "
+                                           "a longer compile)", choices=COMPILE_MODES)
 
     def __post_init__(self) -> None:
         real_in("epochs", self.epochs, low=0, low_open=True)
@@ -48,6 +54,8 @@ class TrainConfig:
         boolean("stop_at_target", self.stop_at_target)
         boolean("input_kernel", self.input_kernel)
         boolean("train_accuracy", self.train_accuracy)
+        boolean("cuda_graph", self.cuda_graph)
+        one_of("compile_mode", self.compile_mode, COMPILE_MODES)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The budget's training steps: ``epochs`` x ``steps_per_epoch``, rounded up (airbench94's

@@ -72,6 +72,7 @@ class RunState:
     first_flips: Tensor               # each image's flip in the first epoch (alternating flips)
     loss_sum: Tensor                  # this epoch's summed training loss
     correct: Tensor                   # this epoch's correct training predictions
+    graphed_step: Callable[..., tuple[Tensor, Tensor | None]] | None = None   # the step as a CUDA graph (cuda_graph)
 
 
 class Extension(Protocol):

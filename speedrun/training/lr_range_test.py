@@ -243,8 +243,10 @@ def resolve_auto_max_lr(recipe: Recipe, options: HarnessOptions, data: Cifar10 |
     the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""
     from speedrun.bench.environment import pick_device
     from speedrun.data.loading import load_cifar10
+    from speedrun.training.cuda_graph import check_cuda_graph_device
 
     device = pick_device(options.device)
+    check_cuda_graph_device(recipe.train.cuda_graph, device)
     if data is None:
         data = load_cifar10(options.data_dir, download=options.download)
     data = data.subset(options.train_subset, options.test_subset)

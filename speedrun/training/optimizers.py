@@ -180,11 +180,13 @@ class ScheduledOptimizer:
 
 
 def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: Tensor,
-                    momentum: Tensor | None = None) -> ScheduledOptimizer:
+                    momentum: Tensor | None = None, *, capturable: bool = False) -> ScheduledOptimizer:
     """Make the optimizer named in ``config`` over ``groups``, driven by the per-step schedules.
 
     ``lr`` and ``momentum`` are 1-D tensors on the parameters' device, one value per step;
     ``momentum`` is None unless the policy cycles it (then it overrides ``config.momentum``).
+    ``capturable``: its step will be captured in a CUDA graph (PyTorch's Adam refuses capture
+    without its ``capturable`` flag; the others here need nothing).
     """
     if momentum is not None and config.name not in _CYCLES_MOMENTUM:
         raise ValueError(
@@ -229,9 +231,9 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
         opt = TensorAdam(torch_groups, lr=scalar(0), betas=(scalar(0), scalar(0)), eps=config.eps,
                          decoupled=name == "adamw")
     elif name == "adam":
-        opt = torch.optim.Adam(torch_groups, lr=0.0, eps=config.eps, fused=fused)
+        opt = torch.optim.Adam(torch_groups, lr=0.0, eps=config.eps, fused=fused, capturable=capturable)
     elif name == "adamw":
-        opt = torch.optim.AdamW(torch_groups, lr=0.0, eps=config.eps, fused=fused)
+        opt = torch.optim.AdamW(torch_groups, lr=0.0, eps=config.eps, fused=fused, capturable=capturable)
     elif name == "rmsprop":
         opt = TensorRMSprop(torch_groups, lr=scalar(0), alpha=config.alpha, eps=config.eps, momentum=config.momentum)
     elif name == "adagrad":

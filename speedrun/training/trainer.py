@@ -39,6 +39,7 @@ from speedrun.data.device_data import DeviceData
 from speedrun.data.fused_input import augment_normalize
 from speedrun.models.protocol import ModelConfig
 from speedrun.training.config import TrainConfig
+from speedrun.training.cuda_graph import GraphedStep, check_cuda_graph_device
 from speedrun.training.evaluation import evaluate
 from speedrun.training.hooks import Extension, RunHooks, RunState
 from speedrun.training.optimizers import (
@@ -73,15 +74,17 @@ class Trainer:
         # Static shapes and one graph: every batch shape is compiled once in the rehearsal (a
         # dynamic batch dimension would cost a recompile and slower kernels), and a graph break
         # is an error rather than a silent slowdown.
+        check_cuda_graph_device(train.cuda_graph, self.device)
+        mode = None if train.compile_mode == "default" else train.compile_mode
         self.forward: Callable[[Tensor], Tensor] = (
-            torch.compile(self.model, backend=compile_backend, dynamic=False, fullgraph=True)
+            torch.compile(self.model, backend=compile_backend, dynamic=False, fullgraph=True, mode=mode)
             if compile_model else self.model)
         # A training step's graph holds the augmentation, the normalization, the forward, the
         # loss and the hit count (and, through autograd, their backward), so they run as a few
         # fused kernels, not op by op; only the random draws and the batch's gather are outside
         # it (with the input kernel, its Triton pass is outside too). Evaluation uses ``forward``.
         self.batch_loss: Callable[[Tensor, Tensor, AugmentParams | None], tuple[Tensor, Tensor | None]] = (
-            torch.compile(self._batch_loss, backend=compile_backend, dynamic=False, fullgraph=True)
+            torch.compile(self._batch_loss, backend=compile_backend, dynamic=False, fullgraph=True, mode=mode)
             if compile_model else self._batch_loss)
         self._scale, self._shift = normalize_constants(CIFAR10_MEAN, CIFAR10_STD, self.device)
         self.data, self.augment, self.optimizer_config, self.config = data, augment, optimizer, train
@@ -131,11 +134,12 @@ class Trainer:
     def start_run(self, seed: int, lr: Tensor, momentum: Tensor | None = None) -> RunState:
         """A fresh optimizer, the extensions' hooks and the seeded generator; the weights are not touched."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        opt = build_optimizer(self.optimizer_groups(), self.optimizer_config, lr, momentum)
+        opt = build_optimizer(self.optimizer_groups(), self.optimizer_config, lr, momentum, capturable=self.config.cuda_graph)
         hooks = RunHooks.combine([ext.make(self, opt) for ext in self.extensions])
         first_flips = torch.rand(len(self.data.train_images), generator=gen, device=self.device) < 0.5
         return RunState(opt, hooks, gen, first_flips, torch.zeros((), device=self.device),
-                        torch.zeros((), dtype=torch.long, device=self.device))
+                        torch.zeros((), dtype=torch.long, device=self.device),
+                        self.graphed_step(opt) if self.config.cuda_graph else None)
 
     def rehearse(self, lr: Tensor, momentum: Tensor | None = None, steps: int = 3) -> float:
         """A rehearsal: a miniature run on random pixels, so the first measured run pays no first-use cost.
@@ -194,23 +198,35 @@ class Trainer:
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         return loss, (logits.argmax(1) == labels).sum() if self.config.train_accuracy else None
 
-    def train_step(self, batch: Tensor, labels: Tensor, params: AugmentParams | None,
-                   opt: ScheduledOptimizer) -> tuple[Tensor, Tensor | None]:
+    def train_step(self, batch: Tensor, labels: Tensor, params: AugmentParams | None, opt: ScheduledOptimizer, *,
+                   zero_grad: bool = True) -> tuple[Tensor, Tensor | None]:
         """The step's graph (:meth:`batch_loss`), backward, optimizer step; returns (loss, correct
-        count) as device tensors."""
+        count) as device tensors. A CUDA graph keeps the gradients (``zero_grad=False``): each
+        replay writes them afresh."""
         loss, hits = self.batch_loss(batch, labels, params)
         scaled_backward(loss, self.loss_scale, opt.optimizer.param_groups)
         opt.step()
-        opt.zero_grad()
+        if zero_grad:
+            opt.zero_grad()
         return loss.detach(), hits
+
+    def graphed_step(self, opt: ScheduledOptimizer) -> GraphedStep:
+        """The whole step, from the batch's indices and draws, as a CUDA graph (``--cuda-graph``)."""
+        def body(images: Tensor, labels: Tensor, indices: Tensor, params: AugmentParams) -> tuple[Tensor, Tensor | None]:
+            batch, step_params = self.step_input(images, indices, params)
+            return self.train_step(batch, labels[indices], step_params, opt, zero_grad=False)
+        return GraphedStep(body, self.model, opt)
 
     def train_steps(self, run: RunState, images: Tensor, labels: Tensor, batches: Tensor, epoch: int) -> None:
         """One step per row of ``batches`` (indices into ``images``), hooks included; device work only."""
         self.model.train()
         for step, indices in enumerate(batches, start=1):
-            batch, params = self.step_input(images, indices, self.augment_params(run.generator, indices, epoch,
-                                                                                 run.first_flips))
-            loss, hits = self.train_step(batch, labels[indices], params, run.optimizer)
+            params = self.augment_params(run.generator, indices, epoch, run.first_flips)
+            if run.graphed_step is not None:
+                loss, hits = run.graphed_step(images, labels, indices, params)
+            else:
+                batch, step_params = self.step_input(images, indices, params)
+                loss, hits = self.train_step(batch, labels[indices], step_params, run.optimizer)
             run.loss_sum += loss
             if hits is not None:
                 run.correct += hits

@@ -47,15 +47,29 @@ def test_the_extension_list_covers_every_optimizer(simulate):
     assert names == set(OPTIMIZER_NAMES)
 
 
-@pytest.mark.parametrize(("fault", "caught_as", "site"), [
-    ("host-read", "DataDependentOutputException", "speedrun/training/trainer.py"),
-    ("cpu-tensor", "FakeTensorDeviceMismatchError", "speedrun/training/trainer.py"),
+@pytest.mark.parametrize("recipe", [*sorted(RECIPES), "classic adam"])
+def test_the_cuda_graph_step_is_captured_once_a_run_and_replayed_every_step(simulate, recipe):
+    """``--cuda-graph``: one capture for the rehearsal and one for the run, a replay per step,
+    and inside the capture no host read, no CPU tensor, no optimizer that refuses capture."""
+    outcome = simulate("cuda-graph")["configs"][recipe]
+    assert outcome["ok"], f"{outcome['error']} at {outcome['where']} ({outcome['stage']}): {outcome['message']}"
+    assert outcome["captures"] == 2
+    assert outcome["replays"] == 3 + outcome["steps"]              # the rehearsal's 3 steps, then the epoch's
+    assert outcome["params"] == outcome["optimizer_state"] == ["cuda:0"]
+    assert outcome["host_reads"] == {ONE_READ_AN_EPOCH: 1}
+
+
+@pytest.mark.parametrize(("fault", "control", "caught_as", "message"), [
+    ("host-read", "none", "DataDependentOutputException", ""),
+    ("cpu-tensor", "none", "FakeTensorDeviceMismatchError", ""),
+    ("not-capturable", "graphed-none", "RuntimeError", "capturable is False"),
 ])
-def test_a_planted_gpu_only_bug_is_caught(simulate, fault, caught_as, site):
-    """A host read in the optimizer step and a CPU tensor in an after-step hook: both cost
-    nothing on a CPU, both must fail here."""
+def test_a_planted_gpu_only_bug_is_caught(simulate, fault, control, caught_as, message):
+    """A host read in the optimizer step, a CPU tensor in an after-step hook, an Adam captured
+    without its capturable flag: each costs nothing on a CPU, each must fail here."""
     planted = simulate("planted")["configs"]
-    assert planted["none"]["ok"], planted["none"]         # the control: the same run without the fault
+    assert planted[control]["ok"], planted[control]        # the control: the same run without the fault
     assert not planted[fault]["ok"]
     assert planted[fault]["error"] == caught_as
-    assert planted[fault]["where"].startswith(site)
+    assert planted[fault]["where"].startswith("speedrun/training/")
+    assert message in planted[fault]["message"]

@@ -6,7 +6,12 @@ autograd engine, AOTAutograd and Inductor ask whether a CUDA device is there). T
 registers a guard that does nothing and hooks that report one device. It must be loaded with
 ``LD_PRELOAD`` so that it registers before torch initialises; :func:`preload_env` gives the
 environment for a child process. Built once per torch version with g++ into the test cache.
-A CUDA build of torch has real hooks and gets no shim.
+
+A CUDA build of torch without a driver (the GPU machine's torch, tested here) has real hooks
+that report no device: the shim's hooks are registered at a higher priority and replace them
+(libtorch_cuda then prints "Higher priority item already registered, skipping registration of
+CUDAHooks" once); its guard is replaced by the real one, which fake mode swaps for a no-op guard
+itself. Where a GPU is there, no shim.
 """
 from __future__ import annotations
 
@@ -68,7 +73,9 @@ struct OneDeviceHooks : public at::CUDAHooksInterface {
 
 C10_REGISTER_GUARD_IMPL(CUDA, simcuda::OneDeviceGuard);
 namespace at {
-C10_REGISTER_CLASS(CUDAHooksRegistry, CUDAHooks, simcuda::OneDeviceHooks);
+// Preferred over the CUDA build's own hooks (registered later, by libtorch_cuda, at the default
+// priority), which without a driver report no device.
+C10_REGISTER_CLASS_WITH_PRIORITY(CUDAHooksRegistry, CUDAHooks, c10::REGISTRY_PREFERRED, simcuda::OneDeviceHooks);
 }
 """
 
@@ -111,9 +118,10 @@ def torch_lib_dir() -> str:
 
 
 def preload_env() -> dict[str, str]:
-    """The environment a child process needs to start with the library loaded (empty for a CUDA
-    build, which has real hooks)."""
-    if not torch_is_cpu_only():
+    """The environment a child process needs to start with the library loaded: for a CPU-only
+    build, and for a CUDA build that sees no GPU (its hooks then report no device, and the
+    autograd engine stops at ``hasPrimaryContext(0)``). Empty where a GPU is there."""
+    if not torch_is_cpu_only() and torch.cuda.is_available():
         return {}
     return {"LD_PRELOAD": str(build())}
 

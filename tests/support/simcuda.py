@@ -11,6 +11,9 @@ a dtype and a device but no data, so
   read once an epoch goes through :class:`CountedHostReads`, which counts those reads by site;
 * the driver-bound ``torch.cuda`` calls answer as one H200 (sm_90, 132 SMs) would.
 
+A CUDA graph's capture runs its code once on fake tensors, so a host read or a stray CPU
+tensor inside it fails, and optimizers that refuse capture say so; a replay is only counted.
+
 What it cannot tell: times, numerics, memory, CUDA-graph replay, streams (see the README).
 Ops whose tensors are all real CPU tensors still run for real (schedules, data loading).
 
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch._subclasses import fake_tensor
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 H200 = types.SimpleNamespace(
@@ -60,7 +64,23 @@ class SimulatedCudaTensorMode(FakeTensorMode):
                 isinstance(x, torch.device) and x.type != "cpu" for x in leaves):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
-        return super().__torch_dispatch__(func, types, args, kwargs)
+        try:
+            return super().__torch_dispatch__(func, types, args, kwargs)
+        except RuntimeError as exc:
+            if type(exc) is RuntimeError and str(exc).startswith(_DEVICE_MISMATCH):
+                raise FakeTensorDeviceMismatchError(str(exc)) from None
+            raise
+
+
+_DEVICE_MISMATCH = "Unhandled FakeTensor Device Propagation"
+
+
+if hasattr(fake_tensor, "FakeTensorDeviceMismatchError"):
+    FakeTensorDeviceMismatchError = fake_tensor.FakeTensorDeviceMismatchError
+else:
+    class FakeTensorDeviceMismatchError(RuntimeError):  # type: ignore[no-redef]
+        """Older torch (2.11, the GPU machine's) raises a plain ``RuntimeError`` for two devices in
+        one op; the simulation raises this instead, under the name newer torch gives its class."""
 
 
 def _is_host_tensor(t: torch.Tensor) -> bool:
@@ -109,6 +129,70 @@ class SimulatedEvent:
         if not (self.recorded and other.recorded):
             raise RuntimeError("elapsed_time of an event never recorded")
         return 1.0
+
+
+class SimulatedStream:
+    """``torch.cuda.Stream``: one device, one queue; waiting is ordering, which fake tensors need not."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def wait_stream(self, stream: Any) -> None:
+        pass
+
+    def is_capturing(self) -> bool:
+        return CAPTURE.active
+
+    def synchronize(self) -> None:
+        if CAPTURE.active:
+            raise RuntimeError("Stream.synchronize() during CUDA graph capture")
+
+
+class _Capture:
+    """Whether a simulated CUDA graph is being captured, and how many were captured and replayed."""
+
+    def __init__(self) -> None:
+        self.active, self.captures, self.replays = False, 0, 0
+
+
+CAPTURE = _Capture()
+
+
+class SimulatedCUDAGraph:
+    """``torch.cuda.CUDAGraph``: capture runs the code once on fake tensors (so a host read or a
+    device mismatch inside it fails), replay counts and does nothing (nothing can be replayed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.captured = False
+
+    def capture_begin(self, *args: Any, **kwargs: Any) -> None:
+        if CAPTURE.active:
+            raise RuntimeError("a CUDA graph capture inside another")
+        CAPTURE.active = True
+
+    def capture_end(self) -> None:
+        CAPTURE.active, self.captured = False, True
+        CAPTURE.captures += 1
+
+    def replay(self) -> None:
+        if not self.captured:
+            raise RuntimeError("CUDAGraph.replay() before its capture ended")
+        CAPTURE.replays += 1
+
+
+@contextlib.contextmanager
+def simulated_graph_capture(graph: SimulatedCUDAGraph, *args: Any, **kwargs: Any) -> Iterator[None]:
+    """``torch.cuda.graph(g)``: the block is captured into ``g``."""
+    graph.capture_begin()
+    try:
+        yield
+    finally:
+        graph.capture_end()
+
+
+def _synchronize(*args: Any) -> None:
+    if CAPTURE.active:
+        raise RuntimeError("torch.cuda.synchronize() during CUDA graph capture: the capture would fail")
 
 
 class CountedHostReads:
@@ -197,13 +281,17 @@ def _backward_standin(self: torch.Tensor, gradient: Any = None, retain_graph: An
 
 
 def engine_runs_cuda() -> bool:
-    """True when the real autograd engine can run CUDA nodes here (the shim is preloaded)."""
+    """True when the real autograd engine can run CUDA nodes here: the shim is preloaded (or a
+    real GPU is there). A CUDA build without a driver has a CUDA accelerator, but its hooks
+    report no device and the engine fails at ``hasPrimaryContext(0)``."""
     accelerator = torch._C._accelerator_getAccelerator()
     return accelerator is not None and accelerator.type == "cuda" and _hooks_report_a_device()
 
 
 def _hooks_report_a_device() -> bool:
     try:
+        if hasattr(torch._C, "_accelerator_hooks_device_count"):       # the hooks the engine asks
+            return torch._C._accelerator_hooks_device_count() > 0
         return bool(torch._C._cuda_getDeviceCount()) if hasattr(torch._C, "_cuda_getDeviceCount") else True
     except RuntimeError:
         return False
@@ -241,7 +329,14 @@ def cuda_patches() -> dict[tuple[Any, str], Any]:
         (torch.cuda, "get_device_properties"): lambda *a: H200,
         (torch.cuda, "get_device_capability"): lambda *a: (9, 0),
         (torch.cuda, "is_bf16_supported"): lambda *a, **k: True,
-        (torch.cuda, "synchronize"): lambda *a: None,
+        (torch.cuda, "synchronize"): _synchronize,
+        (torch.cuda, "Stream"): SimulatedStream,
+        (torch.cuda, "current_stream"): lambda *a: SimulatedStream(),
+        (torch.cuda, "stream"): lambda stream: contextlib.nullcontext(),
+        (torch.cuda, "CUDAGraph"): SimulatedCUDAGraph,
+        (torch.cuda, "graph"): simulated_graph_capture,
+        (torch.cuda, "is_current_stream_capturing"): lambda: CAPTURE.active,
+        (torch.accelerator, "current_stream"): lambda *a: SimulatedStream(),
         (torch.cuda, "set_sync_debug_mode"): lambda *a: None,
         (torch.cuda, "empty_cache"): lambda: None,
         (torch.cuda, "max_memory_allocated"): lambda *a: 0,
@@ -253,6 +348,10 @@ def cuda_patches() -> dict[tuple[Any, str], Any]:
         (torch, "Generator"): SimulatedCudaGenerator,
         (torch.Tensor, "pin_memory"): lambda self, *a, **k: self,   # aten._pin_memory has no fake kernel
     }
+    if hasattr(fake_tensor, "init_gpu_context"):
+        # A fake CUDA tensor's first creation makes a real one "to initialise the context" once
+        # CUDA looks available: with is_available() patched, a CUDA build without a driver fails.
+        patches[(fake_tensor, "init_gpu_context")] = lambda device: None
     if not engine_runs_cuda():
         patches[(torch.Tensor, "backward")] = _backward_standin
     return patches
