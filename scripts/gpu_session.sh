@@ -6,6 +6,8 @@
 #   once, here:   bash scripts/prepare_gpu_session.sh      (data and wheels into ignored folders)
 #   check, here:  DRY_RUN=1 OUT=/tmp/plan DATA=<decoded .npz> bash scripts/gpu_session.sh first
 #                 (tiny sizes on the CPU; the anchors refuse the CPU in one line, exit 2)
+#                 or, every step on a simulated H200 (the anchors too): add DRY_RUN_DEVICE=cuda and a
+#                 PYTHON that simulates it (tests/support/simcuda_python.py; tests/simcuda/test_gpu_plan.py)
 #   device call:  carry [".data", ".whl"], timeout_s 540, command:
 #                 bash scripts/gpu_session.sh first
 #   then, if time is left and the machine is still warm, right away:
@@ -84,19 +86,25 @@ export PYTHONUNBUFFERED=1
 budget=${BUDGET_S:-$([ "$plan" = first ] && echo 480 || echo 200)}
 deadline=$((SECONDS + budget))
 
-# DRY_RUN=1: the same steps at tiny sizes on the CPU, to check the plan before a lease.
+# DRY_RUN=1: the same steps at tiny sizes on the CPU, to check the plan before a lease; DRY_RUN_DEVICE=cuda
+# gives them --device cuda instead, for a PYTHON that simulates one (compiled code cannot run there either).
 if [ "${DRY_RUN:-0}" = 1 ]; then
-  tiny=(--device cpu --no-compile --train-subset 512 --test-subset 200 --epochs 2 --batch-size 64 --width 0.125)
+  dry_device=${DRY_RUN_DEVICE:-cpu}
+  case $dry_device in cpu|cuda) ;; *) echo "DRY_RUN_DEVICE must be cpu or cuda, not '$dry_device'" >&2; exit 2 ;; esac
+  tiny=(--device "$dry_device" --no-compile --train-subset 512 --test-subset 200 --epochs 2 --batch-size 64 --width 0.125)
   # the policies' parameters are set for classic's 24 epochs (milestones at 12 and 18): keep them, on fewer images
   tiny_policies=("${tiny[@]}" --epochs 24 --train-subset 128)
+  # airbench94 trains in batches of 1024 and drops a partial one: on fewer images it takes no step and its
+  # warm-up (verbose, as the anchor calls it) fails reading the step's outputs. 1024: one step an epoch.
+  tiny_anchor=("${tiny[@]}" --train-subset 1024)
   runs_anchor=2; runs_muon=2; runs_ab=2; runs_curve=2; runs_classic=2; runs_more=2
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # tiny models: more threads only spin against each other
 else
-  tiny=(); tiny_policies=()
+  tiny=(); tiny_policies=(); tiny_anchor=(); dry_device=
   runs_anchor=8; runs_muon=5; runs_ab=4; runs_curve=3; runs_classic=3; runs_more=25
 fi
 
-echo "== plan $plan, budget ${budget}s, dry run ${DRY_RUN:-0}, out $out, python $PYTHON, $(date -u +%FT%TZ)"
+echo "== plan $plan, budget ${budget}s, dry run ${DRY_RUN:-0}${dry_device:+ on $dry_device}, out $out, python $PYTHON, $(date -u +%FT%TZ)"
 echo "== commit $(git rev-parse HEAD 2>/dev/null || echo '?') $(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo '(dirty)')"
 # ~5-8 s: nvidia-smi and one cold `import torch`.
 versions_py='import sys, torch
@@ -141,21 +149,21 @@ if [ "$plan" = first ]; then
   #    ~120 s: ~8 s start and data, fast94 cold compile ~35 s, airbench94 compile ~20 s, 8 pairs x ~7 s
   #    (two ~3.1 s runs and their evaluations).
   step anchor 150 60 "${SPEEDRUN[@]}" anchor airbench94 --runs "$runs_anchor" --data-dir "$data" \
-    --out "$out/anchor.json" "${tiny[@]}"
+    --out "$out/anchor.json" "${tiny_anchor[@]}"
   # 2. fast94-muon (airbench94_muon's recipe) against the same airbench94: its claim is 0.68x the time.
   #    ~85 s: ~8 s start, fast94-muon cold compile ~40 s, airbench94 from the cache ~8 s, 5 pairs x ~6 s.
   step anchor-muon 100 60 "${SPEEDRUN[@]}" anchor airbench94 --recipe fast94-muon --runs "$runs_muon" \
-    --data-dir "$data" --out "$out/anchor-muon.json" "${tiny[@]}"
+    --data-dir "$data" --out "$out/anchor-muon.json" "${tiny_anchor[@]}"
   # 3. A/B of two options against the default (their ratios to airbench94 against the anchor's):
   #    the whole training step captured as one CUDA graph. ~55 s: ~8 s start, fast94's graphs from
   #    the cache ~10 s plus the capture, airbench94 from the cache ~8 s, 4 pairs x ~6.5 s.
   step anchor-cuda-graph 75 40 "${SPEEDRUN[@]}" anchor airbench94 --runs "$runs_ab" --data-dir "$data" \
-    --out "$out/anchor-cuda-graph.json" --cuda-graph "${tiny[@]}"
+    --out "$out/anchor-cuda-graph.json" --cuda-graph "${tiny_anchor[@]}"
   #    Inductor's max-autotune without CUDA graphs: a cold compile that benchmarks Triton templates for
   #    each conv and matmul, ~60-90 s on 16 cores (the least certain estimate here), airbench94 ~8 s,
   #    4 pairs x ~6.5 s: ~110-130 s, capped at 110; a cut step still returns its finished pairs.
   step anchor-autotune 110 60 "${SPEEDRUN[@]}" anchor airbench94 --runs "$runs_ab" --data-dir "$data" \
-    --out "$out/anchor-autotune.json" --compile-mode max-autotune-no-cudagraphs "${tiny[@]}"
+    --out "$out/anchor-autotune.json" --compile-mode max-autotune-no-cudagraphs "${tiny_anchor[@]}"
   # 4. The GPU tests, fast94's only: ~65 s: pytest start and collection ~8 s, the Triton kernels' tests
   #    ~20 s (one compile per configuration), three eager precision epochs ~10 s, fast94's epoch at an
   #    eighth of its widths compiled cold ~30 s.
@@ -182,11 +190,11 @@ else
     --out "$out/classic.json" "${tiny[@]}"
   # 25 more pairs: ~200 s, both compiles from the cache ~20 s, 25 pairs x ~7 s.
   step anchor-25 240 90 "${SPEEDRUN[@]}" anchor airbench94 --runs "$runs_more" --seed 100 --data-dir "$data" \
-    --out "$out/anchor-25.json" "${tiny[@]}"
+    --out "$out/anchor-25.json" "${tiny_anchor[@]}"
   # fp16 (static loss scale) against the first plan's bf16 anchor: the ratio to airbench94 says which
   # is faster. ~105 s: fp16 graphs compiled cold ~35 s, airbench94 ~8 s, 8 pairs x ~7 s.
   step anchor-fp16 150 60 "${SPEEDRUN[@]}" anchor airbench94 --amp-dtype fp16 --runs "$runs_anchor" \
-    --data-dir "$data" --out "$out/anchor-fp16.json" "${tiny[@]}"
+    --data-dir "$data" --out "$out/anchor-fp16.json" "${tiny_anchor[@]}"
   # The accuracy and time gates: every recipe, 5 full-budget seeds on the full data, compiled (from
   # the cache where the steps above compiled it): ~200 s or more, classic's 24 epochs the longest.
   # The real data: the decoded copy, named explicitly (../shared does not travel).

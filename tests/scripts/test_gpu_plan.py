@@ -6,33 +6,31 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from speedrun.results.records import read_record
+from tests.support.gpu_plan import (
+    NEVER,
+    PLAN_PATH,
+    REPO,
+    STEPS,
+    CleanCopy,
+    make_bare_path,
+    make_clean_copy,
+    step_outputs,
+    summary_of,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-PLAN_PATH = Path("scripts") / "gpu_session.sh"
 PLAN = REPO / PLAN_PATH
-STEPS = {
-    "first": ("versions", "anchor", "anchor-muon", "anchor-cuda-graph", "anchor-autotune", "gpu-tests", "curve",
-              "profile"),
-    "second": ("versions", "gpu-tests-rest", "classic", "anchor-25", "anchor-fp16", "gates", "benchmarks",
-               "one-cycle", "one-cycle-swa", "triangular", "sgdr", "multistep", "cosine"),
-}
 # Steps that need CUDA: on the CPU they must refuse in one line, exit 2, saying why (an unknown flag
 # also exits 2, and must not pass for this refusal).
 NEEDS_CUDA = {"anchor", "anchor-muon", "anchor-cuda-graph", "anchor-autotune", "anchor-25", "anchor-fp16"}
 CUDA_REFUSAL = "needs a CUDA GPU"
-NEVER = ("exit 127", "not found", "not a program")      # a command the machine could not run
-STEP_LINE = re.compile(r"^== step (?P<name>\S+): (?:up to|exit (?P<rc>\d+)|(?P<skipped>skipped))")
 
 
 def run_plan(tmp_path: Path, plan: str, timeout: int, cwd: Path = REPO, path: str | None = None,
@@ -46,30 +44,6 @@ def run_plan(tmp_path: Path, plan: str, timeout: int, cwd: Path = REPO, path: st
     result = subprocess.run(["bash", str(PLAN_PATH), plan], cwd=cwd, capture_output=True, text=True,
                             timeout=timeout, env=environment)
     return result, (out / "session.log").read_text()
-
-
-def summary_of(log: str) -> dict[str, str]:
-    """The plan's last line, ``== summary: name=exit ...``, as {name: exit or "skipped"}."""
-    lines = [line for line in log.splitlines() if line.startswith("== summary:")]
-    assert len(lines) == 1, f"expected one summary line:\n{log[-3000:]}"
-    return dict(item.split("=", 1) for item in lines[0].removeprefix("== summary:").split())
-
-
-def step_outputs(log: str) -> dict[str, tuple[str, str]]:
-    """{step: (exit or "skipped", everything it printed, its own lines included)}."""
-    steps: dict[str, tuple[str, str]] = {}
-    current: list[str] = []
-    for line in log.splitlines():
-        match = STEP_LINE.match(line)
-        if match and not (match["rc"] or match["skipped"]):
-            current = [line]
-        elif match:
-            current.append(line)
-            steps[match["name"]] = (match["rc"] or "skipped", "\n".join(current))
-            current = []
-        else:
-            current.append(line)
-    return steps
 
 
 def check_every_step(log: str, plan: str) -> None:
@@ -108,11 +82,7 @@ def test_an_unknown_plan_is_refused():
 @pytest.fixture(scope="module")
 def bare_path(tmp_path_factory) -> str:
     """PATH as on the GPU machine: a python3 and the system's programs, no `speedrun` script."""
-    bin_dir = tmp_path_factory.mktemp("bin")
-    (bin_dir / "python3").symlink_to(sys.executable)
-    path = os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"])
-    assert shutil.which("speedrun", path=path) is None
-    return path
+    return make_bare_path(tmp_path_factory.mktemp("bin"))
 
 
 def run_steps(script: str, path: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -163,31 +133,11 @@ except KeyboardInterrupt:
 # --- a dry run from a clean copy, as the GPU machine runs it ---------------------------------------
 
 
-@dataclass(frozen=True)
-class CleanCopy:
-    root: Path
-    path: str           # PATH with nothing of the project on it
-
-
 @pytest.fixture(scope="module")
 def clean_copy(tmp_path_factory, bare_path) -> CleanCopy:
     """The working tree as the device gets it: tracked and untracked-not-ignored files (uncommitted
     changes included), no install, no ignored folders, nothing of the project on PATH."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs git and the repository's .git to list the working tree")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True).stdout.decode().split("\0")
-    root = tmp_path_factory.mktemp("clean-copy")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():                      # a tracked file deleted in the tree is not there
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    # `import speedrun` must find the copy (cwd first on sys.path), not the editable install.
-    found = subprocess.run(["python3", "-c", "import speedrun; print(speedrun.__file__)"], cwd=root, check=True,
-                           capture_output=True, text=True, env={**os.environ, "PATH": bare_path}).stdout.strip()
-    assert Path(found).is_relative_to(root), f"speedrun imported from {found}, not from the copy {root}"
-    return CleanCopy(root, bare_path)
+    return make_clean_copy(tmp_path_factory.mktemp("clean-copy"), bare_path)
 
 
 @pytest.mark.parametrize("plan", ["first", "second"])

@@ -15,6 +15,7 @@ itself. Where a GPU is there, no shim.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import subprocess
@@ -85,9 +86,11 @@ def torch_is_cpu_only() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where the library is built: the test cache, one folder per torch version."""
+    """Where the library is built: the test cache, one folder per torch version, install and source
+    (the library finds torch's libraries by their path: a torch installed elsewhere gets its own)."""
     base = os.environ.get("SPEEDRUN_TEST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "speedrun-test")
-    return Path(base) / "simcuda" / f"torch-{importlib.metadata.version('torch')}"
+    key = hashlib.sha256(f"{torch_lib_dir()}\n{SOURCE}".encode()).hexdigest()[:10]
+    return Path(base) / "simcuda" / f"torch-{importlib.metadata.version('torch')}-{key}"
 
 
 def build() -> Path:

@@ -134,8 +134,20 @@ class SimulatedEvent:
 class SimulatedStream:
     """``torch.cuda.Stream``: one device, one queue; waiting is ordering, which fake tensors need not."""
 
+    device = torch.device("cuda", 0)
+    device_index, device_type, stream_id, cuda_stream, priority = 0, 1, 0, 0, 0
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SimulatedStream)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def query(self) -> bool:
+        return True
 
     def wait_stream(self, stream: Any) -> None:
         pass

@@ -315,7 +315,7 @@ def run_the_anchor(runs: int, fault: str = "none", recipe: str = "fast94") -> di
     from speedrun.bench.anchor import run_anchor
     from speedrun.bench.harness import HarnessOptions
     from speedrun.results.records import read_record
-    from tests.support.simcuda_airbench import simulated_session
+    from tests.support.simcuda_session import simulated_session
 
     log: list[str] = []
     with tempfile.TemporaryDirectory() as out:

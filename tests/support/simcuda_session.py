@@ -1,15 +1,15 @@
-"""airbench 0.1.8, the anchor's other side, on the simulated H200; and the whole simulated session
-that speedrun's commands run in (``simcuda`` scenarios and the plan's launcher share it).
+"""The simulated H200 as speedrun's commands meet it, the anchor's other side (airbench 0.1.8)
+included: :func:`simulated_session`, shared by the ``simcuda`` scenarios and the GPU plan's
+launcher (:mod:`tests.support.simcuda_python`).
 
-Why apart from :mod:`tests.support.simcuda`: airbench is someone else's code, written for a real
-GPU, and it meets the fake tensors in places speedrun does not. What it needs, each for the
-block of :func:`simulated_session` only:
+Why beside :mod:`tests.support.simcuda`: airbench is someone else's code, written for a real GPU,
+and it meets the fake tensors in places speedrun does not. What it needs, for the session only:
 
 * a ``torchvision`` (:mod:`tests.support.torchvision_standin`: a real one cannot import beside a
   CPU-only torch);
-* host values made as host values: ``torch.arange(n)`` in its schedules and the ``torch.empty``
-  of a new net's parameters make real CPU tensors, as on the GPU machine
-  (:func:`host_factories`), so reading its CPU schedule is not mistaken for a device read;
+* host values made as host values: the ``torch.arange(n)`` of its schedules and the ``torch.empty``
+  of a new net's weights make real CPU tensors, as on the GPU machine (:func:`host_factories`), so
+  its optimizer reading an lr from a CPU schedule is not mistaken for a device read;
 * ``Module.to(memory_format=...)``/``.float()`` of a net whose parameters are already fake CUDA
   tensors (:func:`swappable_fake_parameters`);
 * ``torch.load(..., map_location=<cuda>)`` (:func:`loading_onto_the_device`);
@@ -20,8 +20,11 @@ block of :func:`simulated_session` only:
   (:class:`PackageHostReads`); a read anywhere else still raises, and speedrun's one read an epoch
   stays the counted ``.tolist()`` of :class:`~tests.support.simcuda.CountedHostReads`.
 
-So airbench's accuracy is 0 in these records: they check that the flow runs on a CUDA device, never
-what it measures.
+And for ``speedrun profile``: a profiler that leaves out the CUDA activity, which a CPU-only build
+cannot record (:func:`profiler_on_the_host`).
+
+So airbench's accuracy is 0 in these records, and no op has device time in a profile: they check
+that the flow runs on a CUDA device, never what it measures.
 """
 from __future__ import annotations
 
@@ -109,14 +112,15 @@ def _zero_item(dtype: torch.dtype) -> float | int | bool:
     return 0.0 if dtype.is_floating_point or dtype.is_complex else 0
 
 
+# Frames that only pass an op on: torch's own, the fake mode's (simcuda.py) and this module's.
+_NOT_THE_CALLER = (str(Path(torch.__file__).parent) + os.sep, str(Path(__file__).with_name("simcuda.py")), __file__)
+
+
 def _calling_file(frame: types.FrameType | None) -> str:
     """The file of the nearest frame outside torch and these helpers: the code that called the op."""
     while frame is not None and frame.f_code.co_filename.startswith(_NOT_THE_CALLER):
         frame = frame.f_back
     return frame.f_code.co_filename if frame is not None else ""
-
-
-_NOT_THE_CALLER = (str(Path(torch.__file__).parent) + os.sep, str(Path(__file__).with_name("simcuda.py")), __file__)
 
 
 @contextlib.contextmanager
@@ -276,6 +280,29 @@ def import_airbench() -> types.ModuleType | None:
     return importlib.import_module("airbench")
 
 
+@contextlib.contextmanager
+def profiler_on_the_host() -> Iterator[None]:
+    """``torch.profiler.profile`` records the CPU's activity only, for the block.
+
+    Why: asked for the CUDA activity, a CPU-only build's profiler fails to record a CUDA event at
+    every op and logs a stack trace for each (megabytes an epoch, minutes on two cores). Without it
+    no op has device time: a profile on the simulated H200 lists none, but runs through."""
+    from torch.profiler import ProfilerActivity, profile
+
+    real_init = profile.__init__
+
+    def init(self: Any, *args: Any, activities: Any = None, **kwargs: Any) -> None:
+        if activities is not None:
+            activities = [a for a in activities if a != ProfilerActivity.CUDA] or [ProfilerActivity.CPU]
+        real_init(self, *args, activities=activities, **kwargs)
+
+    profile.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        profile.__init__ = real_init  # type: ignore[method-assign]
+
+
 @dataclass
 class SimulatedSession:
     """What a session saw: speedrun's counted reads (by site), and airbench's calls and reads (None
@@ -302,6 +329,7 @@ def simulated_session(pynvml: types.ModuleType | None = None) -> Iterator[Simula
     with contextlib.ExitStack() as stack:
         mode = stack.enter_context(simulated_cuda(pynvml, shape_env=shape_env))
         ours = stack.enter_context(CountedHostReads())
+        stack.enter_context(profiler_on_the_host())
         watch = None
         if airbench is not None:
             for block in (host_factories(Path(airbench.__file__).parent), swappable_fake_parameters(), loading_onto_the_device()):
