@@ -15,6 +15,7 @@ from speedrun.bench.anchor_side import DATA_FOLDER, AnchorOutcome, AnchorSide
 from speedrun.errors import SpeedrunError
 
 AIRBENCH_VERSION = "0.1.8"
+TRAIN_BATCH = 1024                     # airbench94's training batch; its loader drops a partial last batch
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Airbench94:
     _train: Any = field(default=None, repr=False)
     _test: Any = field(default=None, repr=False)
 
-    def check(self, device: torch.device) -> None:
+    def check(self, device: torch.device, train_images: int) -> None:
         if device.type != "cuda":
             raise SpeedrunError(
                 f"the airbench94 anchor needs a CUDA GPU (airbench runs only on CUDA) and the device here is "
@@ -36,12 +37,16 @@ class Airbench94:
             raise SpeedrunError(
                 f"--device {device}: airbench loads its data onto GPU 0 only; choose the GPU with "
                 f"CUDA_VISIBLE_DEVICES and pass --device cuda")
+        if train_images < TRAIN_BATCH:
+            raise SpeedrunError(
+                f"--train-subset {train_images}: airbench94 trains in batches of {TRAIN_BATCH} and drops a partial "
+                f"one, so fewer images train nothing (and crash its warm-up); use --train-subset {TRAIN_BATCH} or more")
         self._airbench = import_airbench()
 
     def prepare(self, device: torch.device) -> None:
         ab = self._airbench or import_airbench()
         self._airbench = ab
-        self._train = ab.CifarLoader(DATA_FOLDER, train=True, batch_size=1024, aug={"flip": True, "translate": 2},
+        self._train = ab.CifarLoader(DATA_FOLDER, train=True, batch_size=TRAIN_BATCH, aug={"flip": True, "translate": 2},
                                      altflip=True)
         self._test = ab.CifarLoader(DATA_FOLDER, train=False, batch_size=2000)
 

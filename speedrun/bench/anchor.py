@@ -69,7 +69,7 @@ from speedrun.bench.harness import (
 )
 from speedrun.bench.telemetry import NvmlSampler
 from speedrun.bench.timing import Stopwatch
-from speedrun.data.cifar10 import Cifar10
+from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES, Cifar10
 from speedrun.recipes import Recipe
 from speedrun.training.run_result import RunResult
 from speedrun.training.trainer import Trainer
@@ -107,6 +107,11 @@ def interleaved_order(runs: int) -> list[tuple[int, bool]]:
     return order
 
 
+def train_images_of(options: HarnessOptions) -> int:
+    """How many training images a run gets at most: the subset, else the whole training set."""
+    return CIFAR10_TRAIN_IMAGES if options.train_subset is None else min(options.train_subset, CIFAR10_TRAIN_IMAGES)
+
+
 def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, data: Cifar10 | None = None,
                log: Callable[[str], None] = print, command: Sequence[str] | None = None,
                workdir: str | os.PathLike | None = None) -> dict:
@@ -115,7 +120,7 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     The record is written when ``options.out`` is set. ``workdir`` keeps the anchor's data files
     there; by default they go to a temporary folder that is removed afterwards.
     """
-    side.check(pick_device(options.device))
+    side.check(pick_device(options.device), train_images_of(options))
     # Matched budgets: the anchor always trains its whole budget and evaluates once at the end,
     # so ours does the same (no early stop, one evaluation after the last epoch).
     recipe = recipe.replace(train=dataclasses.replace(recipe.train, stop_at_target=False,

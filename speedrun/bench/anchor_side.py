@@ -28,8 +28,9 @@ class AnchorSide(Protocol):
 
     label: str
 
-    def check(self, device: torch.device) -> None:
-        """Raise SpeedrunError (one line naming the fix) if it cannot run here; cheap, before any data."""
+    def check(self, device: torch.device, train_images: int) -> None:
+        """Raise SpeedrunError (one line naming the fix) if it cannot run here or on ``train_images``
+        training images (at most; a subset may be smaller); cheap, before any data."""
 
     def prepare(self, device: torch.device) -> None:
         """Load ``cifar10/train.pt`` and ``cifar10/test.pt`` from the cwd onto the device (not timed)."""

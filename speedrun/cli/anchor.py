@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from speedrun.bench.airbench import ANCHORS
-from speedrun.bench.anchor import run_anchor
+from speedrun.bench.anchor import run_anchor, train_images_of
 from speedrun.bench.environment import pick_device
 from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
 from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 def run(args: argparse.Namespace) -> int:
     """Check the anchor can run here first (one clear line if not), then run the interleaved runs."""
     side = ANCHORS[args.anchor]()
-    side.check(pick_device(args.device))
+    options = options_from_args(args)
+    side.check(pick_device(args.device), train_images_of(options))
     recipe = recipe_from_args(args)
-    run_anchor(recipe, side, options_from_args(args), command=["speedrun", *sys.argv[1:]], workdir=args.workdir)
+    run_anchor(recipe, side, options, command=["speedrun", *sys.argv[1:]], workdir=args.workdir)
     return 0

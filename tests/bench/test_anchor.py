@@ -35,7 +35,7 @@ class SoftmaxStandIn:
         self.events, self.fail_seeds, self.record = events, fail_seeds, record
         self.records_seen: list[dict] = []      # the record file as each anchor run started
 
-    def check(self, device: torch.device) -> None:
+    def check(self, device: torch.device, train_images: int) -> None:
         self.events.append(("check", device.type))
 
     def prepare(self, device: torch.device) -> None:
@@ -198,7 +198,7 @@ def test_the_headline_gives_the_run_time_ratio_accuracy_p_value_and_a_comparable
 
 def test_airbench_anchor_refuses_a_cpu_with_one_clear_error():
     with pytest.raises(SpeedrunError, match="needs a CUDA GPU"):
-        Airbench94().check(torch.device("cpu"))
+        Airbench94().check(torch.device("cpu"), 50000)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="would start real airbench runs on this GPU")
@@ -206,3 +206,12 @@ def test_anchor_command_fails_on_cpu_with_one_line_and_exit_2(capsys):
     assert main(["anchor", "airbench94", "--runs", "1", "--no-record"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CUDA" in err and err.startswith("speedrun: error:")
+
+
+def test_airbench_refuses_fewer_training_images_than_one_of_its_batches():
+    """Its loader drops a partial batch: a smaller subset would train nothing and crash its warm-up."""
+    from speedrun.bench.airbench import TRAIN_BATCH
+
+    side = Airbench94()
+    with pytest.raises(SpeedrunError, match=f"--train-subset 512: .*batches of {TRAIN_BATCH}"):
+        side.check(torch.device("cuda"), 512)

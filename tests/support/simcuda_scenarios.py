@@ -33,7 +33,7 @@ from speedrun.data.device_data import DeviceData
 from speedrun.recipes import RECIPES, Recipe, get_recipe
 from speedrun.training.trainer import Trainer
 from tests.support.nvml_standin import make_pynvml
-from tests.support.simcuda import CountedHostReads, engine_runs_cuda, simulated_cuda
+from tests.support.simcuda import CountedHostReads, engine_runs_cuda, patched, simulated_cuda
 
 RESULT_PREFIX = "SIMCUDA-RESULT "
 SPEEDRUN_DIR = str(Path(__file__).resolve().parents[2] / "speedrun")
@@ -245,12 +245,8 @@ def planted(fault: str) -> Iterator[None]:
     else:
         raise SystemExit(f"unknown planted fault {fault!r}")
     owner, name, replacement = patch
-    original = getattr(owner, name)
-    setattr(owner, name, replacement)
-    try:
+    with patched({(owner, name): replacement}):
         yield
-    finally:
-        setattr(owner, name, original)
 
 
 def scenario_planted(*faults: str) -> dict:
@@ -300,12 +296,8 @@ def planted_in_the_anchor(fault: str) -> Iterator[None]:
     else:
         raise SystemExit(f"unknown planted fault {fault!r}")
     owner, name, replacement = patch
-    original = getattr(owner, name)
-    setattr(owner, name, replacement)
-    try:
+    with patched({(owner, name): replacement}):
         yield
-    finally:
-        setattr(owner, name, original)
 
 
 def run_the_anchor(runs: int, fault: str = "none", recipe: str = "fast94") -> dict:
