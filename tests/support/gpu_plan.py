@@ -53,13 +53,19 @@ def make_clean_copy(root: Path, path: str) -> CleanCopy:
                             capture_output=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = REPO / name
-        if source.is_file():                      # a tracked file deleted in the tree is not there
+        if source.is_symlink():                   # a link travels as a link (speedrun/kernels -> ../kernels)
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).symlink_to(os.readlink(source))
+        elif source.is_file():                    # a tracked file deleted in the tree is not there
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     # `import speedrun` must find the copy (cwd first on sys.path), not the editable install.
     found = subprocess.run(["python3", "-c", "import speedrun; print(speedrun.__file__)"], cwd=root, check=True,
                            capture_output=True, text=True, env={**os.environ, "PATH": path}).stdout.strip()
     assert Path(found).is_relative_to(root), f"speedrun imported from {found}, not from the copy {root}"
+    kernels = subprocess.run(["python3", "-c", "import speedrun.kernels as k; print(k.__file__)"], cwd=root, check=True,
+                             capture_output=True, text=True, env={**os.environ, "PATH": path}).stdout.strip()
+    assert Path(kernels).is_relative_to(root), f"speedrun.kernels imported from {kernels}, not from the copy {root}"
     return CleanCopy(root, path)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import inspect
 import sys
 import types
@@ -64,6 +65,9 @@ class SimulatedCudaTensorMode(FakeTensorMode):
                 isinstance(x, torch.device) and x.type != "cpu" for x in leaves):
             with unset_fake_temporarily():
                 return func(*args, **kwargs)
+        if getattr(func, "_opname", None) in FUSED_OPTIMIZER_OPS:
+            # Here, not in the Meta kernel only: inside a kernel every fake tensor's device reads "meta".
+            _fused_optimizer_device_rules(func._opname, *args, **kwargs)
         try:
             return super().__torch_dispatch__(func, types, args, kwargs)
         except RuntimeError as exc:
@@ -269,7 +273,8 @@ def register_missing_fake_kernels() -> None:
     override = {"allow_override": True} if "allow_override" in inspect.signature(lib.impl).parameters else {}
     for op in FUSED_OPTIMIZER_OPS:
         for overload in getattr(torch.ops.aten, op).overloads():
-            lib.impl(op if overload == "default" else f"{op}.{overload}", _fused_optimizer_device_rules, "Meta", **override)
+            lib.impl(op if overload == "default" else f"{op}.{overload}", functools.partial(_fused_optimizer_device_rules, op),
+                     "Meta", **override)
     _registered.append(lib)
 
 
