@@ -62,11 +62,13 @@ def test_the_cuda_graph_step_is_captured_once_a_run_and_replayed_every_step(simu
 @pytest.mark.parametrize(("fault", "control", "caught_as", "message"), [
     ("host-read", "none", "DataDependentOutputException", ""),
     ("cpu-tensor", "none", "FakeTensorDeviceMismatchError", ""),
+    ("cpu-lr", "none", "RuntimeError", "lr on cpu"),
     ("not-capturable", "graphed-none", "RuntimeError", "capturable is False"),
 ])
 def test_a_planted_gpu_only_bug_is_caught(simulate, fault, control, caught_as, message):
-    """A host read in the optimizer step, a CPU tensor in an after-step hook, an Adam captured
-    without its capturable flag: each costs nothing on a CPU, each must fail here."""
+    """A host read in the optimizer step, a CPU tensor in an after-step hook, a learning rate left
+    on the host (fused SGD would read it every step), an Adam captured without its capturable
+    flag: each costs nothing on a CPU, each must fail here."""
     planted = simulate("planted")["configs"]
     assert planted[control]["ok"], planted[control]        # the control: the same run without the fault
     assert not planted[fault]["ok"]

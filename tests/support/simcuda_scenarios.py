@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
@@ -233,6 +234,15 @@ def planted(fault: str) -> Iterator[None]:
                         p.mul_(torch.full(p.shape, 0.999))
             return dataclasses.replace(hooks, after_step=(*hooks.after_step, decay_on_the_host))
         patch = (decoupled_weight_decay.DecoupledWeightDecay, "make", make)
+    elif fault == "cpu-lr":                        # the schedule left on the host beside CUDA parameters
+        from speedrun.training import trainer as trainer_module
+        real_build = trainer_module.build_optimizer
+
+        def build(groups: Any, config: Any, lr: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            with unset_fake_temporarily():
+                host_lr = torch.zeros(lr.shape, dtype=lr.dtype)
+            return real_build(groups, config, host_lr, *args, **kwargs)
+        patch = (trainer_module, "build_optimizer", build)
     elif fault == "not-capturable":                # Adam built without capturable, then captured
         real_init = torch.optim.Adam.__init__
 
@@ -257,6 +267,7 @@ def scenario_planted(*faults: str) -> dict:
                                    schedule=_without_momentum_cycle(classic, "adam"),
                                    train=dataclasses.replace(classic.train, cuda_graph=True))
     recipes = {"none": get_recipe("fast94"), "host-read": get_recipe("fast94"), "cpu-tensor": get_recipe("fast94"),
+               "cpu-lr": get_recipe("fast94"),
                "graphed-none": graphed_adam, "not-capturable": graphed_adam}
     results = {}
     for fault in faults or recipes:
