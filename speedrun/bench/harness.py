@@ -242,8 +242,19 @@ def base_record(kind: str, recipe: Recipe, options: HarnessOptions, prepared: Pr
         "schedule": prepared.schedule_record(),
         "runs_planned": options.runs,
         "nvml": {"available": any(r.nvml.get("available") for r in runs),
-                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None)},
+                 "reason": next((r.nvml.get("reason") for r in runs if r.nvml.get("reason")), None),
+                 "missing": _missing_telemetry(runs)},
     }
+
+
+def _missing_telemetry(runs: Sequence[RunResult]) -> dict[str, str]:
+    """Each telemetry field some run could not read, with the first reason given: the record says
+    at its top what its runs lost (a GPU without power readings), not only run by run."""
+    missing: dict[str, str] = {}
+    for run in runs:
+        for name, reason in (run.nvml.get("missing") or {}).items():
+            missing.setdefault(name, reason)
+    return missing
 
 
 class RecordWriter:

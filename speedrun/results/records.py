@@ -32,7 +32,8 @@ Schema (version 2); ``?`` marks a field that may be null::
             time_to_target_s?, train_time_s, nvml: Telemetry}]
     summary: {runs, completed, failed, reached, accuracy: Summary, time_to_target: Summary,
               gpu_util_mean?}
-    nvml: {available: bool, reason?: str, ...}   (any run's available, the first run's reason)
+    nvml: {available: bool, reason?: str, missing: {field: reason}}   (any run's available, the first reason,
+                                       each field a run could not read with its first reason; before 2026-12-05 no missing)
 
 ``Telemetry`` is :meth:`speedrun.bench.telemetry.NvmlSampler.summary` (``{}`` for a sweep's run whose
 worker never produced a record)::

@@ -79,6 +79,14 @@ def test_an_unknown_plan_is_refused():
     assert result.returncode == 2 and "usage" in result.stderr
 
 
+def test_an_unknown_dry_run_device_is_refused_before_any_step(tmp_path):
+    result = subprocess.run(["bash", str(PLAN), "first"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "OUT": str(tmp_path / "out"), "DRY_RUN": "1", "DRY_RUN_DEVICE": "gpu"})
+    said = result.stdout + result.stderr               # the plan logs both to session.log and stdout
+    assert result.returncode == 2 and "DRY_RUN_DEVICE must be cpu or cuda, not 'gpu'" in said
+    assert "== step" not in said
+
+
 @pytest.fixture(scope="module")
 def bare_path(tmp_path_factory) -> str:
     """PATH as on the GPU machine: a python3 and the system's programs, no `speedrun` script."""

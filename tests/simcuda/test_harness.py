@@ -19,6 +19,7 @@ def test_the_harness_writes_a_complete_record_on_simulated_cuda(simulate, recipe
     assert outcome["complete"] and outcome["runs"] == 2
     assert outcome["device"] == "cuda" and "H200" in outcome["gpu"] and outcome["driver"]
     assert all(n["available"] and not n["missing"] for n in outcome["nvml"])
+    assert outcome["record_nvml"] == {"available": True, "reason": None, "missing": {}}
     reads = outcome["host_reads"]
     assert reads.pop("training/trainer.py:read_epoch") == sum(outcome["epochs"])   # one read an epoch
     assert set(reads) <= {"bench/harness.py:schedule_record"}                      # after a run, untimed
@@ -34,4 +35,5 @@ def test_a_failing_nvml_query_loses_only_its_field(simulate, query, field):
     for nvml in outcome["nvml"]:
         assert nvml["available"] and set(nvml["missing"]) == {field}
         assert "Not Supported" in nvml["missing"][field]
+    assert set(outcome["record_nvml"]["missing"]) == {field}         # and the record says so at its top
     assert result["nvml_init"] == result["nvml_shutdown"]

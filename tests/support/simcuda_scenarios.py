@@ -200,6 +200,7 @@ def scenario_harness(fail: str = "", *names: str) -> dict:
                                  "driver": record["environment"]["driver"],
                                  "nvml": [{k: r["nvml"].get(k) for k in ("available", "reason", "missing")}
                                           for r in record["runs"]],
+                                 "record_nvml": record["nvml"],
                                  "epochs": [len(r["epochs"]) for r in record["runs"]], "host_reads": dict(reads.sites)}
             except Exception as exc:
                 results[name] = failure(exc, "run_benchmark")
