@@ -51,7 +51,6 @@ class GraphedStep:
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be >= 1 (the optimizer makes its state at its first step), got {warmup_steps}")
         self.body, self.model, self.optimizer, self.warmup_steps = body, model, optimizer, warmup_steps
-        self.captures = 0
         self._graph: Any = None
         self._images: Tensor | None = None
         self._inputs: tuple[Tensor, AugmentParams] | None = None
@@ -88,7 +87,6 @@ class GraphedStep:
             self.optimizer.counter.copy_(counter)
             reset_optimizer_state(self.optimizer.optimizer)
         self._graph, self._images, self._inputs, self._outputs = graph, images, static, outputs
-        self.captures += 1
 
 
 @torch.no_grad()

@@ -194,21 +194,16 @@ def generate(recipe_name: str, compile_kernels: bool, fault: str | None) -> dict
     collector.install()
     plant(fault)
 
-    from speedrun.data.device_data import DeviceData
     from speedrun.recipes import get_recipe
     from speedrun.training.trainer import Trainer
-    from tests.support.simcuda import CountedHostReads, simulated_cuda
+    from tests.support.simcuda import CountedHostReads, simulated_cuda, simulated_device_data
 
     recipe = get_recipe(recipe_name)
     backend = CountingInductor()
     stages: dict[str, Any] = {}
     with simulated_cuda(), CountedHostReads():
         cuda = torch.device("cuda", 0)
-        n_train, n_test = 50_000, 10_000
-        data = DeviceData(torch.empty(n_train, 3, 32, 32, dtype=torch.uint8, device=cuda),
-                          torch.empty(n_train, dtype=torch.long, device=cuda),
-                          torch.empty(n_test, 3, 32, 32, dtype=torch.uint8, device=cuda),
-                          torch.empty(n_test, dtype=torch.long, device=cuda))
+        data = simulated_device_data()
         trainer = Trainer(recipe.model, data, augment=recipe.augment, optimizer=recipe.optimizer, train=recipe.train,
                           compile_model=True, compile_backend=backend, extensions=recipe.extensions)
         gen = torch.Generator(device=cuda)

@@ -422,3 +422,13 @@ def simulated_cuda(pynvml: types.ModuleType | None = None, *, shape_env: Any = N
             yield mode
     finally:
         torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
+
+
+def simulated_device_data(train: int = 50_000, test: int = 10_000) -> Any:
+    """CIFAR-10's shapes on ``cuda:0`` (call inside :func:`simulated_cuda`): the pixels never
+    matter on fake tensors, and fewer training images only shorten the epochs."""
+    from speedrun.data.device_data import DeviceData
+
+    cuda = torch.device("cuda", 0)
+    return DeviceData(torch.empty(train, 3, 32, 32, dtype=torch.uint8, device=cuda), torch.empty(train, dtype=torch.long, device=cuda),
+                      torch.empty(test, 3, 32, 32, dtype=torch.uint8, device=cuda), torch.empty(test, dtype=torch.long, device=cuda))

@@ -30,11 +30,10 @@ import torch
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 from speedrun.data.cifar10 import Cifar10
-from speedrun.data.device_data import DeviceData
 from speedrun.recipes import RECIPES, Recipe, get_recipe
 from speedrun.training.trainer import Trainer
 from tests.support.nvml_standin import make_pynvml
-from tests.support.simcuda import CountedHostReads, engine_runs_cuda, patched, simulated_cuda
+from tests.support.simcuda import CountedHostReads, engine_runs_cuda, patched, simulated_cuda, simulated_device_data
 
 RESULT_PREFIX = "SIMCUDA-RESULT "
 SPEEDRUN_DIR = str(Path(__file__).resolve().parents[2] / "speedrun")
@@ -59,12 +58,6 @@ def zeros_cifar10(train: int = 50_000, test: int = 10_000) -> Cifar10:
                    origin="<simulated>")
 
 
-def device_data(train: int = 50_000, test: int = 10_000) -> DeviceData:
-    u8, labels = torch.uint8, torch.long
-    return DeviceData(torch.empty(train, 3, 32, 32, dtype=u8, device=CUDA), torch.empty(train, dtype=labels, device=CUDA),
-                      torch.empty(test, 3, 32, 32, dtype=u8, device=CUDA), torch.empty(test, dtype=labels, device=CUDA))
-
-
 def devices_of(trainer: Trainer, run: Any) -> dict:
     """Every device and dtype that the model and the optimizer's state live on."""
     state = {str(t.device) for s in run.optimizer.optimizer.state.values() for t in s.values() if torch.is_tensor(t)}
@@ -83,7 +76,7 @@ def train_one_config(recipe: Recipe, epochs: int | None = None, train_images: in
     stage = "setup"
     try:
         with simulated_cuda(make_pynvml()), CountedHostReads() as reads:
-            trainer = Trainer(recipe.model, device_data(train_images), augment=recipe.augment, optimizer=recipe.optimizer,
+            trainer = Trainer(recipe.model, simulated_device_data(train_images), augment=recipe.augment, optimizer=recipe.optimizer,
                               train=recipe.train, compile_model=False, extensions=recipe.extensions)
             schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
             lr = schedule.lr.to(CUDA, torch.float32)
