@@ -84,6 +84,8 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--swa-epochs", "1", "--swa-lr", "nan"], "--swa-lr: 'nan' is not a finite number"),
     (["--seed", str(2**64)], "--seed: '18446744073709551616' is not a seed from 0 to 2**63 - 1"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
+    (["--compile-mode", "reduce-overhead"], "--compile-mode: invalid choice: 'reduce-overhead'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, npz_dataset, tmp_path, capsys):
     argv = argv if "--data-dir" in argv else ["--data-dir", str(npz_dataset), *argv]
