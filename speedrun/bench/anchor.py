@@ -57,7 +57,6 @@ import torch
 
 from speedrun.bench.anchor_side import DATA_FOLDER, AnchorSide, write_anchor_data
 from speedrun.bench.anchor_summary import anchor_summary, format_anchor_summary
-from speedrun.bench.environment import pick_device
 from speedrun.bench.harness import (
     HarnessOptions,
     RecordWriter,
@@ -67,10 +66,12 @@ from speedrun.bench.harness import (
     rehearse,
     summarize_runs,
 )
-from speedrun.bench.telemetry import NvmlSampler
-from speedrun.bench.timing import Stopwatch
 from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES, Cifar10
+from speedrun.instruments.environment import pick_device
+from speedrun.instruments.telemetry import NvmlSampler
+from speedrun.instruments.timing import Stopwatch
 from speedrun.recipes import Recipe
+from speedrun.settings import setting
 from speedrun.training.run_result import RunResult
 from speedrun.training.trainer import Trainer
 
@@ -81,6 +82,15 @@ ANCHOR_TIMER_RULE = (
     "rehearsals (compilation, first use) are excluded for both; time_to_target_s is the call time of a run whose final accuracy "
     "reached the target (speedrun's harness-rule times are kept as harness_time_to_target_s)"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorOptions:
+    """Where the anchor's data files go."""
+
+    workdir: str | None = setting(None, "folder for the anchor's cifar10/train.pt and test.pt (default: a "
+                                        "temporary folder, removed after)", metavar="DIR")
+
 
 
 @contextlib.contextmanager

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import torch
 
-from speedrun.bench.environment import describe_environment, pick_device
-from speedrun.bench.flops import FlopEstimate, estimate_flops
-from speedrun.bench.telemetry import NvmlSampler
-from speedrun.bench.timing import TIMER_RULE, ProgressLog, synchronize
-from speedrun.checks import int_at_least, is_real
+from speedrun.analysis.flops import FlopEstimate, estimate_flops
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
 from speedrun.data.loading import load_cifar10
-from speedrun.errors import SettingError, SpeedrunError
+from speedrun.errors import SpeedrunError
+from speedrun.instruments.environment import describe_environment, pick_device
+from speedrun.instruments.telemetry import NvmlSampler
+from speedrun.instruments.timing import TIMER_RULE, ProgressLog, synchronize
 from speedrun.outputs import check_writable_folder
 from speedrun.recipes import Recipe
 from speedrun.results.records import (
@@ -38,32 +37,35 @@ from speedrun.results.records import (
 from speedrun.results.run_values import finished_runs, reached_runs
 from speedrun.results.stats import summarize
 from speedrun.schedules import Schedule
+from speedrun.settings import check, setting
 from speedrun.training.cuda_graph import check_cuda_graph_device
 from speedrun.training.run_result import EpochLog, RunResult
 from speedrun.training.trainer import Trainer
+
+MAX_SEED = 2**63 - 1   # torch.manual_seed's limit on every device
 
 
 @dataclass(frozen=True)
 class HarnessOptions:
     """How many runs, on what, and where the record goes; the recipe says how each run trains."""
 
-    runs: int = 1
-    seed: int = 0
-    target: float | None = None          # None: the recipe's for the dataset (Recipe.target_for)
-    device: str | None = None            # None: CUDA if present, else CPU
-    compile: bool | None = None          # None: on for CUDA, off for CPU
-    data_dir: str | None = None
-    download: bool = True
-    train_subset: int | None = None
-    test_subset: int | None = None
-    out: str | None = DEFAULT_RESULTS_DIR  # a folder (a fresh name is chosen) or a .json path; None: no record
-    force: bool = False                  # replace an existing --out .json file
+    runs: int = setting(1, "number of seeded runs", low=1, high=10_000)
+    seed: int = setting(0, "seed of the first run; run i uses seed+i", low=0, high=MAX_SEED)
+    target: float | None = setting(None, "test accuracy that ends a run, in (0, 1] (default: the recipe's)", low=0,
+                                   low_open=True, high=1)
+    device: str | None = setting(None, "cuda, cuda:1 or cpu (default: cuda if present)")
+    compile: bool | None = setting(None, "torch.compile the model (default: on CUDA only)")
+    data_dir: str | None = setting(None, "folder or file holding CIFAR-10 (default: $SPEEDRUN_DATA_DIR or "
+                                         "~/.cache/speedrun)")
+    download: bool = setting(True, "download CIFAR-10 where it is missing", true_flag=None)
+    train_subset: int | None = setting(None, "train on the first N training images", low=1, high=50_000,
+                                       metavar="N")
+    test_subset: int | None = setting(None, "evaluate on the first N test images", low=1, high=10_000, metavar="N")
+    out: str | None = setting(DEFAULT_RESULTS_DIR, f"record folder, or a .json path (default: {DEFAULT_RESULTS_DIR}/)")
+    force: bool = setting(False, "replace an existing --out file (never done without it)", false_flag=None)
 
     def __post_init__(self) -> None:
-        int_at_least("runs", self.runs, 1)
-        int_at_least("seed", self.seed, 0)
-        if self.target is not None and not (is_real(self.target) and 0 < self.target <= 1):
-            raise SettingError("target", f"must be an accuracy in (0, 1], e.g. 0.94; got {self.target}")
+        check(self)
 
 
 def record_path(out: str, recipe: str, kind: str = "train") -> Path:

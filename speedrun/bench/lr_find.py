@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
-from speedrun.bench.environment import describe_environment, pick_device
 from speedrun.bench.harness import HarnessOptions, record_path
-from speedrun.bench.telemetry import NvmlSampler
-from speedrun.bench.timing import ProgressLog
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.device_data import DeviceData
 from speedrun.data.loading import load_cifar10
+from speedrun.errors import SpeedrunError
+from speedrun.instruments.environment import describe_environment, pick_device
+from speedrun.instruments.telemetry import NvmlSampler
+from speedrun.instruments.timing import ProgressLog
 from speedrun.outputs import (
     check_new_path,
     matplotlib_available,
@@ -32,7 +33,7 @@ from speedrun.outputs import (
 from speedrun.recipes import Recipe
 from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, utc_now, write_record
 from speedrun.training.cuda_graph import check_cuda_graph_device
-from speedrun.training.lr_range_test import (
+from speedrun.training.range_test import (
     LRFinderConfig,
     LRFinderResult,
     lr_ramp,
@@ -50,15 +51,7 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     (written with its CSV and PNG unless ``options.out`` is None)."""
     config = config or LRFinderConfig()
     paths = _output_paths(options.out, recipe.name, force=options.force)
-    device = pick_device(options.device)
-    check_cuda_graph_device(recipe.train.cuda_graph, device)
-    if data is None:
-        data = load_cifar10(options.data_dir, download=options.download)
-    data = data.subset(options.train_subset, options.test_subset)
-    log(f"LR range test: {recipe.name}, {config.num_steps} steps of batch {recipe.train.batch_size}, "
-        f"lr {config.start_lr:g} -> {config.end_lr:g} ({config.ramp}) on {device}")
-    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config,
-                               progress=ProgressLog(log) if device.type == "cpu" else None)
+    result, data, device = _range_test(recipe, options, config, data, log)
     log(format_result(result))
     record = lr_find_record(recipe, options, config, result, data=data, device=str(device),
                             driver=NvmlSampler(device).driver_version() if device.type == "cuda" else None,
@@ -76,6 +69,39 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     log(f"record: {json_path}")
     record["_path"] = str(json_path)
     return record
+
+
+def _range_test(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig, data: Cifar10 | None,
+                log: Callable[[str], None]) -> tuple[LRFinderResult, Cifar10, torch.device]:
+    """The range test of ``recipe`` on the run's data (``data``, or loaded per ``options``) and device."""
+    device = pick_device(options.device)
+    check_cuda_graph_device(recipe.train.cuda_graph, device)
+    if data is None:
+        data = load_cifar10(options.data_dir, download=options.download)
+    data = data.subset(options.train_subset, options.test_subset)
+    log(f"LR range test: {recipe.name}, {config.num_steps} steps of batch {recipe.train.batch_size}, "
+        f"lr {config.start_lr:g} -> {config.end_lr:g} ({config.ramp}) on {device}")
+    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config,
+                               progress=ProgressLog(log) if device.type == "cpu" else None)
+    return result, data, device
+
+
+def resolve_auto_max_lr(recipe: Recipe, options: HarnessOptions, data: Cifar10 | None = None, *,
+                        config: LRFinderConfig | None = None, log: Callable[[str], None] = print) -> float:
+    """``--max-lr auto``: the range test's one-cycle ``max_lr`` for ``recipe`` on the run's data and
+    device. SpeedrunError when the curve gives no suggestion."""
+    config = config or LRFinderConfig()
+    result, _, _ = _range_test(recipe, options, config, data, log)
+    max_lr = result.suggestions["one_cycle_max_lr"]
+    if max_lr is None:
+        raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} "
+                            "found no falling loss; pass --max-lr as a number, or run `speedrun lr-find` with a "
+                            "lower --start-lr")
+    s = result.suggestions
+    stopped = ", stopped at divergence" if result.stopped_early else ""
+    log(f"--max-lr auto: LR range test ({len(result.lrs)} steps{stopped}) suggests max_lr {max_lr:.4g} "
+        f"(steepest {s['steepest_lr']:.4g}, min/10 {s['min_div_10_lr']:.4g})")
+    return max_lr
 
 
 def _output_paths(out: str | None, recipe: str, *, force: bool) -> tuple[Path, Path, Path | None] | None:

@@ -15,10 +15,11 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from speedrun import __version__
 from speedrun.errors import SettingError, SpeedrunError
+from speedrun.flags import Section, add_section
 
 
 class CommandLineParser(argparse.ArgumentParser):
@@ -66,9 +67,16 @@ def command(name: str) -> Command:
     return _BY_NAME[name]
 
 
-def name_settings(parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
-    """Remember which flag sets which setting, so a SettingError from the library names the flag."""
-    parser.set_defaults(setting_flags={**(parser.get_default("setting_flags") or {}), **flags})
+def add_options(parser: argparse.ArgumentParser, cls: type, title: str = "options") -> Section:
+    """One flag per declared setting of the options dataclass ``cls`` (see :mod:`speedrun.flags`)."""
+    section = Section(cls.__name__, (cls,), title)
+    add_section(parser, section, help_defaults=True)
+    return section
+
+
+def options_from(args: argparse.Namespace, section: Section) -> Any:
+    """The options the flags of ``section`` give (its defaults where not given)."""
+    return section.build(section.classes[0], **section.given(args))
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:

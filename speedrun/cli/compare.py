@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from speedrun.results.compare import compare_records
+from speedrun.cli import add_options, options_from
+from speedrun.results.compare import CompareOptions, compare_records
 from speedrun.results.records import read_record
 
 if TYPE_CHECKING:
@@ -19,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
     )
     p.add_argument("a", metavar="A", help="baseline record (JSON)")
     p.add_argument("b", metavar="B", help="record to compare against A (JSON)")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, options=add_options(p, CompareOptions, "options"))
     return p
 
 
@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     a = {**read_record(args.a), "source_file": str(args.a)}
     b = {**read_record(args.b), "source_file": str(args.b)}
     comparison = compare_records(a, b)
-    sys.stdout.write(comparison.to_json() if args.format == "json" else comparison.to_text())
+    sys.stdout.write(comparison.to_json() if options_from(args, args.options).format == "json" else comparison.to_text())
     return 0

@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speedrun.results.export import FORMATS, export_record
+from speedrun.cli import add_options, options_from
+from speedrun.results.export import ExportOptions, export_record
 from speedrun.results.records import read_record
 
 if TYPE_CHECKING:
@@ -18,19 +19,15 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
                                           "dawnbench: <record>.json metadata and, per run, an epoch/hours/"
                                           "top1Accuracy TSV.")
     p.add_argument("record", metavar="RECORD", help="a result record (JSON)")
-    p.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or dawnbench")
-    p.add_argument("--out", default=None, metavar="PATH",
-                   help="csv: the file (default: <record>-epochs.csv beside it); dawnbench: the folder "
-                        "(default: <record>-dawnbench/ beside it)")
-    p.add_argument("--force", action="store_true", help="replace existing files")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, options=add_options(p, ExportOptions, "options"))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    options = options_from(args, args.options)
     path = Path(args.record)
     record = read_record(path)
-    default = path.with_name(f"{path.stem}-epochs.csv" if args.format == "csv" else f"{path.stem}-dawnbench")
-    for written in export_record(record, args.format, args.out or default, stem=path.stem, force=args.force):
+    default = path.with_name(f"{path.stem}-epochs.csv" if options.format == "csv" else f"{path.stem}-dawnbench")
+    for written in export_record(record, options.format, options.out or default, stem=path.stem, force=options.force):
         print(written)
     return 0

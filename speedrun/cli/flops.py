@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
+from speedrun.overrides import HARNESS, SOURCE, TRAIN_SECTIONS, add_train_flags, train_settings
 from speedrun.recipes import RECIPES
 
 if TYPE_CHECKING:
@@ -14,26 +14,20 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
     p = subparsers.add_parser(command.name, help=command.help,
                               description="Count the FLOPs of a recipe's training steps and evaluations on the meta "
-                                          "device (no data, no GPU, under a second) and scale them to its full budget "
-                                          "on the whole CIFAR-10. Every training record stores the same estimate.")
-    g = p.add_argument_group("recipe")
-    g.add_argument("--recipe", default=None,
-                   help=f"named recipe: {', '.join(RECIPES)}, or a fast94 ablation (default: every named recipe)")
-    g.add_argument("--recipe-from", default=None, metavar="RECORD",
-                   help="the recipe a record ran (its every setting), instead of --recipe; flags still override")
-    add_recipe_arguments(p)
+                                          "device (no data, no GPU) and scale them to its full budget on the whole "
+                                          "CIFAR-10 (default: every named recipe). Every training record stores the "
+                                          "same estimate.")
+    add_train_flags(p, default_recipe="", sections=[s for s in TRAIN_SECTIONS if s is not HARNESS])
     p.set_defaults(handler=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from speedrun.bench.flops import estimate_flops
+    from speedrun.analysis.flops import estimate_flops
 
-    if args.recipe is None and args.recipe_from is None:
-        names = list(RECIPES)
-        recipes = [recipe_from_args(argparse.Namespace(**{**vars(args), "recipe": name})) for name in names]
-    else:
-        recipes = [recipe_from_args(args)]
-    for recipe in recipes:
+    chosen = getattr(args, SOURCE.dest("recipe")) or getattr(args, SOURCE.dest("recipe_from"))
+    for name in [None] if chosen else list(RECIPES):
+        named = args if name is None else argparse.Namespace(**{**vars(args), SOURCE.dest("recipe"): name})
+        recipe = train_settings(named).recipe
         print(f"{recipe.name}: {estimate_flops(recipe).describe()}")
     return 0

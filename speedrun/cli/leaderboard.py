@@ -5,9 +5,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from speedrun.cli.values import finite_float
+from speedrun.cli import add_options, options_from
 from speedrun.outputs import write_new_text_file
-from speedrun.results.leaderboard import FORMATS, build_leaderboard, load_records
+from speedrun.results.leaderboard import LeaderboardOptions, build_leaderboard, load_records
 from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.render import render
 
@@ -25,22 +25,19 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
     )
     p.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), metavar="PATHS",
                    help="record files or folders searched for *.json (default: results/)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("--target", type=finite_float, default=None, metavar="T",
-                   help="rank against this accuracy in (0, 1] instead of each record's own target")
-    p.add_argument("--out", default=None, metavar="FILE", help="write to a new FILE instead of stdout (never overwritten)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, options=add_options(p, LeaderboardOptions, "options"))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, rank, render; skipped files go to stderr, the table to stdout or ``--out``."""
+    options = options_from(args, args.options)
     records, problems = load_records(args.paths)
     for problem in problems:
         print(f"speedrun leaderboard: {problem}", file=sys.stderr)
-    text = render(build_leaderboard(records, target=args.target), args.format)
-    if args.out:
-        path = write_new_text_file(args.out, text)
+    text = render(build_leaderboard(records, target=options.target), options.format)
+    if options.out:
+        path = write_new_text_file(options.out, text)
         print(f"wrote {path}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speedrun.results.plots import plot_record
+from speedrun.cli import add_options, options_from
+from speedrun.results.plots import PlotOptions, plot_record
 from speedrun.results.records import read_record
 
 if TYPE_CHECKING:
@@ -20,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
         "(needs matplotlib: pip install 'speedrun[plot]'). Existing files are never overwritten.",
     )
     p.add_argument("record", metavar="RECORD", help="a result record (JSON)")
-    p.add_argument("--out-dir", default=None, metavar="DIR", help="folder for the PNGs (default: beside the record)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, options=add_options(p, PlotOptions, "options"))
     return p
 
 
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     """Read the record, plot it, print the paths written."""
     record_path = Path(args.record)
     record = read_record(record_path)
-    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
+    out_dir = options_from(args, args.options).out_dir
+    out_dir = Path(out_dir) if out_dir else record_path.parent
     for path in plot_record(record, out_dir, prefix=record_path.stem, log=lambda line: print(line, file=sys.stderr)):
         print(path)
     return 0

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from speedrun.checks import boolean, int_at_least, one_of
-from speedrun.settings import setting
+from speedrun.settings import check, setting
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -41,16 +40,13 @@ PAD_MODES = ("reflect", "zeros")
 class AugmentConfig:
     """Which augmentations run, and how strongly; each has a value that switches it off."""
 
-    crop_padding: int = setting(4, "random-crop padding in pixels; 0 disables")
+    crop_padding: int = setting(4, "random-crop padding in pixels; 0 disables", low=0, high=32)
     pad_mode: str = setting("reflect", "what the crop sees beyond the border", choices=PAD_MODES)
     flip: bool = setting(True, "random horizontal flip with p=1/2")
-    cutout_size: int = setting(8, "side of the zeroed cutout square; 0 disables", flag="--cutout")
+    cutout_size: int = setting(8, "side of the zeroed cutout square; 0 disables", flag="--cutout", low=0, high=32)
 
     def __post_init__(self) -> None:
-        int_at_least("crop_padding", self.crop_padding, 0)
-        one_of("pad_mode", self.pad_mode, PAD_MODES)
-        boolean("flip", self.flip)
-        int_at_least("cutout_size", self.cutout_size, 0)
+        check(self)
 
 
 @dataclass(frozen=True)

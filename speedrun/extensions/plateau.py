@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, SupportsFloat
 
 import torch
 
-from speedrun.checks import int_at_least, one_of, real_in
+from speedrun.checks import int_at_least, one_of
+from speedrun.settings import check, setting
 from speedrun.training.hooks import RunHooks
 from speedrun.training.run_result import EpochLog
 
@@ -33,58 +34,6 @@ if TYPE_CHECKING:
 
 MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")
-
-
-@dataclasses.dataclass(frozen=True)
-class ReductionRule:
-    """When ReduceLROnPlateau reduces, and by how much: its parameters, names, defaults and meaning.
-
-    ``factor`` multiplies the lr when the metric has not improved (by more than
-    ``threshold``, relative or absolute) for more than ``patience`` epochs; after a
-    reduction, ``cooldown`` epochs are ignored. The lr never goes below ``min_lr``, and a
-    reduction smaller than ``eps`` is skipped.
-    """
-
-    factor: float = 0.1
-    patience: int = 10
-    threshold: float = 1e-4
-    threshold_mode: str = "rel"
-    cooldown: int = 0
-    min_lr: float = 0.0
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        one_of("threshold_mode", self.threshold_mode, THRESHOLD_MODES)
-        real_in("factor", self.factor, low=0.0, high=1.0, low_open=True, high_open=True)
-        int_at_least("patience", self.patience, 0)
-        real_in("threshold", self.threshold, low=0.0)
-        int_at_least("cooldown", self.cooldown, 0)
-        real_in("min_lr", self.min_lr, low=0.0)
-        real_in("eps", self.eps, low=0.0)
-
-    def rule(self) -> dict:
-        """The rule's own fields, to build another rule-carrying config from."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ReductionRule)}
-
-
-@dataclasses.dataclass(frozen=True)
-class PlateauSettings(ReductionRule):
-    """The rule plus ``mode``: whether a smaller ("min") or a larger ("max") metric is better."""
-
-    mode: str = "min"
-
-    def __post_init__(self) -> None:
-        one_of("mode", self.mode, MODES)
-        super().__post_init__()
-
-    def is_better(self, value: float, best: float) -> bool:
-        """PyTorch's improvement test, including its quirk that relative thresholds on a
-        negative ``best`` move the bar the other way."""
-        if self.mode == "min":
-            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
-            return value < bar
-        bar = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
-        return value > bar
 
 
 class PlateauController:
@@ -106,7 +55,8 @@ class PlateauController:
                 or not schedule_lr.is_floating_point():
             raise ValueError("schedule_lr must be a 1-D floating-point tensor")
         int_at_least("steps_per_epoch", steps_per_epoch, 1)
-        self.settings = PlateauSettings(**settings)     # ReduceLROnPlateau's keywords: mode, factor, ...
+        mode = one_of("mode", settings.pop("mode", "min"), MODES)   # ReduceLROnPlateau's keywords: mode, factor, ...
+        self.settings = PlateauConfig(metric=_METRIC_OF_MODE[mode], **settings)
         self.schedule_lr = schedule_lr
         self.steps_per_epoch = int(steps_per_epoch)
         self.best = math.inf if self.settings.mode == "min" else -math.inf
@@ -156,36 +106,56 @@ class PlateauController:
 
     def describe(self) -> dict:
         """JSON-friendly settings and what happened, for the result record."""
-        return {**dataclasses.asdict(self.settings), "steps_per_epoch": self.steps_per_epoch,
+        return {**dataclasses.asdict(self.settings), "mode": self.settings.mode, "steps_per_epoch": self.steps_per_epoch,
                 "reduced_after_epochs": list(self.reductions)}
 
 
 PLATEAU_METRICS = {"train_loss": "min", "test_acc": "max"}
+_METRIC_OF_MODE = {mode: metric for metric, mode in PLATEAU_METRICS.items()}
 
 
 @dataclass(frozen=True)
-class PlateauConfig(ReductionRule):
-    """The extension: ReduceLROnPlateau's rule (same names and defaults) and the logged metric it watches."""
+class PlateauConfig:
+    """The extension: ReduceLROnPlateau's rule (same names and defaults) and the logged metric it watches.
 
-    metric: str = "train_loss"
+    ``factor`` multiplies the lr when the metric has not improved (by more than ``threshold``,
+    relative or absolute) for more than ``patience`` epochs; after a reduction, ``cooldown``
+    epochs are ignored. The lr never goes below ``min_lr``, and a reduction smaller than ``eps``
+    is skipped. The metric sets the mode: a smaller training loss, a larger test accuracy.
+    """
+
+    metric: str = setting("train_loss", "train_loss (min) or test_acc (max; tunes on the test set)",
+                          choices=tuple(PLATEAU_METRICS))
+    factor: float = setting(0.1, "multiply the lr by this on a plateau", low=0, low_open=True, high=1, high_open=True)
+    patience: int = setting(10, "epochs without improvement before a reduction", low=0, high=10_000)
+    threshold: float = setting(1e-4, "improvement needed (a fraction, or an amount in abs mode)", low=0)
+    threshold_mode: str = setting("rel", "rel: improve by a fraction; abs: by an amount", choices=THRESHOLD_MODES)
+    cooldown: int = setting(0, "epochs ignored after a reduction", low=0, high=10_000)
+    min_lr: float = setting(0.0, "lower bound on the lr", low=0)
+    eps: float = setting(1e-8, "a reduction smaller than this is skipped", low=0)
 
     def __post_init__(self) -> None:
-        one_of("metric", self.metric, tuple(PLATEAU_METRICS))
-        super().__post_init__()
+        check(self)
 
     @property
     def mode(self) -> str:
         return PLATEAU_METRICS[self.metric]
 
-    def settings(self) -> PlateauSettings:
-        return PlateauSettings(mode=self.mode, **self.rule())
+    def is_better(self, value: float, best: float) -> bool:
+        """PyTorch's improvement test, including its quirk that relative thresholds on a
+        negative ``best`` move the bar the other way."""
+        if self.mode == "min":
+            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            return value < bar
+        bar = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
+        return value > bar
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         # Reductions must not leak into the next run that shares this schedule tensor, so this
         # run gets its own copy (a device op; extensions made later edit the copy).
         optimizer.lr_schedule = optimizer.lr_schedule.clone()
-        controller = PlateauController(optimizer.lr_schedule, trainer.steps_per_epoch,
-                                       **dataclasses.asdict(self.settings()))
+        controller = PlateauController(optimizer.lr_schedule, trainer.steps_per_epoch, mode=self.mode,
+                                       **{k: v for k, v in dataclasses.asdict(self).items() if k != "metric"})
 
         def after_log(epoch: int, entry: EpochLog) -> None:
             value = getattr(entry, self.metric)

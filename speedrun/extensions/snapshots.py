@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from speedrun.errors import SettingError
+from speedrun.settings import check, setting
 from speedrun.training.evaluation import predict
 from speedrun.training.hooks import RunHooks
 
@@ -32,15 +34,16 @@ if TYPE_CHECKING:
 class SnapshotEnsembleConfig:
     """Ensemble the weights at ``cycle_end_epochs`` (1-based); None: find the restarts in the schedule."""
 
-    cycle_end_epochs: tuple[int, ...] | None = None
+    cycle_end_epochs: tuple[int, ...] | None = setting(
+        None, "take the snapshots at these epochs (default: at the schedule's restarts)", low=1, high=10_000,
+        flag="--snapshot-epochs", metavar="E1,E2,...")
 
     def __post_init__(self) -> None:
+        check(self)
         if self.cycle_end_epochs is not None:
             ends = tuple(self.cycle_end_epochs)
-            if not ends or any(not isinstance(e, int) or isinstance(e, bool) or e < 1 for e in ends):
-                raise ValueError(f"cycle_end_epochs must be epochs >= 1, got {self.cycle_end_epochs!r}")
             if any(b <= a for a, b in itertools.pairwise(ends)):
-                raise ValueError(f"cycle_end_epochs must be strictly increasing, got {ends}")
+                raise SettingError("cycle_end_epochs", f"must be strictly increasing, got {ends}")
             object.__setattr__(self, "cycle_end_epochs", ends)
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from speedrun.checks import int_at_least, one_of, real_in
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
+from speedrun.errors import SettingError
 from speedrun.schedules import ANNEAL_STRATEGIES
+from speedrun.settings import check, setting
 from speedrun.training.hooks import RunHooks
 from speedrun.training.precision import autocast_for
 
@@ -45,16 +46,18 @@ class SWAConfig:
     value, so parameter groups with an lr multiplier keep it.
     """
 
-    epochs: int
-    swa_lr: float
-    anneal_epochs: int = 0
-    anneal_strategy: str = "cos"
+    epochs: int = setting(None, "average the weights over the last N epochs (BN statistics recomputed at the end)",
+                          low=1, high=10_000, metavar="N")
+    swa_lr: float = setting(None, "learning rate of the SWA phase", low=0, flag="--swa-lr", metavar="LR")
+    anneal_epochs: int = setting(0, "epochs to anneal from the schedule's lr to --swa-lr (0: switch at once)", low=0,
+                                 high=10_000, metavar="N")
+    anneal_strategy: str = setting("cos", "annealing shape", choices=ANNEAL_STRATEGIES)
 
     def __post_init__(self) -> None:
-        int_at_least("epochs", self.epochs, 1)
-        real_in("swa_lr", self.swa_lr, low=0)
-        int_at_least("anneal_epochs", self.anneal_epochs, 0)
-        one_of("anneal_strategy", self.anneal_strategy, ANNEAL_STRATEGIES)
+        for name in ("epochs", "swa_lr"):
+            if getattr(self, name) is None:
+                raise SettingError(name, "is needed for SWA: give {epochs} and {swa_lr} together")
+        check(self)
 
     def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks:
         if not trainer.config.whole_epochs:

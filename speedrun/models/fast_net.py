@@ -28,7 +28,7 @@ Choices and why:
   False); only the shift trains. The convolutions before BN are scale-free, so a learned scale
   adds nothing but an extra direction for the optimizer to wander in.
 * BN shifts learn ``bias_lr_scale`` (64) times faster than the weights, through their own
-  :class:`~speedrun.training.optimizers.ParamGroup`.
+  :class:`~speedrun.parameters.ParamGroup`.
 * Decoupled weight decay (``decoupled_weight_decay``): the optimizer's groups get no L2 term;
   instead, after every step, :class:`~speedrun.extensions.decoupled_weight_decay.DecoupledWeightDecay` shrinks every trained tensor by
   ``p <- p * (1 - eta_t * wd)``, with ``eta_t`` the schedule's learning rate for that step
@@ -49,11 +49,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from speedrun.checks import boolean, int_at_least, one_of, positive_ints, real_in
+from speedrun.checks import positive_ints
+from speedrun.models.protocol import bn_momentum_setting, logit_scale_setting, num_classes_setting, widths_setting
 from speedrun.models.resnet9 import LogitScale
 from speedrun.models.whitening import patch_whitening, sample_images
-from speedrun.settings import setting
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup
+from speedrun.parameters import OptimizerConfig, ParamGroup
+from speedrun.settings import check, setting
 
 ACTIVATIONS = ("gelu", "relu")
 
@@ -62,44 +63,32 @@ ACTIVATIONS = ("gelu", "relu")
 class FastNetConfig:
     """The fast net and the techniques that live in its init and its parameter groups."""
 
-    widths: tuple[int, int, int] = setting((64, 256, 256), "channel widths, comma-separated "
-                                           "(prep and three layers for ResNet-9; three blocks for fast94)")
-    num_classes: int = setting(10, "classes the head predicts")
-    logit_scale: float = setting(1 / 9, "constant the logits are multiplied by")
+    widths: tuple[int, int, int] = widths_setting((64, 256, 256))
+    num_classes: int = num_classes_setting()
+    logit_scale: float = logit_scale_setting(1 / 9)
     activation: str = setting("gelu", "activation function", choices=ACTIVATIONS)
-    bn_momentum: float = setting(0.4, "batch-norm momentum (PyTorch's convention: the newest batch's weight)")
-    bn_eps: float = setting(1e-12, "batch-norm epsilon")
+    bn_momentum: float = bn_momentum_setting(0.4)
+    bn_eps: float = setting(1e-12, "batch-norm epsilon", low=0, low_open=True, high=1)
     frozen_bn_scale: bool = setting(True, "batch-norm scales fixed at 1 (only the shifts train)")
     dirac_init: bool = setting(True, "block convolutions start as identity filters")
     whiten: bool = setting(True, "initialize the stem by patch whitening (else PyTorch's default init)")
-    whiten_patch: int = setting(2, "stem kernel size; the stem has 2 * 3 * patch^2 channels")
-    whiten_eps: float = setting(5e-4, "added to the patch covariance's eigenvalues: damps near-empty directions")
-    whiten_samples: int = setting(5000, "training images (drawn with the run's seed) the whitening uses")
+    whiten_patch: int = setting(2, "stem kernel size; the stem has 2 * 3 * patch^2 channels", low=1, high=8)
+    whiten_eps: float = setting(5e-4, "added to the patch covariance's eigenvalues: damps near-empty directions",
+                                low=0, low_open=True)
+    whiten_samples: int = setting(5000, "training images (drawn with the run's seed) the whitening uses", low=1,
+                                  high=50_000)
     whiten_frozen: bool = setting(True, "the whitening filters do not train")
     whiten_bias_trainable: bool = setting(True, "the stem's bias trains")
-    bias_lr_scale: float = setting(64.0, "learning-rate multiplier of the batch-norm shifts")
-    whiten_bias_lr_scale: float = setting(1.0, "learning-rate multiplier of the whitening stem's bias")
-    head_lr_scale: float = setting(1.0, "learning-rate multiplier of the linear head")
+    bias_lr_scale: float = setting(64.0, "learning-rate multiplier of the batch-norm shifts", low=0, low_open=True)
+    whiten_bias_lr_scale: float = setting(1.0, "learning-rate multiplier of the whitening stem's bias", low=0, low_open=True)
+    head_lr_scale: float = setting(1.0, "learning-rate multiplier of the linear head", low=0, low_open=True)
     head_unit_std: bool = setting(False, "scale the head's initial weights to standard deviation 1")
     decoupled_weight_decay: bool = setting(True, "weight decay decoupled from the gradient step (else coupled "
                                                  "L2 of the same average strength)")
 
     def __post_init__(self) -> None:
+        check(self)
         object.__setattr__(self, "widths", positive_ints("widths", self.widths, 3))
-        int_at_least("num_classes", self.num_classes, 2)
-        real_in("logit_scale", self.logit_scale, low=0, low_open=True)
-        one_of("activation", self.activation, ACTIVATIONS)
-        real_in("bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
-        real_in("bn_eps", self.bn_eps, low=0, low_open=True)
-        int_at_least("whiten_patch", self.whiten_patch, 1)
-        real_in("whiten_eps", self.whiten_eps, low=0, low_open=True)
-        int_at_least("whiten_samples", self.whiten_samples, 1)
-        real_in("bias_lr_scale", self.bias_lr_scale, low=0, low_open=True)
-        real_in("whiten_bias_lr_scale", self.whiten_bias_lr_scale, low=0, low_open=True)
-        real_in("head_lr_scale", self.head_lr_scale, low=0, low_open=True)
-        for name in ("frozen_bn_scale", "dirac_init", "whiten", "whiten_frozen", "whiten_bias_trainable",
-                     "decoupled_weight_decay", "head_unit_std"):
-            boolean(name, getattr(self, name))
 
     @property
     def stem_width(self) -> int:

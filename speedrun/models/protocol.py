@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup
+from speedrun.parameters import OptimizerConfig, ParamGroup
+from speedrun.settings import setting
 
 
 class ModelConfig(Protocol):
@@ -28,6 +29,25 @@ class ModelConfig(Protocol):
     def initialize(self, model: nn.Module, seed: int, train_images: Tensor) -> None: ...
 
     def param_groups(self, model: nn.Module, optimizer: OptimizerConfig) -> list[ParamGroup]: ...
+
+
+# The settings every model config has, declared once here (a config calls them with its default).
+def widths_setting(default: tuple[int, ...]) -> Any:
+    return setting(default, "channel widths, comma-separated (prep and three layers for ResNet-9; three "
+                            "blocks for fast94)", low=1, high=4096)
+
+
+def num_classes_setting() -> Any:
+    return setting(10, "classes the head predicts", low=2, high=100_000)
+
+
+def logit_scale_setting(default: float) -> Any:
+    return setting(default, "constant the logits are multiplied by", low=0, low_open=True)
+
+
+def bn_momentum_setting(default: float) -> Any:
+    return setting(default, "batch-norm momentum (PyTorch's convention: the newest batch's weight)", low=0,
+                   low_open=True, high=1)
 
 
 def reinitialize(model: nn.Module, seed: int) -> None:

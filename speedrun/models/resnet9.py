@@ -12,27 +12,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speedrun.checks import int_at_least, positive_ints, real_in
-from speedrun.models.protocol import one_group, reinitialize
-from speedrun.settings import setting
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup
+from speedrun.checks import positive_ints
+from speedrun.models.protocol import bn_momentum_setting, logit_scale_setting, num_classes_setting, one_group, reinitialize, widths_setting
+from speedrun.parameters import OptimizerConfig, ParamGroup
+from speedrun.settings import check
 
 
 @dataclass(frozen=True)
 class ResNet9Config:
     """Widths of prep and the three layers; the logit scale keeps the softmax from saturating early."""
 
-    widths: tuple[int, int, int, int] = setting((64, 128, 256, 512), "channel widths, comma-separated "
-                                                "(prep and three layers for ResNet-9; three blocks for fast94)")
-    num_classes: int = setting(10, "classes the head predicts")
-    logit_scale: float = setting(0.125, "constant the logits are multiplied by")
-    bn_momentum: float = setting(0.1, "batch-norm momentum (PyTorch's convention: the newest batch's weight)")
+    widths: tuple[int, int, int, int] = widths_setting((64, 128, 256, 512))
+    num_classes: int = num_classes_setting()
+    logit_scale: float = logit_scale_setting(0.125)
+    bn_momentum: float = bn_momentum_setting(0.1)
 
     def __post_init__(self) -> None:
+        check(self)
         object.__setattr__(self, "widths", positive_ints("widths", self.widths, 4))
-        int_at_least("num_classes", self.num_classes, 2)
-        real_in("logit_scale", self.logit_scale, low=0, low_open=True)
-        real_in("bn_momentum", self.bn_momentum, low=0, high=1, low_open=True)
 
     def build(self) -> ResNet9:
         return ResNet9(self)

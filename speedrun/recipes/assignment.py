@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.models.resnet9 import ResNet9Config
+from speedrun.parameters import OptimizerConfig
 from speedrun.recipes.base import Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
-from speedrun.training.optimizers import OptimizerConfig
 
 ASSIGNMENT_MAX_LR = 0.4
 ASSIGNMENT_BASE_LR = ASSIGNMENT_MAX_LR / 10
@@ -36,7 +36,7 @@ def one_cycle_without_annihilation(base_lr: float, max_lr: float, peak_epoch: fl
     if not 0 < peak_epoch < epochs:
         raise ValueError(f"peak_epoch must lie inside the run (0, {epochs}), got {peak_epoch}")
     knots = ((0.0, base_lr), (peak_epoch / epochs, max_lr), (1.0, base_lr))
-    return ScheduleSpec("piecewise_linear", {"knots": knots}, knots_as_fraction=True)
+    return ScheduleSpec("piecewise_linear", knots=knots, knots_as_fraction=True)
 
 
 def assignment_recipe() -> Recipe:

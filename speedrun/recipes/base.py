@@ -23,10 +23,10 @@ from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
 from speedrun.models.fast_net import FastNetConfig
 from speedrun.models.protocol import ModelConfig
 from speedrun.models.resnet9 import ResNet9Config
+from speedrun.parameters import OptimizerConfig
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
-from speedrun.training.hooks import Extension
-from speedrun.training.optimizers import OptimizerConfig
+from speedrun.training.trainer import Extension
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,7 @@ class Recipe:
         """asdict, plus each model/extension config's class name (asdict alone drops it)."""
         d = dataclasses.asdict(self)
         d["model"] = {"type": type(self.model).__name__, **dataclasses.asdict(self.model)}
+        d["schedule"] = self.schedule.to_dict()
         d["extensions"] = [{"type": type(e).__name__, **dataclasses.asdict(e)}  # type: ignore[call-overload]
                            for e in self.extensions]     # (an Extension is a dataclass; the protocol does not say so)
         return d
@@ -131,15 +132,12 @@ class Recipe:
         for entry in data.get("extensions", []):
             entry = dict(entry)
             extensions.append(_from_fields(_config_type(EXTENSION_TYPES, entry.pop("type", None), "extension"), entry))
-        schedule = dict(data["schedule"])
         return cls(
             name=data["name"], description=data["description"], target=data["target"],
             model=_from_fields(model_type, model),
             augment=_from_fields(AugmentConfig, data["augment"]),
             optimizer=_from_fields(OptimizerConfig, data["optimizer"]),
-            schedule=ScheduleSpec(name=schedule["name"], params={k: _tuples(v) for k, v in schedule["params"].items()},
-                                  interval=schedule.get("interval", "step"),
-                                  knots_as_fraction=schedule.get("knots_as_fraction", False)),
+            schedule=ScheduleSpec.from_dict(data["schedule"]),
             train=_from_fields(TrainConfig, data["train"]),
             extensions=tuple(extensions),
             calibrated_targets=tuple(_from_fields(CalibratedTarget, t) for t in data.get("calibrated_targets", [])),
@@ -157,11 +155,6 @@ def _config_type(known: tuple[type, ...], name: object, what: str) -> type:
         if cls.__name__ == name:
             return cls
     raise ValueError(f"unknown {what} config type {name!r}; this speedrun knows {', '.join(c.__name__ for c in known)}")
-
-
-def _tuples(value: Any) -> Any:
-    """JSON's nested lists as the nested tuples recipes are written with (knots, milestones)."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _from_fields(cls: type, values: Mapping[str, Any]) -> Any:

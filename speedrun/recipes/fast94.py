@@ -36,10 +36,10 @@ from speedrun.extensions.decoupled_weight_decay import DecoupledWeightDecay
 from speedrun.extensions.lookahead import LookaheadConfig
 from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
 from speedrun.models.fast_net import FastNetConfig
+from speedrun.parameters import OptimizerConfig
 from speedrun.recipes.base import CalibratedTarget, Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
-from speedrun.training.optimizers import OptimizerConfig
 
 # Published-run constants, converted to our conventions (see the module docstring).
 PEAK_LR = 1.5                  # per step, mean loss over a batch
@@ -63,7 +63,7 @@ JPEG_COPY_TARGET = CalibratedTarget(
 def fast94_schedule(peak_lr: float = PEAK_LR):
     """Short linear warm-up from 0.2x to the peak over 23% of the steps, then linear decay to 0.07x."""
     knots = ((0.0, START_FACTOR * peak_lr), (WARMUP_FRACTION, peak_lr), (1.0, END_FACTOR * peak_lr))
-    return ScheduleSpec("piecewise_linear", {"knots": knots}, knots_as_fraction=True)
+    return ScheduleSpec("piecewise_linear", knots=knots, knots_as_fraction=True)
 
 
 def fast94_recipe(batch_size: int = BATCH_SIZE) -> Recipe:

@@ -35,10 +35,10 @@ from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
 from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
 from speedrun.models.fast_net import FastNetConfig
+from speedrun.parameters import OptimizerConfig
 from speedrun.recipes.base import CalibratedTarget, Recipe
 from speedrun.schedules.spec import ScheduleSpec
 from speedrun.training.config import TrainConfig
-from speedrun.training.optimizers import OptimizerConfig
 
 BATCH_SIZE = 2000
 EPOCHS = 8
@@ -79,7 +79,7 @@ def fast94_muon_recipe(batch_size: int = BATCH_SIZE) -> Recipe:
         augment=AugmentConfig(crop_padding=2, pad_mode="reflect", flip=True, cutout_size=0),
         optimizer=OptimizerConfig(name="muon", momentum=SGD_MOMENTUM, nesterov=True, weight_decay=weight_decay,
                                   muon_momentum=MUON_MOMENTUM, newton_schulz_steps=3, muon_renormalize=True),
-        schedule=ScheduleSpec("piecewise_linear", {"knots": ((0.0, MUON_LR), (1.0, 0.0))}, knots_as_fraction=True),
+        schedule=ScheduleSpec("piecewise_linear", knots=((0.0, MUON_LR), (1.0, 0.0)), knots_as_fraction=True),
         train=TrainConfig(epochs=EPOCHS, batch_size=batch_size, label_smoothing=0.2, tta="multi",
                           flip_mode="alternate", eval_every=EPOCHS, eval_batch_size=2000),
         extensions=(WhiteningBiasSchedule(epochs=WHITEN_BIAS_EPOCHS, shape="linear"),),

@@ -43,6 +43,19 @@ from speedrun.results.stats import (
     relative_change,
     welch_difference,
 )
+from speedrun.settings import check, setting
+
+COMPARE_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How ``speedrun compare`` prints."""
+
+    format: str = setting("text", "output format", choices=COMPARE_FORMATS)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)

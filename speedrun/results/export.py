@@ -12,13 +12,29 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from speedrun.errors import SpeedrunError
 from speedrun.outputs import check_new_path, check_writable_folder, csv_text, write_text_atomically
 from speedrun.results.run_values import gpu_label, is_number, schedule_label
+from speedrun.settings import check, setting
 
 FORMATS = ("csv", "dawnbench")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``speedrun export`` writes, and where."""
+
+    format: str = setting("csv", "csv: one row per epoch of every run; dawnbench: DAWNBench's submission files",
+                          choices=FORMATS)
+    out: str | None = setting(None, "csv: the file (default: <record>-epochs.csv beside it); dawnbench: the folder "
+                                    "(default: <record>-dawnbench/ beside it)", metavar="PATH")
+    force: bool = setting(False, "replace existing files", false_flag=None)
+
+    def __post_init__(self) -> None:
+        check(self)
 CSV_COLUMNS = ("recipe", "side", "seed", "status", "epoch", "lr", "train_loss", "train_acc", "test_acc", "elapsed_s",
                "reached_target", "time_to_target_s", "final_test_acc", "target", "schedule", "gpu", "dataset",
                "created", "commit", "complete")

@@ -43,10 +43,24 @@ from speedrun.results.run_values import (
     times_taken_concurrently,
 )
 from speedrun.results.stats import Summary, summarize
+from speedrun.settings import check, setting
 
 BENCHMARK_KINDS = ("train", "anchor")
 CONCURRENT_NOTE = "times taken side by side with other runs (a sweep on CPUs): they rank nothing"
 FORMATS = ("table", "markdown", "csv", "json")
+
+
+@dataclass(frozen=True)
+class LeaderboardOptions:
+    """How ``speedrun leaderboard`` ranks and where it writes."""
+
+    format: str = setting("table", "output format", choices=FORMATS)
+    target: float | None = setting(None, "rank against this accuracy in (0, 1] instead of each record's own target",
+                                   low=0, low_open=True, high=1, metavar="T")
+    out: str | None = setting(None, "write to a new FILE instead of stdout (never overwritten)", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        check(self)
 CSV_FIELDS = (
     "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
     "reached", "reached_share", "time_to_target_mean_s", "time_to_target_ci95_half_s",

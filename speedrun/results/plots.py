@@ -25,6 +25,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,18 @@ from speedrun.errors import SpeedrunError
 from speedrun.outputs import matplotlib_available, write_figure
 from speedrun.results.records import completeness_note
 from speedrun.results.run_values import gpu_label, schedule_label
+from speedrun.settings import setting
 
 PLOT_NAMES = ("accuracy", "schedule", "gpu")
 _MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'speedrun[plot]'"
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """Where ``speedrun plot`` writes its PNGs."""
+
+    out_dir: str | None = setting(None, "folder for the PNGs (default: beside the record)", metavar="DIR")
+
 
 
 def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None = None,

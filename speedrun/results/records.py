@@ -23,7 +23,7 @@ Schema (version 2); ``?`` marks a field that may be null::
     timer_rule: str
     flops?: {total_flops, train_flops, eval_flops, train_step_flops, eval_image_flops, steps,
              eval_images, counted}   (the full budget's arithmetic on this record's data sizes:
-                                      speedrun.bench.flops; records made before 2026-12 lack it)
+                                      speedrun.analysis.flops; records made before 2026-12 lack it)
     schedule: {name, params, interval, steps, steps_per_epoch, lr: [...], momentum?: [...]}
     setup: {data_to_device_s, rehearsal_s}   (the untimed rehearsal: compilation and first use;
                                               compile_warmup_s in records made before 2026-12)
@@ -35,7 +35,7 @@ Schema (version 2); ``?`` marks a field that may be null::
     nvml: {available: bool, reason?: str, missing: {field: reason}}   (any run's available, the first reason,
                                        each field a run could not read with its first reason; before 2026-12-05 no missing)
 
-``Telemetry`` is :meth:`speedrun.bench.telemetry.NvmlSampler.summary` (``{}`` for a sweep's run whose
+``Telemetry`` is :meth:`speedrun.instruments.telemetry.NvmlSampler.summary` (``{}`` for a sweep's run whose
 worker never produced a record)::
 
     {available: bool, reason?: str, interval_s, fields: [t_s, gpu_util_pct, mem_used_mib, power_w,

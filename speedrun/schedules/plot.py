@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,25 @@ from speedrun.outputs import (
     write_figure,
 )
 from speedrun.schedules import Schedule
+from speedrun.settings import check, setting
 
 CSV_HEADER = ("step", "lr", "momentum")
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """The run ``speedrun schedule`` draws a schedule for, and where the drawing goes."""
+
+    epochs: float | None = setting(None, "run length in epochs (default: the recipe's)", low=0, low_open=True,
+                                   high=10_000)
+    steps_per_epoch: int | None = setting(None, "optimizer steps per epoch (default: 50000 // the recipe's batch "
+                                                "size)", low=1, high=10**6)
+    plot: str | None = setting(None, "write the curve here (.png, or .csv)", metavar="PATH")
+    force: bool = setting(False, "replace an existing --plot file", false_flag=None)
+
+    def __post_init__(self) -> None:
+        check(self)
+
 
 
 def schedule_rows(schedule: Schedule) -> list[tuple[int, float, float | None]]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from speedrun.checks import int_at_least, one_of, real_in
+from speedrun.errors import SettingError
 from speedrun.schedules.schedule import (
     ANNEAL_STRATEGIES,
     CYCLIC_MODES,
@@ -95,10 +96,10 @@ def multistep_lr(total_steps: int, base_lr: float, milestones: Sequence[int], ga
     base_lr = real_in("base_lr", base_lr, low=0)
     gamma = real_in("gamma", gamma, low=0, low_open=True)
     if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
-        raise ValueError(f"milestones must be a sequence of integers, got {milestones!r}")
+        raise SettingError("milestones", f"must be a sequence of integers, got {milestones!r}")
     marks = [int_at_least("milestones", m, 0) for m in milestones]
     if any(b < a for a, b in itertools.pairwise(marks)):
-        raise ValueError(f"milestones must be sorted in non-decreasing order, got {marks}")
+        raise SettingError("milestones", f"must be sorted in non-decreasing order, got {marks}")
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         passed = np.searchsorted(np.asarray(marks, dtype=np.int64), u, side="right")
@@ -210,7 +211,7 @@ def cyclic_lr(total_steps: int, base_lr: float, max_lr: float, step_size_up: flo
     base_lr = real_in("base_lr", base_lr, low=0)
     max_lr = real_in("max_lr", max_lr, low=0)
     if max_lr < base_lr:
-        raise ValueError(f"max_lr ({max_lr}) must be >= base_lr ({base_lr})")
+        raise SettingError("max_lr", f"({max_lr}) must be >= {{base_lr}} ({base_lr})")
     up = real_in("step_size_up", step_size_up, low=0, low_open=True)
     down = up if step_size_down is None else real_in("step_size_down", step_size_down, low=0, low_open=True)
     gamma = real_in("gamma", gamma, low=0, low_open=True)
@@ -225,7 +226,7 @@ def cyclic_lr(total_steps: int, base_lr: float, max_lr: float, step_size_up: flo
         base_momentum = real_in("base_momentum", base_momentum, low=0, high=1)
         max_momentum = real_in("max_momentum", max_momentum, low=0, high=1)
         if base_momentum > max_momentum:
-            raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
+            raise SettingError("base_momentum", f"({base_momentum}) must be <= {{max_momentum}} ({max_momentum})")
 
     def scale(x: np.ndarray) -> np.ndarray:
         if scale_fn is not None:
@@ -292,7 +293,7 @@ def one_cycle_lr(total_steps: int, max_lr: float, pct_start: float = 0.3, anneal
         base_momentum = real_in("base_momentum", base_momentum, low=0, high=1)
         max_momentum = real_in("max_momentum", max_momentum, low=0, high=1)
         if base_momentum > max_momentum:
-            raise ValueError(f"base_momentum ({base_momentum}) must be <= max_momentum ({max_momentum})")
+            raise SettingError("base_momentum", f"({base_momentum}) must be <= {{max_momentum}} ({max_momentum})")
     n_units = unit_count(total_steps, interval, steps_per_epoch)
     initial_lr = max_lr / div_factor
     min_lr = initial_lr / final_div_factor
@@ -368,15 +369,15 @@ def piecewise_linear(total_steps: int, knots: Sequence[tuple[float, float]], *,
     an interpolating lambda.
     """
     if isinstance(knots, (str, bytes)) or not isinstance(knots, Sequence) or len(knots) == 0:
-        raise ValueError(f"knots must be a non-empty sequence of (position, lr) pairs, got {knots!r}")
+        raise SettingError("knots", f"must be a non-empty sequence of (position, lr) pairs, got {knots!r}")
     xs, ys = [], []
     for knot in knots:
         if isinstance(knot, (str, bytes)) or not isinstance(knot, Sequence) or len(knot) != 2:
-            raise ValueError(f"knots must hold (position, lr) pairs, got {knot!r}")
-        xs.append(real_in("knots position", knot[0]))
-        ys.append(real_in("knots lr", knot[1], low=0))
+            raise SettingError("knots", f"must hold (position, lr) pairs, got {knot!r}")
+        xs.append(real_in("knots", knot[0]))
+        ys.append(real_in("knots", knot[1], low=0))
     if any(b <= a for a, b in itertools.pairwise(xs)):
-        raise ValueError(f"knots positions must be strictly increasing, got {xs}")
+        raise SettingError("knots", f"positions must be strictly increasing, got {xs}")
 
     def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
         return np.interp(u.astype(np.float64), xs, ys), None

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from speedrun.errors import SettingError
 from speedrun.schedules.policies import (
     constant_lr,
     cosine_annealing_lr,
@@ -58,11 +59,12 @@ def build_schedule(name: str, total_steps: int, *, steps_per_epoch: int | None, 
     accepted = policy_parameters(policy.__name__)
     unknown = [p for p in params if p not in accepted]
     if unknown:
-        raise ValueError(f"schedule {policy.__name__!r} does not take {', '.join(unknown)}; "
-                         f"it takes {', '.join(accepted)}")
+        takes = ", ".join(f"{{{p}}}" for p in accepted)
+        raise SettingError(unknown[0], f"is not a parameter of schedule {policy.__name__!r} (it takes {takes})")
     signature = inspect.signature(policy)
     missing = [p for p in accepted if p not in params
                and signature.parameters[p].default is inspect.Parameter.empty]
     if missing:
-        raise ValueError(f"schedule {policy.__name__!r} needs {', '.join(missing)}")
+        python_only = " (a Python callable: use the library's API)" if "lr_lambda" in missing else ""
+        raise SettingError(missing[0], f"is needed by schedule {policy.__name__!r}{python_only}")
     return policy(total_steps, interval=interval, steps_per_epoch=steps_per_epoch, **params)

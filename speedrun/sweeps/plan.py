@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from speedrun.cli.train import TrainSettings, settings_from_flags
 from speedrun.errors import SpeedrunError
+from speedrun.overrides import TrainSettings, settings_from_flags
 from speedrun.sweeps.spec import FlagValue, SearchDimension, SpecError, SweepSpec, Variant
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=,@-]")

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from speedrun.checks import int_at_least
 from speedrun.data.cifar10 import Cifar10
 from speedrun.errors import SpeedrunError
+from speedrun.settings import check, setting
 
 INSTALL_HINT = "speedrun sweep needs Ray: pip install 'speedrun[sweep]' (or: pip install ray optuna)"
 
@@ -38,22 +38,19 @@ def import_ray() -> Any:
 class RayOptions:
     """Where the sweep's runs go and how hard a dying worker is retried."""
 
-    address: str | None = None          # None: a local Ray in this process; "auto" or "ray://HOST:PORT"
-    cpus_per_run: int = 1               # on a cluster without GPUs
-    retries: int = 1                    # further tries of a run whose worker died
-    num_cpus: int | None = None         # a local Ray's CPUs (None: all of this machine's)
-    object_store_mb: int | None = None  # a local Ray's object store (None: Ray's default)
-    max_workers: int | None = None      # at most this many workers (None: one per GPU or CPU share)
+    address: str | None = setting(None, "join a running Ray cluster: auto, or ray://HOST:PORT (default: start a "
+                                        "local Ray here)")
+    cpus_per_run: int = setting(1, "CPUs per run where the cluster has no GPU", low=1, high=4096, metavar="N")
+    retries: int = setting(1, "times a run whose worker died is tried again before it is recorded failed", low=0,
+                           high=100, metavar="N")
+    num_cpus: int | None = setting(None, "CPUs a local Ray offers (default: all)", low=1, high=65_536, metavar="N")
+    object_store_mb: int | None = setting(None, "a local Ray's object store size (default: Ray's)", low=64,
+                                          high=10**7, metavar="MB")
+    max_workers: int | None = setting(None, "use at most N workers (default: one per GPU, or per --cpus-per-run "
+                                            "CPUs)", low=1, high=65_536, metavar="N")
 
     def __post_init__(self) -> None:
-        int_at_least("cpus_per_run", self.cpus_per_run, 1)
-        int_at_least("retries", self.retries, 0)
-        if self.num_cpus is not None:
-            int_at_least("num_cpus", self.num_cpus, 1)
-        if self.object_store_mb is not None:
-            int_at_least("object_store_mb", self.object_store_mb, 64)
-        if self.max_workers is not None:
-            int_at_least("max_workers", self.max_workers, 1)
+        check(self)
 
 
 @dataclass

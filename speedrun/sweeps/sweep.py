@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speedrun.cli.train import TrainSettings
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.loading import load_cifar10
 from speedrun.errors import SpeedrunError
+from speedrun.overrides import TrainSettings
+from speedrun.results.records import DEFAULT_RESULTS_DIR
+from speedrun.settings import check, setting
 from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs
 from speedrun.sweeps.pool import Job, Outcome, RayOptions, RunPool, wait_all
 from speedrun.sweeps.spec import SpecError, SweepSpec
@@ -32,9 +34,16 @@ class SweepInterrupted(SpeedrunError):
 
 @dataclass(frozen=True)
 class SweepOptions:
-    out: str
+    """Where a sweep's folder is, how its runs reach Ray, and how often it reports progress."""
+
+    out: str | None = setting(None, "the sweep's folder; the same folder resumes it (default: "
+                                    f"{DEFAULT_RESULTS_DIR}/sweeps/NAME)", metavar="DIR")
     ray: RayOptions = field(default_factory=RayOptions)
-    progress_every_s: float = 10.0
+    progress_every_s: float = setting(10.0, "say done/running/failed/left every S seconds", low=0.1, high=86_400,
+                                      flag="--progress-every", metavar="S")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass

@@ -45,7 +45,7 @@ class RunWorker:
             sweep: dict) -> dict:
         """Train ``speedrun train <flags>`` with ``seed``; return its record (``sweep`` added)."""
         from speedrun.bench.harness import prepare_run, rehearse, train_record
-        from speedrun.cli.train import settings_from_flags
+        from speedrun.overrides import settings_from_flags
 
         def quiet(_line: str) -> None:
             pass

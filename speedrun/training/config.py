@@ -4,8 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from speedrun.checks import boolean, int_at_least, one_of, real_in
-from speedrun.settings import setting
+from speedrun.settings import check, setting
 
 TTA_MODES = ("none", "flip", "multi", "selective")
 FLIP_MODES = ("random", "alternate")
@@ -18,16 +17,18 @@ class TrainConfig:
     """How a run trains and when it is evaluated."""
 
     epochs: float = setting(24, "epoch budget; a fraction trains part of the last epoch (9.9 epochs of 48 steps "
-                                "are 476 steps)")
-    batch_size: int = setting(512, "training batch size")
-    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)")
+                                "are 476 steps)", low=0, low_open=True, high=10_000)
+    batch_size: int = setting(512, "training batch size", low=1, high=50_000)
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy, in [0, 1)", low=0, high=1,
+                                     high_open=True)
     tta: str = setting("flip", "test-time views: none, flip (image + mirror), multi (flip + 1-px shifts), or "
                                "selective (multi for the least confident share of each batch only)", choices=TTA_MODES)
-    tta_share: float = setting(0.1, "selective TTA: the share of each evaluation batch that gets every view, in (0, 1]")
+    tta_share: float = setting(0.1, "selective TTA: the share of each evaluation batch that gets every view, in (0, 1]",
+                               low=0, low_open=True, high=1)
     flip_mode: str = setting("random", "random flips every epoch, or alternate: a random first epoch, then "
                                        "each image flipped in every other epoch", choices=FLIP_MODES)
-    eval_every: int = setting(1, "evaluate every k-th epoch (always after the last)")
-    eval_batch_size: int = setting(1000, "evaluation batch size")
+    eval_every: int = setting(1, "evaluate every k-th epoch (always after the last)", low=1, high=10_000)
+    eval_batch_size: int = setting(1000, "evaluation batch size", low=1, high=100_000)
     amp_dtype: str = setting("bf16", "autocast precision on CUDA: bf16, fp16 (with a static loss scale) or fp32; the "
                                      "CPU computes in fp32", choices=AMP_DTYPES)
     stop_at_target: bool = setting(True, "train the whole epoch budget even after reaching the target",
@@ -43,19 +44,7 @@ class TrainConfig:
                                            "a longer compile)", choices=COMPILE_MODES)
 
     def __post_init__(self) -> None:
-        real_in("epochs", self.epochs, low=0, low_open=True)
-        for name in ("batch_size", "eval_every", "eval_batch_size"):
-            int_at_least(name, getattr(self, name), 1)
-        real_in("label_smoothing", self.label_smoothing, low=0, high=1, high_open=True)
-        one_of("tta", self.tta, TTA_MODES)
-        real_in("tta_share", self.tta_share, low=0, high=1, low_open=True)
-        one_of("flip_mode", self.flip_mode, FLIP_MODES)
-        one_of("amp_dtype", self.amp_dtype, AMP_DTYPES)
-        boolean("stop_at_target", self.stop_at_target)
-        boolean("input_kernel", self.input_kernel)
-        boolean("train_accuracy", self.train_accuracy)
-        boolean("cuda_graph", self.cuda_graph)
-        one_of("compile_mode", self.compile_mode, COMPILE_MODES)
+        check(self)
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The budget's training steps: ``epochs`` x ``steps_per_epoch``, rounded up (airbench94's

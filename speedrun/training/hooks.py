@@ -1,22 +1,18 @@
 """How extensions join a run: the hooks they hand the trainer, and the state a run carries.
 
-An extension is a config dataclass with ``make(trainer, optimizer) -> RunHooks``; the trainer
+An extension (:class:`~speedrun.training.trainer.Extension`) hands the trainer its hooks; the trainer
 calls every hook at its place in the loop. Device-side hooks must not sync with the host.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
 from speedrun.training.optimizers import ScheduledOptimizer
 from speedrun.training.run_result import EpochLog
-
-if TYPE_CHECKING:
-    from speedrun.training.trainer import Trainer
 
 
 @dataclass
@@ -73,12 +69,3 @@ class RunState:
     loss_sum: Tensor                  # this epoch's summed training loss
     correct: Tensor                   # this epoch's correct training predictions
     graphed_step: Callable[..., tuple[Tensor, Tensor | None]] | None = None   # the step as a CUDA graph (cuda_graph)
-
-
-class Extension(Protocol):
-    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
-
-    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks: ...
-
-    # Optional: ``params_apart(trainer) -> list[Tensor]``, the tensors whose parameter group
-    # ``make`` edits alone, so the trainer does not merge that group with an equal one.

@@ -15,79 +15,22 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
   :class:`TensorAdagrad`, since PyTorch's turn a tensor ``lr`` into a float every step (its
   ``capturable`` mode avoids that on CUDA only; fused Adagrad has no CUDA kernel in torch 2.11).
 
-``speedrun.bench.host_sync`` proves the "no sync" part on any device, the CPU included.
+``tests.support.host_sync`` proves the "no sync" part on any device, the CPU included.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from speedrun.checks import boolean, int_at_least, one_of, real_in
-from speedrun.errors import SettingError
-from speedrun.settings import setting
+from speedrun.parameters import OptimizerConfig, ParamGroup
 from speedrun.training.muon import TensorMuon
 from speedrun.training.tensor_optimizers import TensorAdadelta, TensorAdagrad, TensorAdam, TensorMomentumSGD, TensorRMSprop
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "muon")
 _CYCLES_MOMENTUM = ("sgd", "adam", "adamw")
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """Everything but the learning rate, which the schedule supplies each step."""
-
-    name: str = setting("sgd", "optimizer; every one is driven by the same device schedule", flag="--optimizer",
-                        choices=OPTIMIZER_NAMES, dest="optimizer")
-    momentum: float = setting(0.9, "SGD/RMSprop momentum or Adam beta1 (when the schedule does not cycle it)")
-    nesterov: bool = setting(True, "Nesterov momentum (SGD)")
-    weight_decay: float = setting(5e-4, "weight decay (L2; decoupled where the recipe says so)")
-    beta2: float = setting(0.999, "Adam/AdamW beta2")
-    eps: float = setting(1e-8, "Adam/AdamW/RMSprop epsilon", flag="--optimizer-eps")
-    alpha: float = setting(0.99, "RMSprop smoothing constant")
-    rho: float = setting(0.9, "Adadelta decay")
-    muon_momentum: float = setting(0.6, "Muon: momentum of the orthogonalized (filter) groups")
-    newton_schulz_steps: int = setting(3, "Muon: Newton-Schulz iterations per update")
-    muon_renormalize: bool = setting(True, "Muon: keep each filter's norm at sqrt(out_channels)")
-    muon_renormalize_every: int = setting(1, "Muon: renormalize the filters on every N-th step only (1: every step)")
-    muon_batched: bool = setting(True, "Muon: orthogonalize same-shape filters in one batched Newton-Schulz, "
-                                       "renormalize and update all filters in one foreach op each")
-
-    def __post_init__(self) -> None:
-        one_of("name", self.name, OPTIMIZER_NAMES)
-        real_in("momentum", self.momentum, low=0, high=1, high_open=True)
-        real_in("weight_decay", self.weight_decay, low=0)
-        boolean("nesterov", self.nesterov)
-        real_in("beta2", self.beta2, low=0, high=1, high_open=True)
-        real_in("eps", self.eps, low=0, low_open=True)
-        real_in("alpha", self.alpha, low=0, high=1)
-        real_in("rho", self.rho, low=0, high=1)
-        real_in("muon_momentum", self.muon_momentum, low=0, high=1, high_open=True)
-        int_at_least("newton_schulz_steps", self.newton_schulz_steps, 1)
-        boolean("muon_renormalize", self.muon_renormalize)
-        boolean("muon_batched", self.muon_batched)
-        int_at_least("muon_renormalize_every", self.muon_renormalize_every, 1)
-        if self.nesterov and self.name == "sgd" and self.momentum == 0:
-            raise SettingError("nesterov", "needs {momentum} > 0: set {momentum}, or turn {nesterov} off")
-
-
-@dataclass(frozen=True)
-class ParamGroup:
-    """Parameters that share an lr multiplier and weight decay (e.g. BN biases at a larger rate).
-
-    ``orthogonalize`` marks the groups Muon updates (the convolution filters); with another
-    optimizer it must be False. ``momentum`` overrides the config's for this group.
-    """
-
-    params: Sequence[torch.nn.Parameter]
-    lr_scale: float = 1.0
-    weight_decay: float | None = None   # None: the optimizer config's
-    orthogonalize: bool = False
-    momentum: float | None = None
 
 
 def merge_equal_groups(groups: Sequence[ParamGroup], apart: Iterable[Tensor] = ()) -> list[ParamGroup]:

@@ -5,7 +5,7 @@ come from a device permutation, augmentation runs on the device, the optimizer t
 step's learning rate from the device schedule, and the running loss/accuracy accumulate in
 device tensors. The host syncs once per epoch, to print a line and check the target.
 
-Timer rule (``speedrun.bench.timing.TIMER_RULE``, written into every record): time covers the
+Timer rule (``speedrun.instruments.timing.TIMER_RULE``, written into every record): time covers the
 run's initialization (a data-dependent init such as patch whitening is part of a run's cost),
 every training step and every evaluation needed to establish the target, measured with CUDA
 events on a GPU (``perf_counter`` on CPU). Moving the dataset to the device and the one-time
@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from speedrun.bench.telemetry import NvmlSampler
-from speedrun.bench.timing import Stopwatch, synchronize
 from speedrun.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -37,20 +36,26 @@ from speedrun.data.augment import (
 )
 from speedrun.data.device_data import DeviceData
 from speedrun.data.fused_input import augment_normalize
+from speedrun.instruments.telemetry import NvmlSampler
+from speedrun.instruments.timing import Stopwatch, synchronize
 from speedrun.models.protocol import ModelConfig
+from speedrun.parameters import OptimizerConfig, ParamGroup
 from speedrun.training.config import TrainConfig
 from speedrun.training.cuda_graph import GraphedStep, check_cuda_graph_device
 from speedrun.training.evaluation import evaluate
-from speedrun.training.hooks import Extension, RunHooks, RunState
-from speedrun.training.optimizers import (
-    OptimizerConfig,
-    ParamGroup,
-    ScheduledOptimizer,
-    build_optimizer,
-    merge_equal_groups,
-)
+from speedrun.training.hooks import RunHooks, RunState
+from speedrun.training.optimizers import ScheduledOptimizer, build_optimizer, merge_equal_groups
 from speedrun.training.precision import autocast_for, scaled_backward, static_loss_scale
 from speedrun.training.run_result import EpochLog, RunResult
+
+
+class Extension(Protocol):
+    """A recipe's optional phase or behaviour, as data; ``make`` builds its hooks for one run."""
+
+    def make(self, trainer: Trainer, optimizer: ScheduledOptimizer) -> RunHooks: ...
+
+    # Optional: ``params_apart(trainer) -> list[Tensor]``, the tensors whose parameter group
+    # ``make`` edits alone, so the trainer does not merge that group with an equal one.
 
 
 class Trainer:

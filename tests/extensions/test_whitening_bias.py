@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from speedrun.extensions.whitening_bias import WhiteningBiasSchedule
+from speedrun.parameters import ParamGroup
 from speedrun.recipes.fast94 import fast94_recipe
-from speedrun.training.optimizers import ParamGroup, build_optimizer
+from speedrun.training.optimizers import build_optimizer
 from tests.support.fast94 import forbid_host_sync, make_trainer, tiny
 
 

@@ -41,7 +41,7 @@ def test_every_extension_and_optimizer_runs_on_simulated_cuda(simulate, config):
 
 
 def test_the_extension_list_covers_every_optimizer(simulate):
-    from speedrun.training.optimizers import OPTIMIZER_NAMES
+    from speedrun.parameters import OPTIMIZER_NAMES
 
     names = {c.removeprefix("optimizer ").split()[0] for c in simulate("extensions")["configs"] if c.startswith("optimizer")}
     assert names == set(OPTIMIZER_NAMES)

@@ -1,6 +1,6 @@
 """A stand-in ``pynvml`` for the telemetry tests: this project's own, written for them.
 
-CI has no GPU and no NVIDIA driver, so :class:`speedrun.bench.telemetry.NvmlSampler` is tested
+CI has no GPU and no NVIDIA driver, so :class:`speedrun.instruments.telemetry.NvmlSampler` is tested
 against this module instead. It behaves like NVML where the sampler depends on it: ``nvmlInit`` and
 ``nvmlShutdown`` are reference-counted and every other call raises ``NVMLError("Uninitialized")``
 outside them, so a test can check that each init is paired with one shutdown. It records which

@@ -139,7 +139,7 @@ def scenario_extensions() -> dict:
     from speedrun.extensions.plateau import PlateauConfig
     from speedrun.extensions.snapshots import SnapshotEnsembleConfig
     from speedrun.extensions.swa import SWAConfig
-    from speedrun.training.optimizers import OPTIMIZER_NAMES
+    from speedrun.parameters import OPTIMIZER_NAMES
 
     classic = get_recipe("classic")
     short = classic.replace(train=dataclasses.replace(classic.train, epochs=2))

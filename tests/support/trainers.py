@@ -9,9 +9,9 @@ from torch import nn
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.device_data import DeviceData
 from speedrun.models.resnet9 import ResNet9Config
+from speedrun.parameters import OptimizerConfig
 from speedrun.training.config import TrainConfig
 from speedrun.training.hooks import RunHooks
-from speedrun.training.optimizers import OptimizerConfig
 from speedrun.training.trainer import Trainer
 
 TINY = ResNet9Config(widths=(8, 16, 32, 64))

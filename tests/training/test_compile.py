@@ -155,7 +155,7 @@ def test_the_steps_graph_holds_augmentation_forward_and_loss_and_trains_as_the_e
 
 
 def test_selective_tta_compiles_its_shapes_in_the_rehearsal_and_never_reads_the_host(make_synthetic_cifar10):
-    from speedrun.bench.host_sync import HostSyncCounter
+    from tests.support.host_sync import HostSyncCounter
 
     backend = CountingBackend("aot_eager")
     trainer, lr, momentum = compiled_trainer("fast94", make_synthetic_cifar10(train=96, test=60), backend)

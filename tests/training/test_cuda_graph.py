@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from speedrun.errors import SettingError
+from speedrun.parameters import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup
 from speedrun.training.cuda_graph import check_cuda_graph_device, reset_optimizer_state
-from speedrun.training.optimizers import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup, build_optimizer
+from speedrun.training.optimizers import build_optimizer
 
 STEPS = 5
 

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from speedrun.bench.host_sync import HostSyncCounter
+from speedrun.parameters import OptimizerConfig, ParamGroup
 from speedrun.training.muon import newton_schulz, orthogonalized
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
+from speedrun.training.optimizers import build_optimizer
+from tests.support.host_sync import HostSyncCounter
 
 
 @pytest.mark.parametrize("shape", [(64, 27), (27, 64), (256, 576), (16, 16)])

@@ -2,13 +2,8 @@
 import pytest
 import torch
 
-from speedrun.training.optimizers import (
-    OPTIMIZER_NAMES,
-    OptimizerConfig,
-    ParamGroup,
-    build_optimizer,
-    merge_equal_groups,
-)
+from speedrun.parameters import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup
+from speedrun.training.optimizers import build_optimizer, merge_equal_groups
 
 STEPS = 12
 

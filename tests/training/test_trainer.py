@@ -7,11 +7,11 @@ import torch
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.device_data import DeviceData
 from speedrun.models.resnet9 import ResNet9Config
+from speedrun.parameters import OptimizerConfig
 from speedrun.recipes import RECIPES, get_recipe
 from speedrun.training.config import TrainConfig
 from speedrun.training.evaluation import evaluate, tta_views
 from speedrun.training.hooks import RunHooks
-from speedrun.training.optimizers import OptimizerConfig
 from speedrun.training.trainer import Trainer
 
 TINY = ResNet9Config(widths=(8, 16, 16, 32))       # for mechanics: fast, learns little
@@ -155,8 +155,8 @@ def test_input_kernel_switch_trains_the_same_run(make_synthetic_cifar10):
 
 
 def test_long_cpu_work_reports_progress_without_reading_the_device(make_synthetic_cifar10):
-    from speedrun.bench.host_sync import HostSyncCounter
-    from speedrun.bench.timing import ProgressLog
+    from speedrun.instruments.timing import ProgressLog
+    from tests.support.host_sync import HostSyncCounter
 
     said = []
     trainer = make_trainer(make_synthetic_cifar10(train=128, test=32), epochs=1, batch_size=32)
@@ -170,7 +170,7 @@ def test_long_cpu_work_reports_progress_without_reading_the_device(make_syntheti
 
 
 def test_progress_is_said_at_most_every_so_many_seconds():
-    from speedrun.bench.timing import ProgressLog
+    from speedrun.instruments.timing import ProgressLog
 
     said = []
     progress = ProgressLog(said.append, every_s=3600.0)

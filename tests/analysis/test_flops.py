@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from speedrun.bench.flops import estimate_flops, evaluations, optimizer_step_flops
+from speedrun.analysis.flops import estimate_flops, evaluations, optimizer_step_flops
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.cli import main
 from speedrun.recipes.fast94 import fast94_recipe

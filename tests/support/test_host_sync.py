@@ -11,20 +11,16 @@ import dataclasses
 import pytest
 import torch
 
-from speedrun.bench.host_sync import HostSyncCounter
 from speedrun.data.device_data import DeviceData
 from speedrun.extensions.plateau import PlateauConfig
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
+from speedrun.parameters import OPTIMIZER_NAMES, OptimizerConfig, ParamGroup
 from speedrun.recipes import RECIPES, get_recipe
 from speedrun.schedules import build_schedule, with_warmup
-from speedrun.training.optimizers import (
-    OPTIMIZER_NAMES,
-    OptimizerConfig,
-    ParamGroup,
-    build_optimizer,
-)
+from speedrun.training.optimizers import build_optimizer
 from speedrun.training.trainer import Trainer
+from tests.support.host_sync import HostSyncCounter
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

@@ -1,8 +1,8 @@
 """The epoch profile: real ops, shares that add up, a table and a command that prints it."""
 import pytest
 
+from speedrun.analysis.profiling import profile_epoch
 from speedrun.bench.harness import HarnessOptions, prepare_run
-from speedrun.bench.profiling import profile_epoch
 from speedrun.cli import main
 from speedrun.errors import SpeedrunError
 from speedrun.models.resnet9 import ResNet9Config

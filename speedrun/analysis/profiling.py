@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from torch.profiler import ProfilerActivity, profile
 
 from speedrun.bench.harness import PreparedRun
-from speedrun.bench.timing import synchronize
+from speedrun.instruments.timing import synchronize
+from speedrun.settings import check, setting
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """How much of the profile ``speedrun profile`` lists, and where else it goes."""
+
+    rows: int = setting(25, "ops to list", low=1, high=10_000)
+    markdown: str | None = setting(None, "also write the table to a new Markdown FILE", metavar="FILE")
+    trace: str | None = setting(None, "also save a Chrome trace (chrome://tracing)", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        check(self)
+
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ from speedrun.bench.harness import HarnessOptions
 from speedrun.bench.lr_find import run_lr_find
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.data.device_data import DeviceData
+from speedrun.parameters import OptimizerConfig, ParamGroup
 from speedrun.recipes import CLASSIC
 from speedrun.results.records import read_record
 from speedrun.training.config import TrainConfig
-from speedrun.training.lr_range_test import (
+from speedrun.training.optimizers import build_optimizer
+from speedrun.training.range_test import (
     LRFinderConfig,
     lr_ramp,
     lr_range_test,
@@ -26,7 +28,6 @@ from speedrun.training.lr_range_test import (
     smooth_losses,
     suggest_lrs,
 )
-from speedrun.training.optimizers import OptimizerConfig, ParamGroup, build_optimizer
 from tests.support.trainers import TINY
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")

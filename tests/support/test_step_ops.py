@@ -6,10 +6,10 @@ import dataclasses
 import pytest
 import torch
 
-from speedrun.bench.step_ops import OpCounter, count_step_ops
 from speedrun.data.device_data import DeviceData
 from speedrun.recipes import get_recipe
 from speedrun.training.trainer import Trainer
+from tests.support.step_ops import OpCounter, count_step_ops
 
 
 def ops_of(fn) -> int:

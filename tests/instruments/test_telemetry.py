@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from speedrun.bench.harness import summarize_run_dicts
-from speedrun.bench.telemetry import SAMPLE_FIELDS, NvmlSampler
+from speedrun.instruments.telemetry import SAMPLE_FIELDS, NvmlSampler
 from tests.support import nvml_standin
 from tests.support.nvml_standin import StandinNvml, installed, make_pynvml
 

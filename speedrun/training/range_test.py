@@ -28,32 +28,40 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedrun.bench.timing import ProgressLog
 from speedrun.data.augment import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    apply_augment,
     batch_order,
-    normalize,
-    sample_augment_params,
 )
 from speedrun.data.device_data import DeviceData
-from speedrun.errors import SpeedrunError
+from speedrun.errors import SettingError
+from speedrun.settings import check, setting
 from speedrun.training.optimizers import build_optimizer
-from speedrun.training.precision import autocast_for, scaled_backward, static_loss_scale
+from speedrun.training.precision import scaled_backward, static_loss_scale
 from speedrun.training.trainer import Trainer
 
 if TYPE_CHECKING:
-    from speedrun.bench.harness import HarnessOptions
-    from speedrun.data.cifar10 import Cifar10
-    from speedrun.recipes import Recipe
+    from speedrun.data.augment import AugmentConfig
+    from speedrun.models.protocol import ModelConfig
+    from speedrun.parameters import OptimizerConfig
+    from speedrun.training.config import TrainConfig
+
+
+class TrainingSetup(Protocol):
+    """What the range test needs of a recipe: how its runs train."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def augment(self) -> AugmentConfig: ...
+    @property
+    def optimizer(self) -> OptimizerConfig: ...
+    @property
+    def train(self) -> TrainConfig: ...
 
 LR_RAMPS = ("exp", "linear")
 
@@ -62,31 +70,20 @@ LR_RAMPS = ("exp", "linear")
 class LRFinderConfig:
     """How the range test ramps the lr, smooths the loss, stops, and turns the curve into bounds."""
 
-    start_lr: float = 1e-4
-    end_lr: float = 10.0
-    num_steps: int = 100
-    ramp: str = "exp"                # "exp": geometric steps; "linear": equal steps
-    beta: float = 0.98               # smoothing of the loss curve
-    diverge_factor: float = 4.0      # stop once smoothed loss > this x its minimum
+    start_lr: float = setting(1e-4, "first learning rate", low=0, low_open=True)
+    end_lr: float = setting(10.0, "last learning rate", low=0, low_open=True)
+    num_steps: int = setting(100, "steps from the first rate to the last", low=2, high=100_000)
+    ramp: str = setting("exp", "exp: geometric steps; linear: equal steps", choices=LR_RAMPS)
+    beta: float = setting(0.98, "smoothing of the loss curve", low=0, high=1, high_open=True)
+    diverge_factor: float = setting(4.0, "stop once the smoothed loss exceeds this x its minimum", low=1,
+                                    low_open=True)
     one_cycle_divisor: float = 10.0  # one-cycle lower bound = max_lr / this
     cyclic_divisor: float = 4.0      # cyclical base_lr = max_lr / this
 
     def __post_init__(self) -> None:
-        for name in ("start_lr", "end_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check(self)
         if self.end_lr <= self.start_lr:
-            raise ValueError(f"end_lr ({self.end_lr}) must be greater than start_lr ({self.start_lr})")
-        if not isinstance(self.num_steps, int) or isinstance(self.num_steps, bool) or self.num_steps < 2:
-            raise ValueError(f"num_steps must be an integer >= 2, got {self.num_steps!r}")
-        if self.ramp not in LR_RAMPS:
-            raise ValueError(f"ramp must be one of {', '.join(LR_RAMPS)}, got {self.ramp!r}")
-        if not 0 <= self.beta < 1:
-            raise ValueError(f"beta must be in [0, 1), got {self.beta!r}")
-        for name in ("diverge_factor", "one_cycle_divisor", "cyclic_divisor"):
-            if not getattr(self, name) > 1:
-                raise ValueError(f"{name} must be greater than 1, got {getattr(self, name)!r}")
+            raise SettingError("end_lr", f"({self.end_lr}) must be greater than {{start_lr}} ({self.start_lr})")
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float, scales: Sequence[float]
             group["lr"] = lr * scale
 
 
-def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
+def recipe_range_test(recipe: TrainingSetup, data: DeviceData, *, seed: int = 0,
                       config: LRFinderConfig = LRFinderConfig(), compile_model: bool = False,
                       progress: Callable[[str, int, int], None] | None = None,
                   loss_scale: float = 1.0) -> LRFinderResult:
@@ -219,11 +216,9 @@ def recipe_range_test(recipe: Recipe, data: DeviceData, *, seed: int = 0,
 
     def batch_loss() -> Tensor:
         indices = next(batches)
-        params = sample_augment_params(len(indices), recipe.augment, gen, image_size=data.train_images.shape[-1])
-        x = normalize(apply_augment(data.train_images[indices], params, recipe.augment), CIFAR10_MEAN, CIFAR10_STD)
-        with autocast_for(data.device, recipe.train.amp_dtype):
-            return F.cross_entropy(trainer.forward(x), data.train_labels[indices],
-                                   label_smoothing=recipe.train.label_smoothing)
+        params = trainer.augment_params(gen, indices, epoch=1, first_flips=None)
+        batch, step_params = trainer.step_input(data.train_images, indices, params)
+        return trainer.batch_loss(batch, data.train_labels[indices], step_params)[0]   # the training step's loss
 
     trainer.model.train()
     return lr_range_test(trainer.model, scheduled.optimizer, batch_loss, config, lr_scales=scheduled.lr_scales,
@@ -235,30 +230,3 @@ def _endless_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[
     while True:
         order = batch_order(n, gen)
         yield from order[:n - n % batch_size].view(-1, batch_size)
-
-
-def resolve_auto_max_lr(recipe: Recipe, options: HarnessOptions, data: Cifar10 | None = None, *,
-                        config: LRFinderConfig = LRFinderConfig(), log: Callable[[str], None] = print) -> float:
-    """``--max-lr auto``: run the range test for ``recipe`` on the run's data and device; return
-    the suggested one-cycle ``max_lr``. SpeedrunError when the curve gives no suggestion."""
-    from speedrun.bench.environment import pick_device
-    from speedrun.data.loading import load_cifar10
-    from speedrun.training.cuda_graph import check_cuda_graph_device
-
-    device = pick_device(options.device)
-    check_cuda_graph_device(recipe.train.cuda_graph, device)
-    if data is None:
-        data = load_cifar10(options.data_dir, download=options.download)
-    data = data.subset(options.train_subset, options.test_subset)
-    result = recipe_range_test(recipe, DeviceData.from_cifar(data, device), seed=options.seed, config=config,
-                               progress=ProgressLog(log) if device.type == "cpu" else None)
-    max_lr = result.suggestions["one_cycle_max_lr"]
-    if max_lr is None:
-        raise SpeedrunError(f"--max-lr auto: the LR range test from {config.start_lr:g} to {config.end_lr:g} "
-                            "found no falling loss; pass --max-lr as a number, or run `speedrun lr-find` with a "
-                            "lower --start-lr")
-    s = result.suggestions
-    stopped = ", stopped at divergence" if result.stopped_early else ""
-    log(f"--max-lr auto: LR range test ({len(result.lrs)} steps{stopped}) suggests max_lr {max_lr:.4g} "
-        f"(steepest {s['steepest_lr']:.4g}, min/10 {s['min_div_10_lr']:.4g})")
-    return max_lr

@@ -13,7 +13,7 @@ import torch
 from speedrun import __version__
 from speedrun.errors import SpeedrunError
 
-_REPO = Path(__file__).resolve().parents[2]   # speedrun/bench/environment.py -> the checkout
+_REPO = Path(__file__).resolve().parents[2]   # speedrun/instruments/environment.py -> the checkout
 
 
 def git_state(repo: Path = _REPO) -> tuple[str | None, bool | None]:
