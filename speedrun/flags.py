@@ -70,6 +70,7 @@ def _text_reader(name: str, declared: decl.Setting, *, auto: bool = False) -> Ca
             return decl.parse(name, declared, text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
+    read.setting = declared          # type: ignore[attr-defined]   # what the flag reads (for tests and help)
     return read
 
 

@@ -25,7 +25,7 @@ from speedrun.flags import AUTO, Section, add_section
 from speedrun.parameters import OptimizerConfig
 from speedrun.recipes import RECIPES, Recipe, get_recipe
 from speedrun.recipes.base import MODEL_CONFIG_TYPES
-from speedrun.schedules import ScheduleSpec
+from speedrun.schedules import ScheduleSpec, policy_parameters
 from speedrun.settings import setting
 from speedrun.training.config import TrainConfig
 from speedrun.training.range_test import LRFinderConfig
@@ -126,8 +126,8 @@ def _replacing(obj: Any) -> Callable[..., Any]:
 
 
 def _schedule(recipe: Recipe, args: argparse.Namespace, max_lr: Any, *, auto: bool = False) -> ScheduleSpec:
-    """The run's schedule: ``--schedule`` and its flags, or the recipe's (warm-up flags and ``--max-lr``
-    may change it). A policy flag without ``--schedule`` is an error naming it. With ``auto`` (the
+    """The run's schedule: ``--schedule`` and its flags, or the recipe's (changed by the warm-up flags,
+    ``--max-lr`` and its policy's own flags; another policy's flag is an error naming it). With ``auto`` (the
     peak came from the range test) a cyclic_lr without ``--base-lr`` gets the test's lower bound."""
     given = SCHEDULE.given(args)
     given.pop("max_lr", None)
@@ -138,11 +138,13 @@ def _schedule(recipe: Recipe, args: argparse.Namespace, max_lr: Any, *, auto: bo
             if auto and given["name"] == "cyclic_lr" and "base_lr" not in given:
                 given["base_lr"] = max_lr / LRFinderConfig().cyclic_divisor
         return SCHEDULE.build(ScheduleSpec, **given)
-    run_fields = ("warmup", "warmup_mode", "warmup_start_factor")
-    policy = [flags[name] for name in given if name not in run_fields]
-    if policy:
-        raise SpeedrunError(f"{', '.join(policy)}: give the policy with --schedule NAME too (the recipe's schedule is "
-                            f"{recipe.schedule.name}; without --schedule only --max-lr and the warm-up may change it)")
+    takes = {"warmup", "warmup_mode", "warmup_start_factor", *policy_parameters(recipe.schedule.name)}
+    if recipe.schedule.knots_as_fraction:
+        takes.discard("knots")       # the recipe's knots are fractions of the run; new ones need --schedule
+    foreign = [flags[name] for name in given if name not in takes]
+    if foreign:
+        raise SpeedrunError(f"{', '.join(foreign)}: not a parameter of the recipe's schedule "
+                            f"({recipe.schedule.name}); give the policy with --schedule NAME")
     spec = SCHEDULE.build(_replacing(recipe.schedule), **given)
     return spec if max_lr is None else SCHEDULE.build(spec.with_peak, peak=max_lr)
 
