@@ -167,16 +167,16 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ep)?\s*$",
 
 def to_duration(name: str, decl: Setting, value: object) -> float | str:
     """``value`` as a duration: a number of units (steps, or epochs per ``interval``), or ``"Nep"``."""
-    if is_real(value) or is_int(value):
-        amount, text = float(value), value    # type: ignore[arg-type]
+    text: float | str
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        amount, text = float(value), value
     else:
-        match = _DURATION.match(str(value)) if isinstance(value, str) else None
-        if not match:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
             raise SettingError(name, f"must be a duration: a number (in units of {{interval}}) or epochs like "
                                      f"10ep, got {value!r}")
-        amount, text = float(match.group(1)), value.strip().lower()   # type: ignore[union-attr]
-        if match.group(2) is None:
-            text = float(amount)
+        amount = float(match.group(1))
+        text = str(value).strip().lower() if match.group(2) else amount
     if not (math.isfinite(amount) and _in_bounds(decl, amount)):
         raise SettingError(name, f"must be a duration {decl.rule()}, got {value!r}")
     return text

@@ -109,6 +109,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     name is loaded once). ``on_start(job, worker)`` is called as each run is handed to a worker
     (``worker`` holds its host and process id).
     """
+    if options.out is None:
+        raise SpeedrunError("a sweep needs a folder: set SweepOptions.out (the command line defaults it)")
     folder = SweepFolder(options.out)
     all_arms = arms(spec)
     labels = [a.label for a in all_arms]
