@@ -140,7 +140,7 @@ def test_every_optimizer_in_the_loop_syncs_once_per_epoch(name, cycled, make_syn
 EXTENSIONS = {
     "swa": (SWAConfig(epochs=2, swa_lr=0.05, anneal_epochs=1),),
     "snapshots": (SnapshotEnsembleConfig(cycle_end_epochs=(1, 3)),),
-    "plateau-train-loss": (PlateauConfig(factor=0.5, patience=0, threshold=1e9, threshold_mode="abs"),),
+    "plateau-train-loss": (PlateauConfig(factor=0.5, patience=0, threshold=1e6, threshold_mode="abs"),),
     "plateau-test-acc": (PlateauConfig(metric="test_acc", factor=0.5, patience=0),),
     "all-together": (SWAConfig(epochs=1, swa_lr=0.05), SnapshotEnsembleConfig(cycle_end_epochs=(2, 3)),
                      PlateauConfig(patience=0)),
