@@ -94,6 +94,22 @@ _REQUIRED_EPOCH: dict[str, tuple[type, ...]] = {
     "train_loss": (*_NUMBER, type(None)),
     "elapsed_s": _NUMBER,
 }
+# Fields that may be absent, but when present must have these types (readers rely on them).
+_OPTIONAL_TOP: dict[str, tuple[type, ...]] = {
+    "schedule": (dict,), "nvml": (dict,), "flops": (dict,), "setup": (dict,), "command": (list,),
+    "target_source": (str, type(None)), "sweep": (dict,),
+}
+_OPTIONAL_SCHEDULE: dict[str, tuple[type, ...]] = {
+    "name": (str,), "interval": (str,), "steps": (int,), "steps_per_epoch": (int, type(None)), "lr": (list,),
+    "momentum": (list, type(None)), "params": (dict,),
+}
+_OPTIONAL_RUN: dict[str, tuple[type, ...]] = {
+    "final_test_acc": (*_NUMBER, type(None)), "time_to_target_s": (*_NUMBER, type(None)),
+    "train_time_s": (*_NUMBER, type(None)), "nvml": (dict,), "error": (str, type(None)),
+}
+_OPTIONAL_EPOCH: dict[str, tuple[type, ...]] = {
+    "lr": (*_NUMBER, type(None)), "train_acc": (*_NUMBER, type(None)), "test_acc": (*_NUMBER, type(None)),
+}
 _RUN_STATUSES = ("ok", "diverged", "failed")
 
 
@@ -185,11 +201,13 @@ def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _check_fields(obj: Any, required: dict[str, tuple[type, ...]], where: str) -> None:
+def _check_fields(obj: Any, required: dict[str, tuple[type, ...]], where: str, *, optional: bool = False) -> None:
     if not isinstance(obj, dict):
         raise RecordError(f"{where}: expected an object, got {type(obj).__name__}")
     for key, types in required.items():
         if key not in obj:
+            if optional:
+                continue
             raise RecordError(f"{where}: missing field '{key}'")
         value = obj[key]
         if isinstance(value, bool) and bool not in types:
@@ -228,14 +246,23 @@ def validate_record(record: Any, source: str = "record") -> None:
     _check_fields(record, _REQUIRED_TOP, source)
     if isinstance(version, int) and version >= 2:
         _check_fields(record, {"complete": (bool,), "runs_planned": (int,)}, source)
+    _check_fields(record, _OPTIONAL_TOP, source, optional=True)
+    if "schedule" in record:
+        _check_fields(record["schedule"], _OPTIONAL_SCHEDULE, f"{source}: schedule", optional=True)
+        for key in ("lr", "momentum"):
+            values = record["schedule"].get(key) or []
+            if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
+                raise RecordError(f"{source}: schedule.{key} must hold numbers only")
     if not 0 < record["target"] <= 1:
         raise RecordError(f"{source}: field 'target' must be an accuracy in (0, 1], got {record['target']}")
     for i, run in enumerate(record["runs"]):
         where = f"{source}: runs[{i}]"
         _check_fields(run, _REQUIRED_RUN, where)
+        _check_fields(run, _OPTIONAL_RUN, where, optional=True)
         if run["status"] not in _RUN_STATUSES:
             raise RecordError(f"{where}: status must be one of {', '.join(_RUN_STATUSES)}, got {run['status']!r}")
         for j, epoch in enumerate(run["epochs"]):
             _check_fields(epoch, _REQUIRED_EPOCH, f"{where}.epochs[{j}]")
+            _check_fields(epoch, _OPTIONAL_EPOCH, f"{where}.epochs[{j}]", optional=True)
     _check_fields(record["summary"], {"runs": (int,), "reached": (int,)}, f"{source}: summary")
     _check_finite(record, source)

@@ -93,3 +93,34 @@ def test_an_incomplete_record_says_how_far_it_got():
     cut = minimal_record(complete=False, runs_planned=8)
     assert not is_complete(cut)
     assert completeness_note(cut) == "incomplete record: 1 of 8 planned runs (cut short)"
+
+
+WRONG_TYPES = [("schedule", "cosine"), ("nvml", 5), ("flops", [1]), ("setup", "fast"), ("command", "speedrun")]
+RUN_WRONG_TYPES = [("final_test_acc", "0.9"), ("time_to_target_s", "NaN"), ("nvml", [])]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_TYPES)
+def test_a_present_field_of_the_wrong_type_is_named(field, value):
+    with pytest.raises(RecordError, match=f"'{field}'"):
+        validate_record(minimal_record(**{field: value}), "r.json")
+
+
+@pytest.mark.parametrize(("field", "value"), RUN_WRONG_TYPES)
+def test_a_run_field_of_the_wrong_type_is_named(field, value):
+    record = minimal_record()
+    record["runs"][0][field] = value
+    with pytest.raises(RecordError, match=f"runs\\[0\\]: field '{field}'"):
+        validate_record(record, "r.json")
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "compare", "export", "plot"])
+def test_every_reader_refuses_a_mistyped_record_in_one_line(command, tmp_path, capsys):
+    from speedrun.cli import main
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(minimal_record(schedule="cosine")))
+    args = {"compare": [str(path), str(path)]}.get(command, [str(path)])
+    code = main([command, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "r.json" in err and "'schedule'" in err, err
+    assert len(err.strip().splitlines()) <= 2      # leaderboard names the skipped file, then finds nothing
