@@ -37,8 +37,11 @@ class SettingError(SpeedrunError, ValueError):
 
     def render(self, name_of: Callable[[str], str]) -> str:
         """The message with every setting written as ``name_of(field name)``."""
-        names = _Names(name_of)
-        return f"{name_of(self.setting)} {self.problem.format_map(names)}"
+        try:
+            problem = self.problem.format_map(_Names(name_of))
+        except (ValueError, IndexError, AttributeError):   # braces in a quoted value, not placeholders
+            problem = self.problem
+        return f"{name_of(self.setting)} {problem}"
 
 
 class _Names(dict):

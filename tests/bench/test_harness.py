@@ -33,7 +33,7 @@ def test_record_holds_every_run_and_a_summary(tmp_path, make_synthetic_cifar10):
 
 def test_a_diverging_run_is_recorded_as_failed_and_the_next_goes_on(tmp_path, make_synthetic_cifar10):
     from speedrun.recipes import ScheduleSpec
-    exploding = TINY_RECIPE.replace(schedule=ScheduleSpec("piecewise_linear", {"knots": [(0, 1e30), (8, 1e30)]}))
+    exploding = TINY_RECIPE.replace(schedule=ScheduleSpec("piecewise_linear", knots=((0, 1e6), (8, 1e6))))
     record = run_benchmark(exploding, HarnessOptions(runs=2, out=str(tmp_path / "r.json")),
                            data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
     assert [r["status"] for r in record["runs"]] == ["diverged", "diverged"]

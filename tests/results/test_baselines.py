@@ -105,7 +105,7 @@ def test_a_schedule_override_is_not_the_recipe(tmp_path, gpu_record):
 
 def test_the_same_recipe_changed_since_is_not_its_baseline(tmp_path, gpu_record):
     variant(gpu_record, tmp_path / "r.json")
-    changed = TINY.replace(schedule=ScheduleSpec("piecewise_linear", {"knots": ((0.0, 0.0), (0.5, 0.2), (1.0, 0.0))},
+    changed = TINY.replace(schedule=ScheduleSpec("piecewise_linear", knots=((0.0, 0.0), (0.5, 0.2), (1.0, 0.0)),
                                                  knots_as_fraction=True))
     search = find_baseline([tmp_path], query(recipe=changed))
     assert search.baseline is None and "config" in search.near_misses[0]
