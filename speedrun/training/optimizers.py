@@ -20,7 +20,8 @@ Which implementation runs, and why (each keeps PyTorch's update rule, tested ste
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -122,6 +123,79 @@ class ScheduledOptimizer:
         return self.optimizer.param_groups[0]["lr"]
 
 
+@dataclass(frozen=True)
+class _Build:
+    """What a builder is given: the settings, the cycled momentum (or None), and the device's ways."""
+
+    config: OptimizerConfig
+    momentum: Tensor | None
+    fused: bool
+    capturable: bool
+    device: torch.device
+
+    def scalar(self, value: float = 0.0) -> Tensor:
+        return torch.tensor(float(value), dtype=torch.float32, device=self.device)
+
+
+def _no_options(group: ParamGroup, build: _Build) -> dict[str, Any]:
+    return {}
+
+
+def _adam_betas(group: ParamGroup, build: _Build) -> dict[str, Any]:
+    if build.momentum is not None:                       # cycled: TensorAdam reads tensor betas
+        return {"betas": (build.momentum[0].clone(), build.scalar(build.config.beta2))}
+    return {"betas": (build.config.momentum, build.config.beta2)}   # constant: fused Adam takes floats
+
+
+def _sgd_momentum(group: ParamGroup, build: _Build) -> dict[str, Any]:
+    return {} if build.momentum is None else {"momentum": build.momentum[0].clone()}
+
+
+def _muon_group(group: ParamGroup, build: _Build) -> dict[str, Any]:
+    own = build.config.muon_momentum if group.orthogonalize else build.config.momentum
+    return {"orthogonalize": group.orthogonalize, "momentum": own if group.momentum is None else group.momentum}
+
+
+# Per-group options each optimizer takes beyond params, lr and weight decay.
+_GROUP_OPTIONS: dict[str, Callable[[ParamGroup, _Build], dict[str, Any]]] = {
+    "sgd": _sgd_momentum, "adam": _adam_betas, "adamw": _adam_betas, "muon": _muon_group,
+}
+
+
+def _sgd(groups: list[dict], b: _Build) -> torch.optim.Optimizer:
+    if b.momentum is not None:
+        return TensorMomentumSGD(groups, lr=b.scalar(), momentum=b.scalar(), nesterov=b.config.nesterov)
+    return torch.optim.SGD(groups, lr=0.0, momentum=b.config.momentum, nesterov=b.config.nesterov, fused=b.fused)
+
+
+def _adam(decoupled: bool) -> Callable[[list[dict], _Build], torch.optim.Optimizer]:
+    def build(groups: list[dict], b: _Build) -> torch.optim.Optimizer:
+        if b.momentum is not None:
+            return TensorAdam(groups, lr=b.scalar(), betas=(b.scalar(), b.scalar()), eps=b.config.eps,
+                              decoupled=decoupled)
+        cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+        return cls(groups, lr=0.0, eps=b.config.eps, fused=b.fused, capturable=b.capturable)
+    return build
+
+
+# Every group brings its own tensor lr; the defaults given here are floats where PyTorch's
+# constructors compare a default with 0 on the host.
+_BUILDERS: dict[str, Callable[[list[dict], _Build], torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adam": _adam(decoupled=False),
+    "adamw": _adam(decoupled=True),
+    "rmsprop": lambda groups, b: TensorRMSprop(groups, lr=b.scalar(), alpha=b.config.alpha, eps=b.config.eps,
+                                               momentum=b.config.momentum),
+    "adagrad": lambda groups, b: TensorAdagrad(groups, lr=b.scalar(), eps=1e-10),
+    "adadelta": lambda groups, b: TensorAdadelta(groups, lr=b.scalar(), rho=b.config.rho, eps=1e-6),
+    "muon": lambda groups, b: TensorMuon(groups, lr=b.scalar(), nesterov=b.config.nesterov,
+                                         renormalize=b.config.muon_renormalize,
+                                         newton_schulz_steps=b.config.newton_schulz_steps,
+                                         batch_same_shapes=b.config.muon_batched,
+                                         renormalize_every=b.config.muon_renormalize_every),
+}
+
+
 def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: Tensor,
                     momentum: Tensor | None = None, *, capturable: bool = False) -> ScheduledOptimizer:
     """Make the optimizer named in ``config`` over ``groups``, driven by the per-step schedules.
@@ -138,53 +212,10 @@ def build_optimizer(groups: Sequence[ParamGroup], config: OptimizerConfig, lr: T
         )
     if config.name != "muon" and any(g.orthogonalize for g in groups):
         raise ValueError("orthogonalized parameter groups need the muon optimizer")
-    device = lr.device
-    fused = device.type in ("cuda", "cpu")
-
-    def scalar(value: float) -> Tensor:
-        return torch.tensor(float(value), dtype=torch.float32, device=device)
-
+    build = _Build(config, momentum, lr.device.type in ("cuda", "cpu"), capturable, lr.device)
     # Initial values by device ops (no host read); ScheduledOptimizer.step overwrites them anyway.
-    torch_groups = []
-    for g in groups:
-        wd = config.weight_decay if g.weight_decay is None else g.weight_decay
-        spec: dict[str, Any] = dict(params=list(g.params), lr=(lr[0] * g.lr_scale).to(torch.float32), weight_decay=wd)
-        if config.name in ("adam", "adamw") and momentum is not None:
-            spec["betas"] = (momentum[0].clone(), scalar(config.beta2))     # cycled: TensorAdam reads them
-        elif config.name in ("adam", "adamw"):
-            spec["betas"] = (config.momentum, config.beta2)                 # constant: fused Adam takes floats
-        elif config.name == "sgd" and momentum is not None:
-            spec["momentum"] = momentum[0].clone()
-        elif config.name == "muon":
-            spec["orthogonalize"] = g.orthogonalize
-            spec["momentum"] = g.momentum if g.momentum is not None else (
-                config.muon_momentum if g.orthogonalize else config.momentum)
-        torch_groups.append(spec)
-
-    # Every group brings its own tensor lr; the defaults given below are floats, since PyTorch's
-    # constructors compare a tensor default with 0 on the host.
-    name = config.name
-    if name == "sgd" and momentum is not None:
-        opt: torch.optim.Optimizer = TensorMomentumSGD(torch_groups, lr=scalar(0), momentum=scalar(0),
-                                                       nesterov=config.nesterov)
-    elif name == "sgd":
-        opt = torch.optim.SGD(torch_groups, lr=0.0, momentum=config.momentum, nesterov=config.nesterov,
-                              fused=fused)
-    elif name in ("adam", "adamw") and momentum is not None:
-        opt = TensorAdam(torch_groups, lr=scalar(0), betas=(scalar(0), scalar(0)), eps=config.eps,
-                         decoupled=name == "adamw")
-    elif name == "adam":
-        opt = torch.optim.Adam(torch_groups, lr=0.0, eps=config.eps, fused=fused, capturable=capturable)
-    elif name == "adamw":
-        opt = torch.optim.AdamW(torch_groups, lr=0.0, eps=config.eps, fused=fused, capturable=capturable)
-    elif name == "rmsprop":
-        opt = TensorRMSprop(torch_groups, lr=scalar(0), alpha=config.alpha, eps=config.eps, momentum=config.momentum)
-    elif name == "adagrad":
-        opt = TensorAdagrad(torch_groups, lr=scalar(0), eps=1e-10)
-    elif name == "muon":
-        opt = TensorMuon(torch_groups, lr=scalar(0), nesterov=config.nesterov, renormalize=config.muon_renormalize,
-                         newton_schulz_steps=config.newton_schulz_steps, batch_same_shapes=config.muon_batched,
-                         renormalize_every=config.muon_renormalize_every)
-    else:
-        opt = TensorAdadelta(torch_groups, lr=scalar(0), rho=config.rho, eps=1e-6)
+    torch_groups = [{"params": list(g.params), "lr": (lr[0] * g.lr_scale).to(torch.float32),
+                     "weight_decay": config.weight_decay if g.weight_decay is None else g.weight_decay,
+                     **_GROUP_OPTIONS.get(config.name, _no_options)(g, build)} for g in groups]
+    opt = _BUILDERS[config.name](torch_groups, build)
     return ScheduledOptimizer(opt, lr, momentum, [g.lr_scale for g in groups])
