@@ -28,7 +28,7 @@ under ``results/calibration/``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from typing import Any
 
 from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
@@ -95,52 +95,45 @@ def fast94_recipe(batch_size: int = BATCH_SIZE) -> Recipe:
     )
 
 
-def _with_lookahead(recipe: Recipe, **changes) -> Recipe:
-    extensions = tuple(dataclasses.replace(e, **changes) if isinstance(e, LookaheadConfig) else e
-                       for e in recipe.extensions)
-    return recipe.replace(extensions=extensions)
-
-
-# name -> (what it switches off, how)
-_ABLATIONS: dict[str, tuple[str, Callable[[Recipe], Recipe]]] = {
-    "no_whitening": ("stem keeps PyTorch's default init and trains",
-                     lambda r: r.replace(model=dataclasses.replace(r.model, whiten=False))),
-    "whitening_trained": ("whitening stem initialised but trained",
-                          lambda r: r.replace(model=dataclasses.replace(r.model, whiten_frozen=False))),
-    "no_dirac": ("block convs keep PyTorch's default init",
-                 lambda r: r.replace(model=dataclasses.replace(r.model, dirac_init=False))),
-    "learned_bn_scale": ("BN scales trained like the weights",
-                         lambda r: r.replace(model=dataclasses.replace(r.model, frozen_bn_scale=False))),
-    "no_bias_lr_scale": ("BN shifts at the weights' lr",
-                         lambda r: r.replace(model=dataclasses.replace(r.model, bias_lr_scale=1.0))),
+# name -> (what it switches off, the changes: (recipe section, field, value)). The section
+# "lookahead" is the recipe's LookaheadConfig; "extensions" appends the value.
+_ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
+    "no_whitening": ("stem keeps PyTorch's default init and trains", (("model", "whiten", False),)),
+    "whitening_trained": ("whitening stem initialised but trained", (("model", "whiten_frozen", False),)),
+    "no_dirac": ("block convs keep PyTorch's default init", (("model", "dirac_init", False),)),
+    "learned_bn_scale": ("BN scales trained like the weights", (("model", "frozen_bn_scale", False),)),
+    "no_bias_lr_scale": ("BN shifts at the weights' lr", (("model", "bias_lr_scale", 1.0),)),
     "coupled_weight_decay": ("weight decay as coupled L2 of the same average strength",
-                             lambda r: r.replace(model=dataclasses.replace(r.model, decoupled_weight_decay=False))),
-    "no_weight_decay": ("no weight decay",
-                        lambda r: r.replace(optimizer=dataclasses.replace(r.optimizer, weight_decay=0.0))),
-    "no_nesterov": ("plain momentum instead of Nesterov",
-                    lambda r: r.replace(optimizer=dataclasses.replace(r.optimizer, nesterov=False))),
-    "relu": ("ReLU instead of GELU",
-             lambda r: r.replace(model=dataclasses.replace(r.model, activation="relu"))),
-    "no_label_smoothing": ("no label smoothing",
-                           lambda r: r.replace(train=dataclasses.replace(r.train, label_smoothing=0.0))),
-    "no_lookahead": ("no lookahead", lambda r: _with_lookahead(r, enabled=False)),
-    "random_flips": ("flips drawn at random every epoch instead of alternating",
-                     lambda r: r.replace(train=dataclasses.replace(r.train, flip_mode="random"))),
-    "no_flips": ("no horizontal flips",
-                 lambda r: r.replace(augment=dataclasses.replace(r.augment, flip=False))),
-    "no_translate": ("no random translation",
-                     lambda r: r.replace(augment=dataclasses.replace(r.augment, crop_padding=0))),
-    "zero_pad_translate": ("translation with zero padding instead of reflection",
-                           lambda r: r.replace(augment=dataclasses.replace(r.augment, pad_mode="zeros"))),
+                             (("model", "decoupled_weight_decay", False),)),
+    "no_weight_decay": ("no weight decay", (("optimizer", "weight_decay", 0.0),)),
+    "no_nesterov": ("plain momentum instead of Nesterov", (("optimizer", "nesterov", False),)),
+    "relu": ("ReLU instead of GELU", (("model", "activation", "relu"),)),
+    "no_label_smoothing": ("no label smoothing", (("train", "label_smoothing", 0.0),)),
+    "no_lookahead": ("no lookahead", (("lookahead", "enabled", False),)),
+    "random_flips": ("flips drawn at random every epoch instead of alternating", (("train", "flip_mode", "random"),)),
+    "no_flips": ("no horizontal flips", (("augment", "flip", False),)),
+    "no_translate": ("no random translation", (("augment", "crop_padding", 0),)),
+    "zero_pad_translate": ("translation with zero padding instead of reflection", (("augment", "pad_mode", "zeros"),)),
     "whiten_bias_3ep": ("the stem's bias trained for the first 3 epochs only, as airbench94 does",
-                        lambda r: r.replace(extensions=(*r.extensions, WhiteningBiasSchedule(epochs=3, shape="hold")))),
+                        (("extensions", "", WhiteningBiasSchedule(epochs=3, shape="hold")),)),
     "airbench_steps": ("airbench94's 9.9-epoch budget (476 steps of 1024, not 480)",
-                       lambda r: r.replace(train=dataclasses.replace(r.train, epochs=9.9, eval_every=10))),
-    "flip_tta": ("test-time views: image and mirror only",
-                 lambda r: r.replace(train=dataclasses.replace(r.train, tta="flip"))),
-    "no_tta": ("no test-time augmentation",
-               lambda r: r.replace(train=dataclasses.replace(r.train, tta="none"))),
+                       (("train", "epochs", 9.9), ("train", "eval_every", 10))),
+    "flip_tta": ("test-time views: image and mirror only", (("train", "tta", "flip"),)),
+    "no_tta": ("no test-time augmentation", (("train", "tta", "none"),)),
 }
+
+
+def _ablated(recipe: Recipe, changes: tuple[tuple[str, str, Any], ...]) -> Recipe:
+    for section, field, value in changes:
+        if section == "extensions":
+            recipe = recipe.replace(extensions=(*recipe.extensions, value))
+        elif section == "lookahead":
+            recipe = recipe.replace(extensions=tuple(dataclasses.replace(e, **{field: value})
+                                                     if isinstance(e, LookaheadConfig) else e
+                                                     for e in recipe.extensions))
+        else:
+            recipe = recipe.replace(**{section: dataclasses.replace(getattr(recipe, section), **{field: value})})
+    return recipe
 
 
 def fast_recipe_ablations(base: Recipe | None = None) -> dict[str, Recipe]:
@@ -150,7 +143,7 @@ def fast_recipe_ablations(base: Recipe | None = None) -> dict[str, Recipe]:
     """
     base = base or fast94_recipe()
     out = {}
-    for key, (what, change) in _ABLATIONS.items():
-        recipe = change(base)
+    for key, (what, changes) in _ABLATIONS.items():
+        recipe = _ablated(base, changes)
         out[key] = recipe.replace(name=f"{base.name}-{key}", description=f"{base.name} with {what}")
     return out
