@@ -37,10 +37,18 @@ class Section:
                 seen.setdefault(field.name, (field, setting_))
         return list(seen.values())
 
+    def base_flag(self, field: str, declared: decl.Setting) -> str:
+        """The field's own spelling: declared, else ``--[prefix-]field-name``."""
+        return declared.flag or "--" + "-".join(p for p in (self.prefix, field.replace("_", "-")) if p)
+
     def flag(self, field: str, declared: decl.Setting) -> str:
-        if declared.flag:
-            return declared.flag
-        return "--" + "-".join(p for p in (self.prefix, field.replace("_", "-")) if p)
+        """The flag that sets ``field`` (for a bool without an on-flag, its off-flag)."""
+        flag = self.base_flag(field, declared)
+        if declared.kind == "bool" and declared.true_flag is not True:
+            if isinstance(declared.true_flag, str):
+                return declared.true_flag
+            return declared.false_flag if isinstance(declared.false_flag, str) else "--no-" + flag.removeprefix("--")
+        return flag
 
     def dest(self, field: str) -> str:
         return f"{self.key}.{field}"
@@ -82,7 +90,7 @@ def add_section(parser: argparse.ArgumentParser, section: Section, *, defaults: 
         group.add_argument(section.switch, dest=section.dest(""), action="store_true", default=False,
                            help=f"turn on {section.title} (its flags below also do)")
     for field, declared in section.fields():
-        flag, dest = section.flag(field.name, declared), section.dest(field.name)
+        flag, dest = section.base_flag(field.name, declared), section.dest(field.name)
         default = (defaults or {}).get(field.name)
         shown = f" (default: {field.default})" if help_defaults and field.default is not None else ""
         help_text = declared.help + shown

@@ -69,8 +69,7 @@ def add_train_flags(parser: argparse.ArgumentParser, *, default_recipe: str = "c
     """The flags of ``speedrun train`` (and of the commands that train a recipe like it)."""
     sections = tuple(sections)
     if HARNESS in sections:
-        parser.add_argument("--no-record", dest=HARNESS.dest("out"), action="store_const", const="",
-                            help="write no record")
+        parser.add_argument("--no-record", dest="no_record", action="store_true", help="write no record")
     for section in sections:
         add_section(parser, section, defaults={"recipe": default_recipe} if section is SOURCE else None)
 
@@ -178,7 +177,7 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
     """
     recipe, recorded = base_recipe(args)
     options_given = HARNESS.given(args)
-    if options_given.get("out") == "":
+    if getattr(args, "no_record", False):
         options_given["out"] = None
     options = HARNESS.build(HarnessOptions, **{**recorded, **options_given})
     changes = {s.key: s.build(_replacing(getattr(recipe, s.key)), **s.given(args))
@@ -190,6 +189,7 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
     base = recipe
     recipe = recipe.replace(schedule=_schedule(recipe, args, _STAND_IN_PEAK if auto else max_lr, auto=auto),
                             extensions=tuple(recipe.extensions) + extensions)
+    check_budget(recipe, options)        # every flag checked before the range test too
     if auto and resolve_auto:
         from speedrun.bench.lr_find import resolve_auto_max_lr
 

@@ -252,5 +252,7 @@ def parse(name: str, decl: Setting, text: str) -> Any:
         elif kind == "knots":
             value = tuple((to_duration(name, decl, p), lr) for p, lr in value)
     except SettingError as error:
-        raise ValueError(error.render(lambda _: "").strip()) from None
+        # The setting itself is the flag argparse names; other settings by their default flag.
+        raise ValueError(error.render(lambda other: "" if other == name else "--" + other.replace("_", "-")).strip()) \
+            from None
     return value

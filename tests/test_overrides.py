@@ -1,29 +1,30 @@
-"""Train-command flags for schedules and extensions, and the classic assignment recipe."""
+"""Train flags to a run's settings (speedrun.overrides): schedules and extensions from the command line,
+--max-lr auto, and the classic assignment recipe."""
 import argparse
 import json
 
 import pytest
 import torch
 
-from speedrun.bench.harness import run_benchmark
-from speedrun.cli import extension_flags as extensions_cli
-from speedrun.cli.extension_flags import (
-    CommandLineSchedule,
-    add_extension_arguments,
-    apply_training_flags,
-    extensions_from_args,
-    schedule_spec_from_args,
-    with_peak_lr,
-)
-from speedrun.cli.harness_flags import add_harness_arguments, options_from_args
-from speedrun.cli.recipe_flags import add_recipe_arguments, recipe_from_args
-from speedrun.cli.schedule_flags import schedule_from_args
+import speedrun.bench.lr_find as lr_find
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.errors import SettingError, SpeedrunError
 from speedrun.extensions.plateau import PlateauConfig
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig
 from speedrun.extensions.swa import SWAConfig
+from speedrun.overrides import (
+    EXTENSIONS,
+    SCHEDULE,
+    add_train_flags,
+    schedule_of,
+    settings_from_flags,
+    train_parser,
+    train_settings,
+)
 from speedrun.recipes import CLASSIC, ScheduleSpec
 from speedrun.recipes.assignment import assignment_recipe
 from speedrun.results.records import read_record
+from speedrun.training.range_test import LRFinderConfig
 from tests.support.trainers import TINY
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -32,71 +33,109 @@ ASSIGNMENT = assignment_recipe()
 
 
 def parse(*argv):
-    parser = argparse.ArgumentParser()
-    add_harness_arguments(parser)
-    add_recipe_arguments(parser)
-    add_extension_arguments(parser)
-    return parser.parse_args(list(argv))
+    return train_parser().parse_args(list(argv))
+
+
+def extensions(*argv):
+    return settings_from_flags(list(argv), resolve_auto=False).recipe.extensions
 
 
 def test_extension_flags_become_configs():
-    args = parse("--swa-epochs", "4", "--swa-lr", "0.05", "--swa-anneal-epochs", "2", "--swa-anneal-strategy", "linear",
-                 "--plateau", "--plateau-patience", "3", "--plateau-metric", "test_acc")
-    assert extensions_from_args(args) == (PlateauConfig(metric="test_acc", patience=3),
-                                          SWAConfig(4, 0.05, anneal_epochs=2, anneal_strategy="linear"))
-    assert extensions_from_args(parse("--snapshot-ensemble")) == (SnapshotEnsembleConfig(),)
-    assert extensions_from_args(parse("--snapshot-epochs", "10,30,70")) == (SnapshotEnsembleConfig((10, 30, 70)),)
-    assert extensions_from_args(parse()) == ()
+    assert extensions("--swa-epochs", "4", "--swa-lr", "0.05", "--swa-anneal-epochs", "2", "--swa-anneal-strategy",
+                      "linear", "--plateau", "--plateau-patience", "3", "--plateau-metric", "test_acc") == \
+        (SWAConfig(4, 0.05, anneal_epochs=2, anneal_strategy="linear"), PlateauConfig(metric="test_acc", patience=3))
+    assert extensions("--snapshot-ensemble") == (SnapshotEnsembleConfig(),)
+    assert extensions("--epochs", "70", "--snapshot-epochs", "10,30,70") == (SnapshotEnsembleConfig((10, 30, 70)),)
+    assert extensions("--plateau") == (PlateauConfig(),)
+    assert extensions() == ()
+
+
+def test_an_extensions_flag_turns_it_on():
+    assert extensions("--plateau-patience", "3") == (PlateauConfig(patience=3),)
+    assert extensions("--plateau-threshold-mode", "abs", "--plateau-eps", "0") == \
+        (PlateauConfig(threshold_mode="abs", eps=0.0),)
+    flags = {section.key: section.flags() for section in EXTENSIONS}
+    assert flags["swa"] == {"epochs": "--swa-epochs", "swa_lr": "--swa-lr", "anneal_epochs": "--swa-anneal-epochs",
+                            "anneal_strategy": "--swa-anneal-strategy"}
+    assert flags["snapshot"] == {"cycle_end_epochs": "--snapshot-epochs"}
+    assert flags["plateau"]["min_lr"] == "--plateau-min-lr" and flags["plateau"]["metric"] == "--plateau-metric"
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--swa-epochs", "4"], "--swa-lr"),
-    (["--swa-anneal-epochs", "2"], "--swa-anneal-epochs"),
-    (["--plateau-patience", "3"], "--plateau"),
+    (["--swa-epochs", "4"], "--swa-lr is needed for SWA: give --swa-epochs and --swa-lr together"),
+    (["--swa-lr", "0.1"], "--swa-epochs is needed for SWA"),
+    (["--swa-anneal-epochs", "2"], "--swa-epochs is needed for SWA"),
     (["--swa-epochs", "2", "--swa-lr", "0.1", "--snapshot-ensemble"], "choose one"),
+    (["--swa-epochs", "2", "--swa-lr", "0.1", "--snapshot-epochs", "5"], "choose one"),
     (["--snapshot-epochs", "a,b"], "--snapshot-epochs"),
+    (["--snapshot-epochs", "30,10"], r"--snapshot-epochs must be strictly increasing"),
+    (["--snapshot-epochs", "10,30"], r"--snapshot-epochs go past the run's 24 epochs"),
+    (["--plateau-factor", "2"], "--plateau-factor"),
+    (["--plateau-metric", "val_loss"], "--plateau-metric"),
+    (["--swa-epochs", "30", "--swa-lr", "0.1"], "--swa-epochs 30 needs a whole --epochs"),
 ])
 def test_inconsistent_extension_flags_are_named(argv, match):
-    with pytest.raises(ValueError, match=match):
-        extensions_from_args(parse(*argv))
+    with pytest.raises(SpeedrunError, match=match):
+        extensions(*argv)
 
 
 def test_the_parser_has_the_schedule_flags_and_accepts_max_lr_auto():
-    parser = argparse.ArgumentParser()
-    add_extension_arguments(parser)
-    assert parser.parse_args(["--schedule", "cyclic_lr", "--mode", "triangular2"]).mode == "triangular2"
-    assert parser.parse_args(["--max-lr", "auto"]).max_lr == "auto"
-    assert parser.parse_args(["--max-lr", "0.3"]).max_lr == 0.3
+    assert getattr(parse("--schedule", "cyclic_lr", "--mode", "triangular2"), SCHEDULE.dest("mode")) == "triangular2"
+    assert getattr(parse("--max-lr", "auto"), SCHEDULE.dest("max_lr")) == "auto"
+    assert getattr(parse("--max-lr", " AUTO "), SCHEDULE.dest("max_lr")) == "auto"
+    assert getattr(parse("--max-lr", "0.3"), SCHEDULE.dest("max_lr")) == 0.3
+    with pytest.raises(SpeedrunError, match="--max-lr"):
+        parse("--max-lr", "lots")
+    with pytest.raises(SpeedrunError, match="--base-lr"):
+        parse("--base-lr", "auto")                   # only --max-lr takes auto
+    exiting = argparse.ArgumentParser()             # add_train_flags on a plain parser: argparse's exit
+    add_train_flags(exiting)
+    assert getattr(exiting.parse_args(["--max-lr", "auto"]), SCHEDULE.dest("max_lr")) == "auto"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--max-lr", "lots"])
+        exiting.parse_args(["--max-lr", "lots"])
 
 
 def test_any_policy_and_its_parameters_from_the_command_line():
-    args = parse("--schedule", "cyclic_lr", "--base-lr", "0.01", "--max-lr", "0.1", "--mode", "triangular2",
-                 "--step-size-up", "2ep")
-    spec = schedule_spec_from_args(args, CLASSIC, max_lr=args.max_lr)
-    assert isinstance(spec, CommandLineSchedule) and spec.name == "cyclic_lr"
+    argv = ["--schedule", "cyclic_lr", "--base-lr", "0.01", "--max-lr", "0.1", "--mode", "triangular2",
+            "--step-size-up", "2ep"]
+    spec = settings_from_flags(argv, resolve_auto=False).recipe.schedule
+    assert spec == ScheduleSpec("cyclic_lr", base_lr=0.01, max_lr=0.1, mode="triangular2", step_size_up="2ep")
+    assert spec == schedule_of(CLASSIC, parse(*argv))
     built = spec.build(400, 50)
-    direct = schedule_from_args(args, total_steps=400, steps_per_epoch=50)
-    assert torch.equal(built.lr, direct.lr) and built.params["mode"] == "triangular2"
+    from speedrun.schedules import cyclic_lr
+    assert torch.equal(built.lr, cyclic_lr(400, 0.01, 0.1, step_size_up=100, mode="triangular2").lr)
+    assert built.params["mode"] == "triangular2"
 
 
-def test_without_schedule_only_max_lr_may_change_the_recipes_curve():
-    with pytest.raises(ValueError, match=r"--base-lr.*--schedule"):
-        schedule_spec_from_args(parse("--base-lr", "0.1"), CLASSIC)
-    spec = schedule_spec_from_args(parse("--max-lr", "0.2"), CLASSIC, max_lr=0.2)
-    assert spec.knots_as_fraction and max(lr for _, lr in spec.params["knots"]) == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="max_lr"):
-        schedule_spec_from_args(parse("--schedule", "step_lr", "--base-lr", "0.1", "--step-size", "5"), CLASSIC,
-                                max_lr=0.3)
+def test_without_schedule_only_max_lr_and_the_warmup_may_change_the_recipes_schedule():
+    with pytest.raises(SpeedrunError, match=r"--base-lr.*--schedule"):
+        schedule_of(CLASSIC, parse("--base-lr", "0.1"))
+    with pytest.raises(SpeedrunError, match=r"--interval.*--schedule"):
+        settings_from_flags(["--interval", "epoch"], resolve_auto=False)
+    spec = schedule_of(CLASSIC, parse("--max-lr", "0.2"))
+    assert spec.knots_as_fraction and max(lr for _, lr in spec.knots) == pytest.approx(0.2)
+    assert [pos for pos, _ in spec.knots] == [pos for pos, _ in CLASSIC.schedule.knots]
+    warmed = schedule_of(CLASSIC, parse("--warmup", "2ep", "--warmup-mode", "constant"))
+    assert (warmed.warmup, warmed.warmup_mode, warmed.knots) == ("2ep", "constant", CLASSIC.schedule.knots)
+    with pytest.raises(SpeedrunError, match="--max-lr is not a parameter of schedule 'step_lr'"):
+        settings_from_flags(["--schedule", "step_lr", "--base-lr", "0.1", "--step-size", "5", "--max-lr", "0.3"],
+                            resolve_auto=False)
 
 
-def test_with_peak_lr_keeps_the_shape_of_a_piecewise_schedule():
-    spec = with_peak_lr(ASSIGNMENT.schedule, 0.8)
-    assert [lr for _, lr in spec.params["knots"]] == pytest.approx([0.08, 0.8, 0.08])
-    assert with_peak_lr(ScheduleSpec("one_cycle_lr", {"max_lr": 0.1}), 0.5).params["max_lr"] == 0.5
-    with pytest.raises(ValueError, match="--schedule"):
-        with_peak_lr(ScheduleSpec("step_lr", {"base_lr": 0.1, "step_size": 3}), 0.5)
+def test_with_peak_keeps_the_shape_of_a_piecewise_schedule():
+    spec = ASSIGNMENT.schedule.with_peak(0.8)
+    assert [lr for _, lr in spec.knots] == pytest.approx([0.08, 0.8, 0.08])
+    assert [pos for pos, _ in spec.knots] == [pos for pos, _ in ASSIGNMENT.schedule.knots]
+    assert spec.knots_as_fraction and spec.name == "piecewise_linear"
+    assert ScheduleSpec("one_cycle_lr", max_lr=0.1).with_peak(0.5).max_lr == 0.5
+    with pytest.raises(SettingError, match=r"^max_lr has nothing to set in schedule 'step_lr'"):
+        ScheduleSpec("step_lr", base_lr=0.1, step_size=3).with_peak(0.5)
+    with pytest.raises(SettingError, match="max_lr"):
+        ScheduleSpec("piecewise_linear", knots=((0, 0.0), (10, 0.0))).with_peak(0.5)
+    # On the command line the same refusal names the flag.
+    step = CLASSIC.replace(schedule=ScheduleSpec("step_lr", base_lr=0.1, step_size=3))
+    with pytest.raises(SpeedrunError, match=r"^--max-lr has nothing to set"):
+        schedule_of(step, parse("--max-lr", "0.5"))
 
 
 def test_max_lr_auto_runs_the_range_test_and_rescales_the_recipe(monkeypatch):
@@ -106,40 +145,60 @@ def test_max_lr_auto_runs_the_range_test_and_rescales_the_recipe(monkeypatch):
         calls.append(recipe.name)
         return 0.3
 
-    monkeypatch.setattr(extensions_cli, "resolve_auto_max_lr", fake_range_test)
-    args = parse("--recipe", "classic", "--max-lr", "auto")
-    recipe = apply_training_flags(args, ASSIGNMENT, options_from_args(args))
+    monkeypatch.setattr(lr_find, "resolve_auto_max_lr", fake_range_test)
+    recipe = train_settings(parse("--recipe", "assignment", "--max-lr", "auto"), log=lambda _: None).recipe
     assert calls == ["assignment"]
-    assert [lr for _, lr in recipe.schedule.params["knots"]] == pytest.approx([0.03, 0.3, 0.03])
-    args = parse("--schedule", "cyclic_lr", "--max-lr", "auto", "--step-size-up", "1ep")
-    spec = apply_training_flags(args, CLASSIC, options_from_args(args)).schedule
-    assert spec.flags["max_lr"] == 0.3 and spec.flags["base_lr"] == pytest.approx(0.3 / 4)
+    assert [lr for _, lr in recipe.schedule.knots] == pytest.approx([0.03, 0.3, 0.03])
+    spec = train_settings(parse("--schedule", "cyclic_lr", "--max-lr", "auto", "--step-size-up", "1ep"),
+                          log=lambda _: None).recipe.schedule
+    assert calls == ["assignment", "classic"]
+    assert spec.max_lr == 0.3 and spec.base_lr == pytest.approx(0.3 / LRFinderConfig().cyclic_divisor)
+    given_base = train_settings(parse("--schedule", "cyclic_lr", "--max-lr", "auto", "--base-lr", "0.01"),
+                                log=lambda _: None).recipe.schedule
+    assert (given_base.max_lr, given_base.base_lr) == (0.3, 0.01)
+    # Checking only: no range test, and a stand-in peak that is never trained with.
+    train_settings(parse("--max-lr", "auto"), resolve_auto=False)
+    assert len(calls) == 3
+    with pytest.raises(SpeedrunError, match="--max-lr auto"):
+        schedule_of(CLASSIC, parse("--max-lr", "auto"))
 
 
-def test_bad_schedule_flags_fail_before_any_range_test(monkeypatch):
-    monkeypatch.setattr(extensions_cli, "resolve_auto_max_lr", lambda *a, **k: pytest.fail("range test ran"))
-    with pytest.raises(ValueError, match="max_lr"):
-        args = parse("--schedule", "cosine_annealing_lr", "--max-lr", "auto")
-        apply_training_flags(args, CLASSIC, options_from_args(args))
-    with pytest.raises(ValueError, match="--swa-epochs"):
-        args = parse("--swa-epochs", "30", "--swa-lr", "0.1")
-        apply_training_flags(args, CLASSIC, options_from_args(args))
+@pytest.mark.parametrize("argv,match", [
+    (["--schedule", "cosine_annealing_lr", "--max-lr", "auto"], "--max-lr is not a parameter"),
+    (["--max-lr", "auto", "--swa-epochs", "30", "--swa-lr", "0.1"], "--swa-epochs"),
+    (["--max-lr", "auto", "--base-lr", "0.1"], r"--base-lr.*--schedule"),
+    (["--max-lr", "auto", "--schedule", "cyclic_lr", "--step-size-up", "1.5", "--T-0", "3"], "--T-0"),
+])
+def test_bad_schedule_flags_fail_before_any_range_test(monkeypatch, argv, match):
+    monkeypatch.setattr(lr_find, "resolve_auto_max_lr", lambda *a, **k: pytest.fail("range test ran"))
+    with pytest.raises(SpeedrunError, match=match):
+        train_settings(parse(*argv), resolve_auto=False)
+    with pytest.raises(SpeedrunError, match=match):
+        train_settings(parse(*argv))
 
 
 def test_a_run_with_command_line_schedule_and_swa_writes_a_valid_record(make_synthetic_cifar10, tmp_path):
     args = parse("--device", "cpu", "--epochs", "3", "--batch-size", "32", "--tta", "none", "--out", str(tmp_path),
-                 "--schedule", "cosine_annealing_warm_restarts", "--base-lr", "0.1", "--T-0", "1ep", "--T-mult", "2",
-                 "--swa-epochs", "2", "--swa-lr", "0.02")
-    recipe = recipe_from_args(args).replace(model=TINY)
-    recipe = apply_training_flags(args, recipe, options_from_args(args), log=lambda _: None)
-    record = run_benchmark(recipe, options_from_args(args), data=make_synthetic_cifar10(train=128, test=32),
+                 "--train-subset", "128", "--schedule", "cosine_annealing_warm_restarts", "--base-lr", "0.1",
+                 "--T-0", "1ep", "--T-mult", "2", "--swa-epochs", "2", "--swa-lr", "0.02")
+    settings = train_settings(args, log=lambda _: None)
+    assert isinstance(settings.options, HarnessOptions) and settings.options.out == str(tmp_path)
+    recipe = settings.recipe.replace(model=TINY)
+    record = run_benchmark(recipe, settings.options, data=make_synthetic_cifar10(train=128, test=32),
                            log=lambda _: None, command=["test"])
     saved = read_record(record["_path"])
-    assert saved["config"]["recipe"]["schedule"]["name"] == "cosine_annealing_warm_restarts"
+    schedule = saved["config"]["recipe"]["schedule"]
+    assert schedule["name"] == "cosine_annealing_warm_restarts" and (schedule["T_0"], schedule["T_mult"]) == ("1ep", 2)
+    assert ScheduleSpec.from_dict(schedule) == recipe.schedule
     (swa,) = saved["config"]["recipe"]["extensions"]
     assert (swa["epochs"], swa["swa_lr"]) == (2, 0.02)
     assert saved["runs"][0]["status"] == "ok" and saved["runs"][0]["final_test_acc"] is not None
     json.dumps(saved)
+
+
+def test_no_record_writes_none():
+    assert train_settings(parse("--no-record")).options.out is None
+    assert train_settings(parse()).options.out == HarnessOptions().out
 
 
 def test_the_assignment_recipe():
@@ -153,3 +212,7 @@ def test_the_assignment_recipe():
     assert float(lr[-1]) == pytest.approx(0.04, abs=1e-3)   # ends at the lower bound: no annihilation
     assert float(lr.min()) == pytest.approx(0.04)
     assert torch.all(lr[:5 * steps_per_epoch].diff() > 0) and torch.all(lr[5 * steps_per_epoch:].diff() < 0)
+    # --epochs keeps the shape: the knots are fractions of the run.
+    assert ASSIGNMENT.schedule.knots_as_fraction
+    halved = ASSIGNMENT.schedule.build(12 * 96, 96).lr
+    assert float(halved.max()) == pytest.approx(0.4) and int(halved.argmax()) == 5 * 96 // 2

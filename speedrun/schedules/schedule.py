@@ -27,7 +27,7 @@ Every policy takes ``interval`` and ``steps_per_epoch``:
 ``total_steps`` is always the number of optimizer steps, whatever the interval. Mixing these
 up is the classic scheduling mistake, so :attr:`Schedule.interval` records which was used.
 
-The command-line surface (flags, durations in epochs) is :mod:`speedrun.cli.schedule_flags`.
+A schedule as data (every parameter, durations in epochs, warm-up) is :class:`speedrun.schedules.spec.ScheduleSpec`.
 """
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ _RUN_FIELDS = ("name", "warmup", "warmup_mode", "warmup_start_factor", "interval
 WHOLE_DURATIONS = ("step_size", "milestones", "T_max", "T_0", "total_iters", "warmup")
 
 
-def _duration(help: str, *, low: float = 1, kind: str = "duration") -> Any:
-    return setting(None, f"{help}: a number in units of --interval, or epochs like 10ep", kind=kind, low=low,
+def _duration(help: str, *, kind: str = "duration") -> Any:
+    return setting(None, f"{help}: a number in units of --interval, or epochs like 10ep", kind=kind, low=0,
                    high=_LONG, metavar="N[ep]")
 
 
@@ -55,8 +55,7 @@ class ScheduleSpec:
     gamma: float | None = _rate("decay factor (step_lr, multistep_lr, exponential_lr, cyclic_lr exp_range)",
                                 low_open=True)
     step_size: float | str | None = _duration("step_lr decay period")
-    milestones: tuple[float | str, ...] | None = _duration("multistep_lr decay points, comma-separated", low=0,
-                                                           kind="durations")
+    milestones: tuple[float | str, ...] | None = _duration("multistep_lr decay points, comma-separated", kind="durations")
     T_max: float | str | None = _duration("cosine_annealing_lr half-period (default: the whole run)")
     T_0: float | str | None = _duration("cosine_annealing_warm_restarts first cycle length")
     T_mult: int | None = setting(None, "cosine_annealing_warm_restarts cycle growth factor", low=1, high=1000)
@@ -70,9 +69,8 @@ class ScheduleSpec:
     cycle_momentum: bool | None = setting(None, "cycle momentum inversely to the lr (cyclic_lr, one_cycle_lr)")
     base_momentum: float | None = _rate("momentum at peak lr (cyclic_lr, one_cycle_lr)", high=1)
     max_momentum: float | None = _rate("momentum at low lr (cyclic_lr, one_cycle_lr)", high=1)
-    step_size_up: float | str | None = _duration("cyclic_lr rising half-cycle length", low=0)
-    step_size_down: float | str | None = _duration("cyclic_lr falling half-cycle length (default: step-size-up)",
-                                                   low=0)
+    step_size_up: float | str | None = _duration("cyclic_lr rising half-cycle length")
+    step_size_down: float | str | None = _duration("cyclic_lr falling half-cycle length (default: step-size-up)")
     knots: tuple[tuple[float | str, float], ...] | None = setting(
         None, "piecewise_linear POS:LR pairs, comma-separated (e.g. 0:0,5ep:0.4,30ep:0)", kind="knots", low=0,
         metavar="POS:LR,...")
@@ -81,7 +79,7 @@ class ScheduleSpec:
     end_factor: float | None = _rate("linear_lr end factor", high=1)
     total_iters: float | str | None = _duration("constant_lr / linear_lr / polynomial_lr length")
     power: float | None = _rate("polynomial_lr exponent")
-    warmup: float | str | None = _duration("warm up for this long first (taken out of the run's length)", low=0)
+    warmup: float | str | None = _duration("warm up for this long first (taken out of the run's length)")
     warmup_mode: str = setting("linear", "warm-up shape", choices=WARMUP_MODES)
     warmup_start_factor: float = setting(1 / 3, "warm-up starts at this fraction of the schedule's first lr", low=0,
                                          high=1)

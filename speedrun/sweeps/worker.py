@@ -8,6 +8,7 @@ without copying by every worker on it, never re-read per run.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import warnings
@@ -18,6 +19,7 @@ from speedrun.data.cifar10 import Cifar10
 
 if TYPE_CHECKING:
     from speedrun.bench.harness import PreparedRun
+    from speedrun.overrides import TrainSettings
 
 
 class RunWorker:
@@ -31,6 +33,7 @@ class RunWorker:
         self.data = dict(zip(data_keys, datasets, strict=True))
         self._key: tuple[str, ...] | None = None
         self._prepared: PreparedRun | None = None
+        self._settings: TrainSettings | None = None
         self._rehearsal_s = 0.0
 
     def where(self) -> dict:
@@ -51,9 +54,10 @@ class RunWorker:
             pass
 
         data = self.data[data_key]
-        settings = settings_from_flags([*flags, "--seed", str(seed), "--runs", "1", "--no-record"],
-                                       data=data, log=quiet)
         key = tuple(flags)
+        if key != self._key or self._settings is None:     # an arm's flags are read once per worker
+            self._settings = settings_from_flags([*flags, "--runs", "1", "--no-record"], data=data, log=quiet)
+        settings = dataclasses.replace(self._settings, options=dataclasses.replace(self._settings.options, seed=seed))
         prepared = self._prepared
         if prepared is None or key != self._key:
             self._prepared = prepared = None     # free the last arm's trainer before building the next

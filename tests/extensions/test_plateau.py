@@ -10,11 +10,8 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from speedrun.extensions.plateau import (
-    PlateauConfig,
-    PlateauController,
-    PlateauSettings,
-)
+from speedrun.errors import SettingError
+from speedrun.extensions.plateau import PLATEAU_METRICS, PlateauConfig, PlateauController
 from tests.support.trainers import Probe, constant_schedule, tiny_trainer
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -148,7 +145,8 @@ def test_describe_is_json() -> None:
     controller.step(0.5, 1)
     record = controller.describe()
     json.dumps(record)
-    assert record["mode"] == "max" and record["reduced_after_epochs"] == [1] and record["steps_per_epoch"] == 3
+    assert record["mode"] == "max" and record["metric"] == "test_acc"
+    assert record["reduced_after_epochs"] == [1] and record["steps_per_epoch"] == 3
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -164,10 +162,34 @@ def test_describe_is_json() -> None:
     (dict(eps=math.nan), "eps"),
 ])
 def test_bad_settings_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f"^{name} ") as error:
         PlateauController(torch.ones(10), 2, **kwargs)
-    with pytest.raises(ValueError, match=name):
-        PlateauSettings(**kwargs)
+    assert isinstance(error.value, SettingError) and error.value.setting == name
+    if "mode" not in kwargs:           # the config says mode by its metric
+        with pytest.raises(SettingError, match=f"^{name} "):
+            PlateauConfig(**kwargs)
+
+
+def test_the_controllers_mode_picks_the_metric_of_its_settings() -> None:
+    controller = PlateauController(torch.ones(9), 3, mode="max", patience=0, factor=0.5)
+    assert controller.settings == PlateauConfig(metric="test_acc", patience=0, factor=0.5)
+    assert controller.settings.mode == "max" and controller.best == -math.inf
+    default = PlateauController(torch.ones(9), 3)
+    assert default.settings == PlateauConfig() and default.settings.mode == "min" and default.best == math.inf
+    assert {mode: metric for metric, mode in PLATEAU_METRICS.items()} == {"min": "train_loss", "max": "test_acc"}
+    with pytest.raises(TypeError):
+        PlateauController(torch.ones(9), 3, metric="test_acc")     # the controller takes torch's mode instead
+
+
+@pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
+@pytest.mark.parametrize("metric", sorted(PLATEAU_METRICS))
+def test_is_better_is_torchs_improvement_test(metric: str, threshold_mode: str) -> None:
+    config = PlateauConfig(metric=metric, threshold=0.1, threshold_mode=threshold_mode)
+    scheduler = ReduceLROnPlateau(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), mode=config.mode,
+                                  threshold=0.1, threshold_mode=threshold_mode)
+    for best in (-2.0, -0.5, 0.0, 0.5, 2.0):
+        for value in (-2.5, -2.0, -1.9, -0.6, -0.5, -0.4, 0.0, 0.05, 0.45, 0.5, 0.56, 1.7, 2.0, 2.3):
+            assert config.is_better(value, best) == scheduler._is_better(value, best), (value, best)
 
 
 def test_bad_construction_and_calls() -> None:
@@ -189,8 +211,8 @@ def test_bad_construction_and_calls() -> None:
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
-# An absolute threshold this large makes every epoch after the first "no improvement".
-NEVER_IMPROVES = dict(threshold=1e9, threshold_mode="abs", patience=0)
+# An absolute threshold this large (the cap on a real setting) makes every epoch after the first "no improvement".
+NEVER_IMPROVES = dict(threshold=1e6, threshold_mode="abs", patience=0)
 
 
 def test_later_steps_run_at_the_reduced_lr(make_synthetic_cifar10):
