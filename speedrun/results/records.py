@@ -5,7 +5,8 @@ judge it: the full config, the software and hardware it ran on, each run's per-e
 time-to-target, the GPU telemetry, and the summary statistics. Readers (leaderboard, compare,
 plot) validate a record before trusting it and name the file and field when it is malformed.
 
-Schema (version 2); ``?`` marks a field that may be null::
+Schema (version 2), declared as types in :mod:`speedrun.results.schema` (which every write and
+every read checks); ``?`` marks a field that may be null::
 
     schema: "speedrun.record"        schema_version: 2
     kind: "train" | "anchor" | "lr_find"
@@ -62,56 +63,12 @@ from typing import Any
 
 from speedrun.errors import RecordError
 from speedrun.outputs import write_text_atomically
+from speedrun.results.schema import Record, check_shape
 
 SCHEMA_NAME = "speedrun.record"
 DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
 SCHEMA_VERSION = 2
 RUN_PIECE_SUFFIX = ".run.json"     # a sweep's one-run pieces, merged into its records (speedrun.sweeps)
-
-_NUMBER = (int, float)
-_REQUIRED_TOP: dict[str, tuple[type, ...]] = {
-    "schema": (str,),
-    "schema_version": (int,),
-    "kind": (str,),
-    "created": (str,),
-    "recipe": (str,),
-    "target": _NUMBER,
-    "config": (dict,),
-    "dataset": (dict,),
-    "environment": (dict,),
-    "timer_rule": (str,),
-    "runs": (list,),
-    "summary": (dict,),
-}
-_REQUIRED_RUN: dict[str, tuple[type, ...]] = {
-    "seed": (int,),
-    "status": (str,),
-    "epochs": (list,),
-    "reached_target": (bool,),
-}
-_REQUIRED_EPOCH: dict[str, tuple[type, ...]] = {
-    "epoch": (int,),
-    "train_loss": (*_NUMBER, type(None)),
-    "elapsed_s": _NUMBER,
-}
-# Fields that may be absent, but when present must have these types (readers rely on them).
-_OPTIONAL_TOP: dict[str, tuple[type, ...]] = {
-    "schedule": (dict,), "nvml": (dict,), "flops": (dict,), "setup": (dict,), "command": (list,),
-    "target_source": (str, type(None)), "sweep": (dict,),
-}
-_OPTIONAL_SCHEDULE: dict[str, tuple[type, ...]] = {
-    "name": (str,), "interval": (str,), "steps": (int,), "steps_per_epoch": (int, type(None)), "lr": (list,),
-    "momentum": (list, type(None)), "params": (dict,),
-}
-_OPTIONAL_RUN: dict[str, tuple[type, ...]] = {
-    "final_test_acc": (*_NUMBER, type(None)), "time_to_target_s": (*_NUMBER, type(None)),
-    "train_time_s": (*_NUMBER, type(None)), "nvml": (dict,), "error": (str, type(None)),
-}
-_OPTIONAL_EPOCH: dict[str, tuple[type, ...]] = {
-    "lr": (*_NUMBER, type(None)), "train_acc": (*_NUMBER, type(None)), "test_acc": (*_NUMBER, type(None)),
-}
-_RUN_STATUSES = ("ok", "diverged", "failed")
-
 
 def utc_now() -> str:
     """Timestamp for ``created``: ISO-8601 in UTC, seconds precision."""
@@ -201,25 +158,6 @@ def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _check_fields(obj: Any, required: dict[str, tuple[type, ...]], where: str, *, optional: bool = False) -> None:
-    if not isinstance(obj, dict):
-        raise RecordError(f"{where}: expected an object, got {type(obj).__name__}")
-    for key, types in required.items():
-        if key not in obj:
-            if optional:
-                continue
-            raise RecordError(f"{where}: missing field '{key}'")
-        value = obj[key]
-        if isinstance(value, bool) and bool not in types:
-            raise RecordError(f"{where}: field '{key}' must be {_type_names(types)}, got a boolean")
-        if not isinstance(value, types):
-            raise RecordError(f"{where}: field '{key}' must be {_type_names(types)}, got {type(value).__name__}")
-
-
-def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-
-
 def _check_finite(obj: Any, where: str) -> None:
     if isinstance(obj, float) and not math.isfinite(obj):
         raise RecordError(f"{where}: non-finite number {obj!r}")
@@ -232,7 +170,7 @@ def _check_finite(obj: Any, where: str) -> None:
 
 
 def validate_record(record: Any, source: str = "record") -> None:
-    """Raise :class:`RecordError` unless ``record`` follows the schema above."""
+    """Raise :class:`RecordError` unless ``record`` follows the schema (:mod:`speedrun.results.schema`)."""
     if not isinstance(record, dict):
         raise RecordError(f"{source}: expected a JSON object at the top level")
     if record.get("schema") != SCHEMA_NAME:
@@ -243,26 +181,11 @@ def validate_record(record: Any, source: str = "record") -> None:
             f"{source}: schema_version {version} is newer than this speedrun understands "
             f"({SCHEMA_VERSION}); upgrade speedrun to read it"
         )
-    _check_fields(record, _REQUIRED_TOP, source)
+    check_shape(record, Record, source)
     if isinstance(version, int) and version >= 2:
-        _check_fields(record, {"complete": (bool,), "runs_planned": (int,)}, source)
-    _check_fields(record, _OPTIONAL_TOP, source, optional=True)
-    if "schedule" in record:
-        _check_fields(record["schedule"], _OPTIONAL_SCHEDULE, f"{source}: schedule", optional=True)
-        for key in ("lr", "momentum"):
-            values = record["schedule"].get(key) or []
-            if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
-                raise RecordError(f"{source}: schedule.{key} must hold numbers only")
+        for key in ("complete", "runs_planned"):
+            if key not in record:
+                raise RecordError(f"{source}: missing field '{key}'")
     if not 0 < record["target"] <= 1:
         raise RecordError(f"{source}: field 'target' must be an accuracy in (0, 1], got {record['target']}")
-    for i, run in enumerate(record["runs"]):
-        where = f"{source}: runs[{i}]"
-        _check_fields(run, _REQUIRED_RUN, where)
-        _check_fields(run, _OPTIONAL_RUN, where, optional=True)
-        if run["status"] not in _RUN_STATUSES:
-            raise RecordError(f"{where}: status must be one of {', '.join(_RUN_STATUSES)}, got {run['status']!r}")
-        for j, epoch in enumerate(run["epochs"]):
-            _check_fields(epoch, _REQUIRED_EPOCH, f"{where}.epochs[{j}]")
-            _check_fields(epoch, _OPTIONAL_EPOCH, f"{where}.epochs[{j}]", optional=True)
-    _check_fields(record["summary"], {"runs": (int,), "reached": (int,)}, f"{source}: summary")
     _check_finite(record, source)
