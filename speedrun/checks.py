@@ -56,12 +56,6 @@ def one_of(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def boolean(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise SettingError(name, f"must be true or false, got {value!r}")
-    return value
-
-
 def positive_ints(name: str, value: object, count: int) -> tuple[int, ...]:
     """``count`` positive integers (e.g. a model's channel widths)."""
     if not isinstance(value, (tuple, list)) or len(value) != count or not all(is_int(v) and v > 0 for v in value):

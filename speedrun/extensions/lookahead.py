@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from speedrun.kernels.ema_update import ema_update_reference
+from speedrun.settings import check, setting
 from speedrun.training.hooks import RunHooks
 from speedrun.training.optimizers import ScheduledOptimizer
 
@@ -35,19 +36,14 @@ class LookaheadConfig:
     switches it off. This is the form airbench uses (0.95**5 every 5 steps, cubic ramp).
     """
 
-    enabled: bool = True
-    every: int = 5
-    decay: float = 0.95 ** 5
-    ramp_power: float = 3.0
-    include_buffers: bool = True
+    enabled: bool = setting(True, "pull the weights towards their slow copy")
+    every: int = setting(5, "steps between pulls", low=1, high=10**6)
+    decay: float = setting(0.95 ** 5, "the slow copy's decay per pull, late in the run", low=0, high=1)
+    ramp_power: float = setting(3.0, "how the decay ramps up over the run", low=0, high=100)
+    include_buffers: bool = setting(True, "pull the BN statistics too")
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError(f"lookahead every must be at least 1, got {self.every}")
-        if not 0 <= self.decay <= 1:
-            raise ValueError(f"lookahead decay must be in [0, 1], got {self.decay}")
-        if self.ramp_power < 0:
-            raise ValueError(f"lookahead ramp_power must be >= 0, got {self.ramp_power}")
+        check(self)
 
     def decay_at(self, step: int, total_steps: int) -> float:
         """The decay ``d`` of the pull after ``step`` steps of a ``total_steps`` run."""

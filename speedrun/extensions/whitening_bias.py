@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from speedrun.checks import int_at_least, one_of
+from speedrun.settings import check, setting
 from speedrun.training.hooks import RunHooks
 from speedrun.training.optimizers import ScheduledOptimizer
 
@@ -31,12 +31,11 @@ SHAPES = ("hold", "linear")
 class WhiteningBiasSchedule:
     """Train the stem's bias for the first ``epochs`` epochs only (module docstring)."""
 
-    epochs: int = 3
-    shape: str = "hold"
+    epochs: int = setting(3, "epochs the stem's bias trains", low=1, high=10_000)
+    shape: str = setting("hold", "how its rate ends", choices=SHAPES)
 
     def __post_init__(self) -> None:
-        int_at_least("epochs", self.epochs, 1)
-        one_of("shape", self.shape, SHAPES)
+        check(self)
 
     def params_apart(self, trainer: Trainer) -> list[torch.Tensor]:
         """The stem's bias: its group must stay its own (the trainer merges equal groups)."""

@@ -5,51 +5,19 @@ judge it: the full config, the software and hardware it ran on, each run's per-e
 time-to-target, the GPU telemetry, and the summary statistics. Readers (leaderboard, compare,
 plot) validate a record before trusting it and name the file and field when it is malformed.
 
-Schema (version 2), declared as types in :mod:`speedrun.results.schema` (which every write and
-every read checks); ``?`` marks a field that may be null::
+The schema (version 2) is declared as types in :mod:`speedrun.results.schema`; every write and
+every read checks it. What its fields mean beyond their types:
 
-    schema: "speedrun.record"        schema_version: 2
-    kind: "train" | "anchor" | "lr_find"
-    complete: bool                    runs_planned: int
-        (a record is rewritten after every run; until the last one it says complete: false, so a
-        command that was killed leaves a valid record of the runs it finished. runs_planned is
-        the seeded runs asked for, per side for an anchor. Version 1 records lack both fields
-        and are complete.)
-    created: ISO-8601 UTC             command: [argv...]
-    recipe: str                       target: float (accuracy in 0..1)
-    config: {...}                     (the recipe's dataclasses, asdict'ed)
-    dataset: {name, origin, train_size, test_size}
-    environment: {python, torch, cuda?, cudnn?, driver?, gpu_name?, device, hostname,
-                  git_commit?, git_dirty?}
-    timer_rule: str
-    flops?: {total_flops, train_flops, eval_flops, train_step_flops, eval_image_flops, steps,
-             eval_images, counted}   (the full budget's arithmetic on this record's data sizes:
-                                      speedrun.analysis.flops; records made before 2026-12 lack it)
-    schedule: {name, params, interval, steps, steps_per_epoch, lr: [...], momentum?: [...]}
-    setup: {data_to_device_s, rehearsal_s}   (the untimed rehearsal: compilation and first use;
-                                              compile_warmup_s in records made before 2026-12)
-    runs: [{seed, status: "ok"|"diverged"|"failed", error?, epochs: [{epoch, lr, train_loss,
-            train_acc, test_acc?, elapsed_s}], final_test_acc?, reached_target: bool,
-            time_to_target_s?, train_time_s, nvml: Telemetry}]
-    summary: {runs, completed, failed, reached, accuracy: Summary, time_to_target: Summary,
-              gpu_util_mean?}
-    nvml: {available: bool, reason?: str, missing: {field: reason}}   (any run's available, the first reason,
-                                       each field a run could not read with its first reason; before 2026-12-05 no missing)
-
-``Telemetry`` is :meth:`speedrun.instruments.telemetry.NvmlSampler.summary` (``{}`` for a sweep's run whose
-worker never produced a record)::
-
-    {available: bool, reason?: str, interval_s, fields: [t_s, gpu_util_pct, mem_used_mib, power_w,
-     sm_clock_mhz], missing: {field: reason}, gpu_util_pct?: {mean, max, n}, mem_used_mib?: ...,
-     power_w?: ..., sm_clock_mhz?: ..., samples?: [[t_s, value?, value?, value?, value?]]}
-
-A field whose NVML query failed is named in ``missing`` with its first reason and is null in the
-samples that lack it; its ``{mean, max, n}`` is over the samples that have it and is absent when
-none do. ``available`` is false when no field produced a value; ``samples`` are then absent.
-Records made before 2026-12-05 lack ``missing`` and ``n``, and have no nulls in their samples.
-
-``Summary`` is :class:`speedrun.results.stats.Summary` as a dict. Extra fields are allowed (a record
-can carry more, e.g. an anchor's second distribution); missing or mistyped required ones are not.
+* ``complete`` / ``runs_planned``: a record is rewritten after every run; until the last it says
+  ``complete: false``, so a killed command leaves a valid record of the runs it finished
+  (version 1 records lack both and are complete). An anchor plans ``runs_planned`` per side.
+* ``flops``: the full budget's arithmetic on the record's data sizes (:mod:`speedrun.analysis.flops`).
+* ``setup``: the untimed data move and rehearsal (compilation and first use).
+* ``nvml`` (top level): whether any run had telemetry, the first reason one had none, and each
+  field some run could not read with its first reason (``missing``). A run's ``nvml`` is
+  :meth:`speedrun.instruments.telemetry.NvmlSampler.summary`: a field whose query failed is null in
+  the samples that lack it, and its ``{mean, max, n}`` is over those that have it.
+* ``summary``: :class:`speedrun.results.stats.Summary` dicts of accuracy and time-to-target.
 """
 from __future__ import annotations
 

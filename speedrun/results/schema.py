@@ -59,6 +59,18 @@ class DatasetEntry(TypedDict):
     test_size: NotRequired[int]
 
 
+class EnvironmentEntry(TypedDict, total=False):
+    device: str | None
+    gpu_name: str | None
+    git_commit: str | None
+
+
+class AnchorSideEntry(TypedDict):
+    label: str
+    runs: list[RunEntry]
+    summary: NotRequired[dict[str, Any]]
+
+
 class Record(TypedDict):
     schema: str
     schema_version: int
@@ -68,7 +80,7 @@ class Record(TypedDict):
     target: float
     config: dict[str, Any]
     dataset: DatasetEntry
-    environment: dict[str, Any]
+    environment: EnvironmentEntry
     timer_rule: str
     runs: list[RunEntry]
     summary: SummaryEntry
@@ -81,6 +93,7 @@ class Record(TypedDict):
     flops: NotRequired[dict[str, Any]]
     setup: NotRequired[dict[str, Any]]
     sweep: NotRequired[dict[str, Any]]
+    sides: NotRequired[list[AnchorSideEntry]]       # an anchor record's two distributions
 
 
 def _name(hint: Any) -> str:

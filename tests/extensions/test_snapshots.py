@@ -98,7 +98,7 @@ def test_a_schedule_without_restarts_needs_explicit_epochs(make_synthetic_cifar1
         trainer.run(0, constant_schedule(trainer, 0.1))
 
 
-@pytest.mark.parametrize("ends,match", [((), "epochs >= 1"), ((3, 2), "increasing"), ((0, 2), "epochs >= 1")])
+@pytest.mark.parametrize("ends,match", [((), "non-empty list"), ((3, 2), "increasing"), ((0, 2), "whole number >= 1")])
 def test_bad_epochs_are_refused(ends, match):
     with pytest.raises(ValueError, match=match):
         SnapshotEnsembleConfig(ends)

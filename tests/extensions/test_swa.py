@@ -115,7 +115,7 @@ def test_swa_phase_lr_is_computed_on_the_schedules_device_and_dtype():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(epochs=0, swa_lr=0.1), "epochs must be an integer >= 1"),
+    (dict(epochs=0, swa_lr=0.1), "epochs must be a whole number >= 1"),
     (dict(epochs=2, swa_lr=-1.0), "swa_lr"),
     (dict(epochs=2, swa_lr=0.1, anneal_epochs=-1), "anneal_epochs"),
     (dict(epochs=2, swa_lr=0.1, anneal_strategy="step"), "anneal_strategy"),

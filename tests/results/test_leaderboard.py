@@ -197,7 +197,7 @@ _EXPECTED = {
     "partial": "missing field 'runs'",
     "bad-accuracy-type": "final_test_acc' must be a number or null",
     "not-a-record": "not a speedrun record",
-    "anchor-bad-sides": "sides[0] must be an object with a string 'label' and a list 'runs'",
+    "anchor-bad-sides": "sides[0]: field 'label' must be str, got int",
 }
 
 
