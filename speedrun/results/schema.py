@@ -7,9 +7,15 @@ Fields that are not declared are allowed (a record may carry more, e.g. an ancho
 """
 # No "from __future__ import annotations": TypedDict reads NotRequired from evaluated annotations.
 
+import sys
 import types
 import typing
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, TypedDict, get_type_hints, is_typeddict
+else:                                               # Python 3.10: torch brings typing_extensions
+    from typing_extensions import NotRequired, TypedDict, get_type_hints, is_typeddict
 
 from speedrun.errors import RecordError
 
@@ -108,7 +114,7 @@ def _name(hint: Any) -> str:
         return " or ".join(_name(h) for h in typing.get_args(hint))
     if origin is not None:
         return origin.__name__
-    return "object" if typing.is_typeddict(hint) else hint.__name__
+    return "object" if is_typeddict(hint) else hint.__name__
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -126,17 +132,17 @@ def _matches(value: Any, hint: Any) -> bool:
         return hint is bool
     if hint is float:
         return isinstance(value, (int, float))
-    if typing.is_typeddict(hint):
+    if is_typeddict(hint):
         return isinstance(value, dict)
     return isinstance(value, origin or hint)
 
 
 def check_shape(value: Any, hint: Any, where: str) -> None:
     """Raise :class:`RecordError` naming ``where`` and the field unless ``value`` has the shape of ``hint``."""
-    if typing.is_typeddict(hint):
+    if is_typeddict(hint):
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(hint)
+        hints = get_type_hints(hint)
         for key, field_hint in hints.items():
             if key not in value:
                 if key in hint.__required_keys__:
@@ -171,6 +177,6 @@ def _inner(hint: Any, value: Any) -> Any:
             if h is not type(None) and _matches(value, h):
                 return _inner(h, value)
         return None
-    if typing.is_typeddict(hint) or (origin is list and typing.get_args(hint)[0] is not Any):
+    if is_typeddict(hint) or (origin is list and typing.get_args(hint)[0] is not Any):
         return hint
     return None
