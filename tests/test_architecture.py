@@ -20,6 +20,11 @@ FORBIDDEN = (
     ("speedrun.instruments", "speedrun.training"),
     ("speedrun.instruments", "speedrun.bench"),
     ("speedrun.settings", "speedrun.training"),
+    ("speedrun.analysis", "speedrun.bench"),
+    ("speedrun.recipes", "speedrun.bench"),
+    ("speedrun.results", "speedrun.bench"),
+    ("speedrun.bench", "speedrun.overrides"),
+    ("speedrun.bench", "speedrun.sweeps"),
 )
 
 

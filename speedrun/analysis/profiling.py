@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
-from speedrun.bench.harness import PreparedRun
 from speedrun.instruments.timing import synchronize
 from speedrun.settings import check, setting
+from speedrun.training.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class ProfileReport:
         return "\n".join(lines) + "\n"
 
 
-def profile_epoch(prepared: PreparedRun, *, seed: int = 0, trace_path: str | None = None) -> ProfileReport:
-    """Profile one training epoch and its evaluation of a warmed-up ``prepared`` run, hooks included.
+def profile_epoch(trainer: Trainer, lr: Tensor, momentum: Tensor | None = None, *, seed: int = 0,
+                  trace_path: str | None = None) -> ProfileReport:
+    """Profile one training epoch and its evaluation of a warmed-up ``trainer``'s run at ``lr``, hooks included.
 
     The epoch is the run's first, set up as ``Trainer.run`` does (the extensions' per-step and
     epoch-end hooks run); call after the warm-up, so compilation is not in the profile. Besides
@@ -67,10 +69,10 @@ def profile_epoch(prepared: PreparedRun, *, seed: int = 0, trace_path: str | Non
     between the two is host overhead (launches, Python) that no kernel fixes. ``trace_path``
     also saves a Chrome trace for a closer look.
     """
-    trainer, device = prepared.trainer, prepared.device
+    device = trainer.device
     on_gpu = device.type == "cuda"
     trainer.initialize(seed)
-    run = trainer.start_run(seed, prepared.lr, prepared.momentum)
+    run = trainer.start_run(seed, lr, momentum)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     synchronize(device)
     with profile(activities=activities) as prof:

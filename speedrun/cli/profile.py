@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     settings = train_settings(args)
     prepared = prepare_run(settings.recipe, settings.options, log=lambda m: print(m, file=sys.stderr))
     rehearse(prepared, log=lambda m: print(m, file=sys.stderr))
-    report = profile_epoch(prepared, seed=settings.options.seed, trace_path=options.trace)
+    report = profile_epoch(prepared.trainer, prepared.lr, prepared.momentum, seed=settings.options.seed,
+                           trace_path=options.trace)
     text = report.to_markdown(options.rows)
     print(text, end="")
     if options.markdown:

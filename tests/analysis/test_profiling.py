@@ -15,7 +15,7 @@ def test_profile_of_one_epoch_names_the_convolutions(make_synthetic_cifar10):
     recipe = CLASSIC.replace(model=ResNet9Config(widths=(8, 16, 16, 32)), train=TrainConfig(epochs=1, batch_size=32))
     prepared = prepare_run(recipe, HarnessOptions(out=None), data=make_synthetic_cifar10(train=64, test=32),
                            log=lambda _: None)
-    report = profile_epoch(prepared)
+    report = profile_epoch(prepared.trainer, prepared.lr, prepared.momentum)
     assert report.clock == "cpu" and report.total_us > 0
     assert sum(r.share for r in report.rows) == pytest.approx(1.0)
     assert [r.self_time_us for r in report.rows] == sorted((r.self_time_us for r in report.rows), reverse=True)
