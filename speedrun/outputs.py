@@ -29,7 +29,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[Any]], object]
     one step (a hard link), not a race.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())    # mkstemp makes 0600; a written file gets the user's usual mode
         mode_kwargs: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": ""}
@@ -60,17 +60,80 @@ def write_text_atomically(path: str | os.PathLike, text: str, *, exclusive: bool
     return write_atomically(path, lambda f: f.write(text), binary=False, exclusive=exclusive)
 
 
-def check_writable_folder(folder: Path, *, flag: str) -> None:
-    """Refuse, before any work, a folder that cannot be made or written: a file in its place or
-    above it, or no permission. Nothing is created."""
+NAME_MAX = 255      # bytes in one name (Linux, macOS)
+PATH_MAX = 4096     # bytes in a whole path
+
+
+def check_output(path: str | os.PathLike, *, flag: str, force: bool | None = None, folder: bool = False) -> Path:
+    """``path`` as a Path, after refusing, before any work, what could not be written there:
+    an empty or too-long name, a dangling link, a file where a folder goes (or the reverse), a
+    folder above it that is a file or cannot be written, and an existing file unless ``force``.
+
+    ``force=None`` is for commands that offer no ``--force``: they never replace a file, which
+    protects inputs (an ``--out`` pointing at a record would destroy the evidence it summarises).
+    """
+    text = os.fspath(path)
+    shown = text if len(text) <= 80 else f"{text[:60]}...{text[-12:]}"
+    if not text.strip():
+        raise SpeedrunError(f"{flag} is empty; give a path")
+    out = Path(text)
+    if len(os.fsencode(text)) >= PATH_MAX or any(len(os.fsencode(part)) > NAME_MAX for part in out.parts):
+        raise SpeedrunError(f"{flag} {shown}: a name in it is longer than {NAME_MAX} bytes; choose a shorter one")
+    if out.is_symlink() and not out.exists():
+        raise SpeedrunError(f"{flag} {shown} is a link to nothing ({os.readlink(out)}); remove it or choose another path")
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise SpeedrunError(f"{flag} {shown} is a file; give a folder")
+        _check_writable(out, flag=flag, shown=shown)
+        return out
+    if out.is_dir():
+        raise SpeedrunError(f"{flag} {shown} is a folder; give a file name")
+    if out.exists() and not force:
+        fix = (f"choose another {flag} path (speedrun never overwrites files)" if force is None
+               else f"pass --force to replace it or choose a new {flag} path")
+        raise SpeedrunError(f"{shown} already exists; {fix}")
+    _check_writable(out.parent, flag=flag, shown=shown)
+    return out
+
+
+def _check_writable(folder: Path, *, flag: str, shown: str) -> None:
+    """The folder, or the nearest one above it that exists, must be a folder we can write into
+    (tried with a temporary file: permissions, read-only and immutable folders all show)."""
     for ancestor in [folder, *folder.parents]:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                what = "is a file" if ancestor == folder else f"lies under {ancestor}, which is a file"
-                raise SpeedrunError(f"{flag} {folder} {what}; give a folder (or a new .json path)")
-            if not os.access(ancestor, os.W_OK | os.X_OK):
-                raise SpeedrunError(f"{flag} {folder}: {ancestor} is not writable; choose a folder you can write to")
-            return
+        if ancestor.is_symlink() and not ancestor.exists():
+            raise SpeedrunError(f"{flag} {shown}: {ancestor} is a link to nothing; remove it or choose another path")
+        if not ancestor.exists():
+            continue
+        if not ancestor.is_dir():
+            raise SpeedrunError(f"{flag} {shown} lies under {ancestor}, which is a file; choose another path")
+        try:
+            tempfile.TemporaryFile(dir=ancestor).close()
+        except OSError as error:
+            raise SpeedrunError(f"{flag} {shown}: cannot write in {ancestor} ({error.strerror or error}); choose a "
+                                f"folder you can write to") from None
+        return
+
+
+def check_writable_folder(folder: Path, *, flag: str) -> None:
+    """Refuse, before any work, a folder that cannot be made or written into."""
+    check_output(folder, flag=flag, folder=True)
+
+
+def publish(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, binary: bool, replace: bool = False,
+            flag: str = "--out") -> Path:
+    """Write a file atomically, creating its folder; without ``replace`` only if it is still new,
+    so a concurrent writer is refused rather than overwritten. Any failure (a full disk, no
+    permission, a name taken meanwhile) is one line naming the file; nothing else is changed."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomically(path, write, binary=binary, exclusive=not replace)
+    except FileExistsError:
+        raise SpeedrunError(f"{path} appeared while this command ran (another writer?); it was left as it is: "
+                            f"choose another {flag} path") from None
+    except OSError as error:
+        raise SpeedrunError(f"could not write {path} ({error.strerror or error}); nothing was replaced: free space "
+                            f"or choose another {flag} path") from None
 
 
 def matplotlib_available() -> bool:
@@ -81,27 +144,9 @@ def matplotlib_available() -> bool:
     return True
 
 
-def check_new_path(path: str | os.PathLike, *, force: bool | None, flag: str) -> Path:
-    """``path`` as a Path, after refusing to replace an existing file unless ``force``.
-
-    ``force=None`` is for commands that offer no ``--force``: they never replace a file, which
-    protects inputs (an ``--out`` pointing at a record would destroy the evidence it summarises).
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        fix = (f"choose another {flag} path (speedrun never overwrites files)" if force is None
-               else f"pass --force to replace it or choose a new {flag} path")
-        raise SpeedrunError(f"{path} already exists; {fix}")
-    if path.is_dir():
-        raise SpeedrunError(f"{path} is a folder; give {flag} a file name")
-    if not path.parent.is_dir():
-        raise SpeedrunError(f"{path.parent} is not a folder; create it or choose another {flag} path")
-    return path
-
-
 def write_new_text_file(path: str | os.PathLike, text: str, *, flag: str = "--out") -> Path:
     """Write ``text`` to a new file, atomically; an existing file is never replaced."""
-    return write_text_atomically(check_new_path(path, force=None, flag=flag), text)
+    return publish(check_output(path, force=None, flag=flag), lambda f: f.write(text), binary=False, flag=flag)
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -114,12 +159,14 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, replace: bool = False,
+              flag: str = "--out") -> Path:
     text = csv_text(header, rows)
-    return write_atomically(path, lambda f: f.write(text), binary=False)
+    return publish(path, lambda f: f.write(text), binary=False, replace=replace, flag=flag)
 
 
-def write_figure(path: Path, draw: Callable[[Any], None], *, size: tuple[float, float] = (8, 5)) -> Path:
+def write_figure(path: Path, draw: Callable[[Any], None], *, size: tuple[float, float] = (8, 5), replace: bool = False,
+                 flag: str = "--out") -> Path:
     """Draw on a fresh Agg figure with ``draw(fig)`` and save it as PNG at ``path``."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -130,4 +177,4 @@ def write_figure(path: Path, draw: Callable[[Any], None], *, size: tuple[float, 
     fig = Figure(figsize=size, dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     draw(fig)
-    return write_atomically(path, lambda f: fig.savefig(f, format="png"), binary=True)
+    return publish(path, lambda f: fig.savefig(f, format="png"), binary=True, replace=replace, flag=flag)

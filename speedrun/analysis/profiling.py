@@ -6,13 +6,17 @@ share is of self device (kernel) time; on a CPU, of self CPU time.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
 from speedrun.instruments.timing import synchronize
+from speedrun.outputs import check_output, publish
 from speedrun.settings import check, setting
 from speedrun.training.trainer import Trainer
 
@@ -82,7 +86,10 @@ def profile_epoch(trainer: Trainer, lr: Tensor, momentum: Tensor | None = None, 
         synchronize(device)
         wall_s = time.perf_counter() - started
     if trace_path:
-        prof.export_chrome_trace(trace_path)
+        with tempfile.TemporaryDirectory() as scratch:       # the profiler writes a path; publish it as new
+            prof.export_chrome_trace(os.path.join(scratch, "trace.json"))
+            trace = Path(scratch, "trace.json").read_bytes()
+        publish(check_output(trace_path, flag="--trace"), lambda f: f.write(trace), binary=True, flag="--trace")
     return breakdown(prof.key_averages(), device=str(device), on_gpu=on_gpu, wall_s=wall_s,
                      steps=trainer.steps_per_epoch)
 

@@ -24,7 +24,7 @@ from speedrun.errors import SpeedrunError
 from speedrun.instruments.environment import describe_environment, pick_device
 from speedrun.instruments.telemetry import NvmlSampler
 from speedrun.instruments.timing import TIMER_RULE, ProgressLog, synchronize
-from speedrun.outputs import check_writable_folder
+from speedrun.outputs import check_output
 from speedrun.recipes import Recipe
 from speedrun.results.records import (
     DEFAULT_RESULTS_DIR,
@@ -285,13 +285,7 @@ class RecordWriter:
             raise SpeedrunError("--out is empty; give a folder or a .json path, or --no-record for no record")
         out = Path(options.out)
         self._explicit = _names_a_json_file(out)
-        folder = out.parent if self._explicit else out
-        check_writable_folder(folder, flag="--out")
-        if self._explicit:
-            if out.is_dir():
-                raise SpeedrunError(f"--out {out} is a folder; give a new .json file name or a folder to write into")
-            if out.exists() and not self.force:
-                raise SpeedrunError(f"{out} already exists; pass --force to replace it or choose a new --out path")
+        check_output(out, flag="--out", force=self.force, folder=not self._explicit)
         self.path = out if self._explicit else default_record_path(out, recipe, kind)
 
     def write(self, record: dict, *, complete: bool) -> dict:

@@ -25,13 +25,14 @@ from speedrun.instruments.environment import describe_environment, pick_device
 from speedrun.instruments.telemetry import NvmlSampler
 from speedrun.instruments.timing import ProgressLog
 from speedrun.outputs import (
-    check_new_path,
+    check_output,
     matplotlib_available,
+    publish,
     write_csv,
     write_figure,
 )
 from speedrun.recipes import Recipe
-from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, utc_now, write_record
+from speedrun.results.records import SCHEMA_NAME, SCHEMA_VERSION, record_text, utc_now
 from speedrun.training.cuda_graph import check_cuda_graph_device
 from speedrun.training.range_test import (
     LRFinderConfig,
@@ -60,12 +61,14 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
         return record
     json_path, csv_path, png_path = paths
     record["lr_find"]["files"] = {"csv": csv_path.name, "png": png_path.name if png_path else None}
-    write_csv(csv_path, CURVE_HEADER, zip(result.lrs, result.losses, result.smoothed))
+    write_csv(csv_path, CURVE_HEADER, zip(result.lrs, result.losses, result.smoothed), replace=options.force)
     log(f"curve: {csv_path}")
     if png_path is not None:
-        write_figure(png_path, lambda fig: draw_lr_find(fig, result, title=f"LR range test: {recipe.name}"))
+        write_figure(png_path, lambda fig: draw_lr_find(fig, result, title=f"LR range test: {recipe.name}"),
+                     replace=options.force)
         log(f"plot: {png_path}")
-    write_record(record, json_path)
+    text = record_text(record)
+    publish(json_path, lambda f: f.write(text), binary=False, replace=options.force)
     log(f"record: {json_path}")
     record["_path"] = str(json_path)
     return record
@@ -108,13 +111,13 @@ def _output_paths(out: str | None, recipe: str, *, force: bool) -> tuple[Path, P
     """Record, CSV and (with matplotlib) PNG paths, checked to be new (or ``force``) before anything runs."""
     if not out:
         return None
-    json_path = record_path(out, recipe, kind="lr_find")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    check_new_path(json_path, force=force, flag="--out")
-    csv_path = check_new_path(json_path.with_suffix(".csv"), force=force, flag="--out")
+    if not str(out).lower().endswith(".json"):
+        check_output(out, flag="--out", folder=True)
+    json_path = check_output(record_path(out, recipe, kind="lr_find"), force=force, flag="--out")
+    csv_path = check_output(json_path.with_suffix(".csv"), force=force, flag="--out")
     png_path = None
     if matplotlib_available():
-        png_path = check_new_path(json_path.with_suffix(".png"), force=force, flag="--out")
+        png_path = check_output(json_path.with_suffix(".png"), force=force, flag="--out")
     return json_path, csv_path, png_path
 
 

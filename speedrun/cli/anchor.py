@@ -9,6 +9,7 @@ from speedrun.bench.airbench import ANCHORS
 from speedrun.bench.anchor import AnchorOptions, run_anchor, train_images_of
 from speedrun.cli import add_options, options_from
 from speedrun.instruments.environment import pick_device
+from speedrun.outputs import check_output
 from speedrun.overrides import EXTENSIONS, SCHEDULE, TRAIN_SECTIONS, add_train_flags, train_settings
 
 if TYPE_CHECKING:
@@ -30,8 +31,11 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 def run(args: argparse.Namespace) -> int:
     """Check the anchor can run here first (one clear line if not), then run the interleaved runs."""
     side = ANCHORS[args.anchor]()
+    workdir = options_from(args, args.anchor_options).workdir
+    if workdir is not None:
+        check_output(workdir, flag="--workdir", folder=True)
     settings = train_settings(args)
     side.check(pick_device(settings.options.device), train_images_of(settings.options))
     run_anchor(settings.recipe, side, settings.options, command=["speedrun", *sys.argv[1:]],
-               workdir=options_from(args, args.anchor_options).workdir)
+               workdir=workdir)
     return 0

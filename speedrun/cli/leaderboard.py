@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from speedrun.cli import add_options, options_from
-from speedrun.outputs import write_new_text_file
+from speedrun.outputs import check_output, write_new_text_file
 from speedrun.results.leaderboard import LeaderboardOptions, build_leaderboard, load_records
 from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.render import render
@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 def run(args: argparse.Namespace) -> int:
     """Load, rank, render; skipped files go to stderr, the table to stdout or ``--out``."""
     options = options_from(args, args.options)
+    if options.out:
+        check_output(options.out, flag="--out")
     records, problems = load_records(args.paths)
     for problem in problems:
         print(f"speedrun leaderboard: {problem}", file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from speedrun.analysis.profiling import ProfileOptions, profile_epoch
 from speedrun.bench.harness import prepare_run, rehearse
 from speedrun.cli import add_options, options_from
-from speedrun.outputs import write_new_text_file
+from speedrun.outputs import check_output, write_new_text_file
 from speedrun.overrides import add_train_flags, train_settings
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 
 def run(args: argparse.Namespace) -> int:
     options = options_from(args, args.profile)
+    for flag, path in (("--markdown", options.markdown), ("--trace", options.trace)):
+        if path is not None:
+            check_output(path, flag=flag)
     settings = train_settings(args)
     prepared = prepare_run(settings.recipe, settings.options, log=lambda m: print(m, file=sys.stderr))
     rehearse(prepared, log=lambda m: print(m, file=sys.stderr))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from speedrun.cli import add_options, options_from
 from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES
+from speedrun.outputs import check_output
 from speedrun.overrides import SCHEDULE, SOURCE, add_train_flags, base_recipe, schedule_of
 from speedrun.schedules.plot import ScheduleView, write_schedule
 
@@ -27,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 
 def run(args: argparse.Namespace) -> int:
     view = options_from(args, args.view)
+    if view.plot:
+        check_output(view.plot, flag="--plot", force=view.force)
     recipe, _ = base_recipe(args)
     train = recipe.train if view.epochs is None else dataclasses.replace(recipe.train, epochs=view.epochs)
     steps_per_epoch = view.steps_per_epoch or max(1, CIFAR10_TRAIN_IMAGES // recipe.train.batch_size)

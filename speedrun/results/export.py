@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speedrun.errors import SpeedrunError
-from speedrun.outputs import check_new_path, check_writable_folder, csv_text, write_text_atomically
+from speedrun.outputs import check_output, csv_text, publish
 from speedrun.results.run_values import gpu_label, is_number, schedule_label
 from speedrun.settings import check, setting
 
@@ -101,10 +101,10 @@ def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, 
     """Write ``record`` in ``fmt``: ``csv`` to the file ``out``; ``dawnbench`` into the folder ``out``
     (``<stem>.json`` and ``<stem>-<side>seed<k>.tsv`` per run). Never over a file unless ``force``."""
     if fmt == "csv":
-        return [write_text_atomically(check_new_path(out, force=force, flag="--out"), epochs_csv(record))]
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise SpeedrunError(f"--out {folder} is a file; dawnbench output is a folder of files")
+        text = epochs_csv(record)
+        return [publish(check_output(out, force=force, flag="--out"), lambda f: f.write(text), binary=False,
+                        replace=force)]
+    folder = check_output(out, flag="--out", folder=True)
     files: dict[Path, str] = {folder / f"{stem}.json": json.dumps(dawnbench_metadata(record), indent=1) + "\n"}
     for side, run in record_runs(record):
         prefix = "".join(ch if ch.isalnum() else "_" for ch in side).strip("_")
@@ -113,6 +113,10 @@ def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, 
     taken = [path for path in files if path.exists()]
     if taken and not force:
         raise SpeedrunError(f"{taken[0]} already exists; pass --force to replace it or choose a new --out folder")
-    check_writable_folder(folder, flag="--out")
-    folder.mkdir(parents=True, exist_ok=True)
-    return [write_text_atomically(path, text) for path, text in files.items()]
+    for path in files:
+        check_output(path, force=force, flag="--out")
+    return [_publish_text(path, text, replace=force) for path, text in files.items()]
+
+
+def _publish_text(path: Path, text: str, *, replace: bool) -> Path:
+    return publish(path, lambda f: f.write(text), binary=False, replace=replace)

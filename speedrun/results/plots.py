@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from speedrun.errors import SpeedrunError
-from speedrun.outputs import matplotlib_available, write_figure
+from speedrun.outputs import check_output, matplotlib_available, write_figure
 from speedrun.results.records import completeness_note
 from speedrun.results.run_values import gpu_label, schedule_label
 from speedrun.settings import setting
@@ -61,10 +61,7 @@ def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None 
         files = ((record.get("lr_find") or {}).get("files") or {})
         beside = ", ".join(name for name in (files.get("csv"), files.get("png")) if name) or "its CSV"
         raise SpeedrunError(f"an lr_find record has no runs to plot; its loss curve is {beside}, written beside it")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise SpeedrunError(f"{out} is a file; pass a folder to --out-dir")
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output(out_dir, flag="--out-dir", folder=True)
     paths = _fresh_paths(out, prefix or default_prefix(record))
     drawers: dict[str, Callable[[Any, dict], None]] = {"accuracy": _draw_accuracy, "schedule": _draw_schedule,
                                                          "gpu": _draw_gpu}
@@ -73,7 +70,7 @@ def plot_record(record: dict, out_dir: str | os.PathLike, *, prefix: str | None 
         if name == "gpu" and not _telemetry_runs(record):
             log(f"no GPU picture: {_no_telemetry_reason(record)}")
             continue
-        write_figure(path, functools.partial(_draw_with, drawers[name], record))
+        write_figure(path, functools.partial(_draw_with, drawers[name], record), flag="--out-dir")
         written.append(path)
     return written
 

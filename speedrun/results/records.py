@@ -67,12 +67,17 @@ def write_record(record: dict, path: str | os.PathLike, *, exclusive: bool = Fal
     null (with the run marked failed) before writing: JSON has no NaN, and a record with one
     would be unreadable by strict parsers.
     """
-    validate_record(record, source="record to write")
+    text = record_text(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
     write_text_atomically(path, text, exclusive=exclusive)
     return path
+
+
+def record_text(record: dict) -> str:
+    """The record as the JSON text written, after checking it against the schema."""
+    validate_record(record, source="record to write")
+    return json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
 
 
 def is_complete(record: dict) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from speedrun.errors import SpeedrunError
 from speedrun.outputs import (
-    check_new_path,
+    check_output,
     matplotlib_available,
     write_csv,
     write_figure,
@@ -51,14 +51,14 @@ def write_schedule(schedule: Schedule, path: str | os.PathLike, *, force: bool =
                    flag: str = "--plot") -> Path:
     """Write ``schedule`` to ``path``: a PNG, or CSV when the path ends in ``.csv`` or matplotlib is
     missing (then ``.csv`` replaces the suffix). Returns the path written; never overwrites unless ``force``."""
-    path = check_new_path(path, force=force, flag=flag)
+    path = check_output(path, force=force, flag=flag)
     if path.suffix.lower() not in (".png", ".csv"):
         raise SpeedrunError(f"{flag} {path}: name a .png (a picture) or a .csv (the values) file")
     if path.suffix.lower() != ".csv" and not matplotlib_available():
-        path = check_new_path(path.with_suffix(".csv"), force=force, flag=flag)
+        path = check_output(path.with_suffix(".csv"), force=force, flag=flag)
     if path.suffix.lower() == ".csv":
-        return write_csv(path, CSV_HEADER, schedule_rows(schedule))
-    return write_figure(path, lambda fig: draw_schedule(fig, schedule, title))
+        return write_csv(path, CSV_HEADER, schedule_rows(schedule), replace=force, flag=flag)
+    return write_figure(path, lambda fig: draw_schedule(fig, schedule, title), replace=force, flag=flag)
 
 
 def describe_params(schedule: Schedule) -> str:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from speedrun.bench.harness import summarize_run_dicts
 from speedrun.errors import SpeedrunError
-from speedrun.outputs import check_writable_folder, write_text_atomically
-from speedrun.results.records import RUN_PIECE_SUFFIX, utc_now, validate_record, write_record
+from speedrun.outputs import check_writable_folder, publish
+from speedrun.results.records import RUN_PIECE_SUFFIX, record_text, utc_now, validate_record
 from speedrun.results.run_values import gpu_label
 
 FAILURE_SCHEMA = "speedrun.sweep_failure"
@@ -79,18 +79,18 @@ class SweepFolder:
 
     def write_record_piece(self, path: Path, record: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_record({**record, "complete": True}, path)
+        _write_text(path, record_text({**record, "complete": True}))
 
     def write_failure(self, path: Path, run_id: str, seed: int, error: str, attempts: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         failure = {"schema": FAILURE_SCHEMA, "run_id": run_id, "seed": seed, "status": "failed",
                    "error": error, "attempts": attempts, "created": utc_now()}
-        write_text_atomically(path, json.dumps(failure, indent=1) + "\n")
+        _write_text(path, json.dumps(failure, indent=1) + "\n")
 
     def write_summary(self, text: str) -> Path:
         path = self.root / SUMMARY_NAME
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, text)
+        _write_text(path, text)
         return path
 
     def merged_path(self, label: str, gpu: str | None = None) -> Path:
@@ -152,7 +152,11 @@ def write_merged(folder: SweepFolder, label: str, merged: Iterable[tuple[str | N
                 raise SpeedrunError(f"{path} exists and is not this sweep's record of {label!r}; it was left as it "
                                     f"is: give the sweep a new --out folder")
         folder.root.mkdir(parents=True, exist_ok=True)
-        write_record(record, path)
+        _write_text(path, record_text(record))
         paths.append(path)
     return paths
 
+
+def _write_text(path: Path, text: str) -> Path:
+    """A sweep's file, replaced atomically (the folder is the sweep's own); a failure is one line."""
+    return publish(path, lambda f: f.write(text), binary=False, replace=True)

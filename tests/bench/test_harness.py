@@ -164,10 +164,11 @@ def test_the_record_says_where_its_target_came_from_and_holds_the_data_checksums
     ("file.txt/records", "lies under"),
     ("file.txt", "is a file"),
     ("folder.json", "is a folder"),
-    ("readonly/records", "is not writable"),
+    ("readonly/records", "cannot write in .*readonly"),
 ])
 def test_a_bad_output_location_is_refused_before_any_work(tmp_path, make_synthetic_cifar10, monkeypatch, out, message):
-    import os
+    import errno
+    import tempfile
 
     from speedrun.errors import SpeedrunError
     from speedrun.training.trainer import Trainer
@@ -175,9 +176,15 @@ def test_a_bad_output_location_is_refused_before_any_work(tmp_path, make_synthet
     (tmp_path / "file.txt").write_text("not a folder")
     (tmp_path / "folder.json").mkdir()
     (tmp_path / "readonly").mkdir()
-    # The permission check asks os.access; faked here, since a test run as root may write anywhere.
-    real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "readonly" and real_access(path, mode))
+    # The check tries a temporary file; refused here, since a test run as root may write anywhere.
+    real_temporary_file = tempfile.TemporaryFile
+
+    def temporary_file(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).name == "readonly":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_temporary_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
     monkeypatch.setattr(Trainer, "rehearse", lambda *a, **k: pytest.fail("work started before the check"))
     target = str(tmp_path / out) if out else ""
     with pytest.raises(SpeedrunError, match=message):
