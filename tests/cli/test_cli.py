@@ -166,7 +166,7 @@ def test_top_level_help_lists_every_command_and_version_works(capsys):
 def test_an_empty_out_is_refused_in_one_line(npz_dataset, capsys):
     assert main([*TINY_FLAGS, "--data-dir", str(npz_dataset), "--out", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--out is empty" in err[0]
+    assert len(err) == 1 and "--out: is empty" in err[0]
 
 
 def test_a_record_is_rerun_exactly_from_its_recipe(npz_dataset, tmp_path):

@@ -49,3 +49,28 @@ def test_a_number_past_every_bound_is_one_line_naming_the_flag(command, flag, tm
         assert code == 2, (value, err)
         assert len(err.strip().splitlines()) == 1 and flag in err, (value, err)
     assert list(tmp_path.iterdir()) == [], "nothing is written"
+
+
+def text_flags(command: str) -> list[str]:
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return [a.option_strings[0] for a in sub._actions
+            if getattr(a.type, "setting", None) is not None and a.type.setting.kind == "str"]
+
+
+TEXT_CASES = [(c.name, flag) for c in COMMANDS for flag in text_flags(c.name)]
+
+
+@pytest.mark.parametrize(("command", "flag"), TEXT_CASES, ids=[f"{c}{f}" for c, f in TEXT_CASES])
+def test_an_empty_text_setting_is_one_line_naming_the_flag(command, flag, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for value in ("", "  "):
+        code = main([command, *POSITIONALS.get(command, []), f"{flag}={value}"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and flag in err, (value, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_has_its_text_flags_checked():
+    assert {("train", "--device"), ("train", "--out"), ("lr-find", "--out"), ("leaderboard", "--out"),
+            ("profile", "--trace"), ("sweep", "--address"), ("schedule", "--plot")} <= set(TEXT_CASES)
