@@ -19,7 +19,7 @@ from speedrun.data.augment import AugmentConfig
 from speedrun.data.cifar10 import CIFAR10_TRAIN_IMAGES, Cifar10
 from speedrun.errors import SpeedrunError
 from speedrun.extensions.plateau import PlateauConfig
-from speedrun.extensions.snapshots import SnapshotEnsembleConfig
+from speedrun.extensions.snapshots import SnapshotEnsembleConfig, cycle_ends_from_lr
 from speedrun.extensions.swa import SWAConfig
 from speedrun.flags import AUTO, Section, add_section
 from speedrun.parameters import OptimizerConfig
@@ -209,8 +209,14 @@ def check_budget(recipe: Recipe, options: HarnessOptions) -> None:
                                 f"(the run has {epochs:g})")
         if isinstance(ext, SnapshotEnsembleConfig) and ext.cycle_end_epochs and ext.cycle_end_epochs[-1] > epochs:
             raise SpeedrunError(f"--snapshot-epochs go past the run's {epochs:g} epochs")
-    SCHEDULE.build(recipe.schedule.build, total_steps=recipe.train.total_steps(steps_per_epoch),
-                   steps_per_epoch=steps_per_epoch)
+    schedule = SCHEDULE.build(recipe.schedule.build, total_steps=recipe.train.total_steps(steps_per_epoch),
+                              steps_per_epoch=steps_per_epoch)
+    for ext in recipe.extensions:
+        if isinstance(ext, SnapshotEnsembleConfig) and ext.cycle_end_epochs is None:
+            epochs_run = recipe.train.epochs_run(steps_per_epoch)
+            if len(cycle_ends_from_lr(schedule.lr, steps_per_epoch, epochs_run)) < 2:
+                raise SpeedrunError("--snapshot-ensemble: the schedule has no warm restarts to take snapshots at; "
+                                    "use --schedule cosine_annealing_warm_restarts or give --snapshot-epochs")
 
 
 class _RaisingParser(argparse.ArgumentParser):

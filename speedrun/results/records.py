@@ -36,6 +36,7 @@ from speedrun.results.schema import Record, check_shape
 SCHEMA_NAME = "speedrun.record"
 DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
 SCHEMA_VERSION = 2
+MAX_RECORD_BYTES = 256 * 2**20   # a 10,000-run record is a few hundred MB short of this
 RUN_PIECE_SUFFIX = ".run.json"     # a sweep's one-run pieces, merged into its records (speedrun.sweeps)
 
 def utc_now() -> str:
@@ -100,6 +101,8 @@ def read_record(path: str | os.PathLike) -> dict:
     """Read and validate one record; :class:`RecordError` names the file and the problem."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise RecordError(f"{path}: {path.stat().st_size / 1e6:.0f} MB is too large for a record; not read")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecordError(f"{path}: no such record file; pass a path to a speedrun JSON record") from None
@@ -107,8 +110,10 @@ def read_record(path: str | os.PathLike) -> dict:
         raise RecordError(f"{path}: cannot read record ({e.__class__.__name__}: {e})") from None
     try:
         record = json.loads(text, parse_constant=_reject_non_finite)
+    except RecursionError:
+        raise RecordError(f"{path}: not a speedrun record (JSON nested too deeply to read)") from None
     except ValueError as e:
-        raise RecordError(f"{path}: not a valid JSON record ({e}); was it cut short?") from None
+        raise RecordError(f"{path}: not a valid JSON record ({str(e)[:200]}); was it cut short?") from None
     validate_record(record, source=str(path))
     return record
 

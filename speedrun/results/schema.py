@@ -10,7 +10,7 @@ Fields that are not declared are allowed (a record may carry more, e.g. an ancho
 import sys
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired, TypedDict, get_type_hints, is_typeddict
@@ -20,15 +20,17 @@ else:                                               # Python 3.10: torch brings 
 from speedrun.errors import RecordError
 
 RUN_STATUSES = ("ok", "diverged", "failed")
+Accuracy = Annotated[float, (0.0, 1.0)]         # a share of test images
+Seconds = Annotated[float, (0.0, 1e9)]          # a duration; past 30 years is a corrupt record, not a run
 
 
 class EpochEntry(TypedDict):
     epoch: int
     train_loss: float | None          # None: non-finite
-    elapsed_s: float
+    elapsed_s: Seconds
     lr: NotRequired[float | None]
-    train_acc: NotRequired[float | None]
-    test_acc: NotRequired[float | None]
+    train_acc: NotRequired[Accuracy | None]
+    test_acc: NotRequired[Accuracy | None]
 
 
 class RunEntry(TypedDict):
@@ -36,9 +38,9 @@ class RunEntry(TypedDict):
     status: Literal["ok", "diverged", "failed"]
     epochs: list[EpochEntry]
     reached_target: bool
-    final_test_acc: NotRequired[float | None]
-    time_to_target_s: NotRequired[float | None]
-    train_time_s: NotRequired[float | None]
+    final_test_acc: NotRequired[Accuracy | None]
+    time_to_target_s: NotRequired[Seconds | None]
+    train_time_s: NotRequired[Seconds | None]
     error: NotRequired[str | None]
     nvml: NotRequired[dict[str, Any]]
 
@@ -107,6 +109,9 @@ def _name(hint: Any) -> str:
         return "null"
     if hint is float:
         return "a number"
+    if typing.get_origin(hint) is Annotated:
+        base, (low, high) = typing.get_args(hint)
+        return f"{_name(base)} from {low:g} to {high:g}"
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(hint)))
     origin = typing.get_origin(hint)
@@ -124,6 +129,9 @@ def _matches(value: Any, hint: Any) -> bool:
         return any(_matches(value, h) for h in typing.get_args(hint))
     if origin is Literal:
         return value in typing.get_args(hint)
+    if origin is Annotated:
+        base, (low, high) = typing.get_args(hint)
+        return _matches(value, base) and low <= value <= high
     if hint is Any:
         return True
     if hint is type(None):
@@ -142,15 +150,18 @@ def check_shape(value: Any, hint: Any, where: str) -> None:
     if is_typeddict(hint):
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected an object, got {type(value).__name__}")
-        hints = get_type_hints(hint)
+        hints = get_type_hints(hint, include_extras=True)
         for key, field_hint in hints.items():
+            if typing.get_origin(field_hint) is NotRequired:
+                (field_hint,) = typing.get_args(field_hint)
             if key not in value:
                 if key in hint.__required_keys__:
                     raise RecordError(f"{where}: missing field '{key}'")
                 continue
             item = value[key]
             if not _matches(item, field_hint):
-                got = "a boolean" if isinstance(item, bool) else type(item).__name__
+                got = "a boolean" if isinstance(item, bool) else f"{item!r}"[:40] if isinstance(item, (int, float)) \
+                    else type(item).__name__
                 raise RecordError(f"{where}: field '{key}' must be {_name(field_hint)}, got {got}")
             inner = _inner(field_hint, item)
             if inner is not None:

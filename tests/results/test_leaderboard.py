@@ -195,9 +195,9 @@ _EXPECTED = {
     "newer-schema": "newer than this speedrun understands",
     "non-finite": "non-finite number",
     "partial": "missing field 'runs'",
-    "bad-accuracy-type": "final_test_acc' must be a number or null",
+    "bad-accuracy-type": "final_test_acc' must be a number from 0 to 1 or null",
     "not-a-record": "not a speedrun record",
-    "anchor-bad-sides": "sides[0]: field 'label' must be str, got int",
+    "anchor-bad-sides": "sides[0]: field 'label' must be str, got 3",
 }
 
 
