@@ -351,15 +351,20 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
     rehearsal_s = rehearse(prepared, log)
     runs: list[RunResult] = []
     record: dict = {}
-    for i in range(options.runs):
-        seed = options.seed + i
-        log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
-        log(EPOCH_HEADER)
-        runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
-                                         log=lambda e: log(format_epoch(e))))
-        if runs[-1].status != "ok":
-            log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
-        record = writer.write(train_record(recipe, options, prepared, rehearsal_s, runs, command),
-                              complete=i + 1 == options.runs)
+    try:
+        for i in range(options.runs):
+            seed = options.seed + i
+            log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
+            log(EPOCH_HEADER)
+            runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
+                                             log=lambda e: log(format_epoch(e))))
+            if runs[-1].status != "ok":
+                log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
+            record = writer.write(train_record(recipe, options, prepared, rehearsal_s, runs, command),
+                                  complete=i + 1 == options.runs)
+    except KeyboardInterrupt:         # Ctrl-C or SIGTERM: a run had started; the record says so
+        writer.write({**train_record(recipe, options, prepared, rehearsal_s, runs, command), "interrupted": True},
+                     complete=False)
+        raise
     log(format_summary(record["summary"], prepared.target))
     return record

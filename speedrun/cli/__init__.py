@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -110,6 +112,19 @@ def selected_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; SIGTERM is taken as Ctrl-C while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    global _terminated
+    _terminated = False
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = selected_command(argv)
     if selected is not None and (not argv or argv[0] != selected):
@@ -129,5 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"speedrun: error: {message}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
-        print("speedrun: interrupted", file=sys.stderr)
-        return 130
+        how = "SIGTERM" if _terminated else "Ctrl-C"
+        print(f"speedrun: interrupted ({how}); any record written so far is kept and says so", file=sys.stderr)
+        return 143 if _terminated else 130
+
+
+_terminated = False
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: records are kept and say they were interrupted."""
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt

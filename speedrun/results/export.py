@@ -3,16 +3,21 @@
 * ``csv``: one row per epoch of every run (an anchor record's runs per side), with the record's
   identity (recipe, GPU, dataset copy, commit, target) repeated on each row, so a spreadsheet
   or a data frame needs no JSON.
-* ``dawnbench``: what the DAWNBench training-time entries hold: a JSON metadata file and, per
-  run, a TSV of ``epoch``, ``hours`` (wall time since the start of the timed part) and
-  ``top1Accuracy`` (percent) for every evaluated epoch. The metadata names the code by its git
-  commit; fields speedrun cannot know (author, cost per hour) are null for the submitter.
+* ``dawnbench``: DAWNBench's CIFAR-10 training entries (github.com/stanford-futuredata/
+  dawn-bench-entries, checked by its tests/test_submissions.py), one per run: a JSON of metadata
+  and, with the same name, a TSV of ``epoch``, ``hours`` (wall time since the start of the timed
+  part) and ``top1Accuracy`` (percent) for every evaluated epoch. The metadata names the code by
+  its git commit and the run by seed (and side); what speedrun cannot know (author, email) is null
+  for the submitter. DAWNBench takes only entries that reach 94%: a run that does not is exported
+  all the same, its JSON saying so (``misc.note``), and the export warns.
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from speedrun.errors import SpeedrunError
@@ -67,25 +72,8 @@ def epochs_csv(record: dict) -> str:
     return csv_text(CSV_COLUMNS, rows)
 
 
-def dawnbench_metadata(record: dict) -> dict:
-    """DAWNBench's JSON metadata for the record (what it cannot know is null)."""
-    env = record.get("environment", {})
-    recipe = (record.get("config") or {}).get("recipe") or {}
-    return {
-        "version": "v1.0",
-        "author": None,
-        "authorEmail": None,
-        "framework": f"PyTorch {env.get('torch')}" + (f", CUDA {env['cuda']}" if env.get("cuda") else ""),
-        "codeURL": f"speedrun at git commit {env.get('git_commit')}" + (" (uncommitted changes)" if env.get("git_dirty")
-                                                                       else ""),
-        "model": f"{record.get('recipe')}: {recipe.get('description', '')}".rstrip(": "),
-        "hardware": gpu_label(record),
-        "costPerHour": None,
-        "timestamp": str(record.get("created", ""))[:10],
-        "misc": {"dataset": (record.get("dataset") or {}).get("name"), "target": record.get("target"),
-                 "schedule": schedule_label(record), "timer_rule": record.get("timer_rule"),
-                 "runs": len(record_runs(record)), "complete": record.get("complete", True)},
-    }
+DAWNBENCH_VERSION = "v1.0"          # the only version DAWNBench's checks accept
+DAWNBENCH_THRESHOLD = 94.0          # top1Accuracy (percent) a CIFAR-10 v1.0 training entry's TSV must reach
 
 
 def dawnbench_tsv(run: dict) -> str:
@@ -93,28 +81,121 @@ def dawnbench_tsv(run: dict) -> str:
     lines = ["epoch\thours\ttop1Accuracy"]
     for epoch in run.get("epochs", []):
         if is_number(epoch.get("test_acc")) and is_number(epoch.get("elapsed_s")):
-            lines.append(f"{epoch['epoch']}\t{epoch['elapsed_s'] / 3600:.8f}\t{100 * epoch['test_acc']:.2f}")
+            lines.append(f"{epoch['epoch']}\t{epoch['elapsed_s'] / 3600:.8f}\t{_percent(epoch['test_acc'])}")
     return "\n".join(lines) + "\n"
 
 
+def _percent(fraction: float) -> str:
+    """Percent to 4 decimals, trailing zeros dropped: enough that rounding never lifts a run over
+    the threshold (2 decimals would print 93.996 as 94.00), little enough that float32 noise goes
+    (0.94 stored as 0.93999999 prints 94)."""
+    return f"{100 * fraction:.4f}".rstrip("0").rstrip(".")
+
+
+def _best_accuracy(tsv: str) -> float | None:
+    """The highest top1Accuracy the TSV text says (what DAWNBench reads), None without rows."""
+    values = [float(line.split("\t")[2]) for line in tsv.splitlines()[1:] if line]
+    return max(values) if values else None
+
+
+def dawnbench_metadata(record: dict, side: str = "", run: dict | None = None) -> dict:
+    """DAWNBench's JSON metadata for one run of the record. What speedrun cannot know (author and
+    email) is null for the submitter; ``costPerHour``, optional there, is left out, since its
+    presence is what asks DAWNBench to compute a cost. ``misc`` says which run this is and, when
+    the run never reached the threshold, that DAWNBench would refuse it."""
+    env = record.get("environment", {})
+    recipe = (record.get("config") or {}).get("recipe") or {}
+    misc: dict = {"dataset": (record.get("dataset") or {}).get("name"), "target": record.get("target"),
+                  "schedule": schedule_label(record), "timer_rule": record.get("timer_rule"),
+                  "runs": len(record_runs(record)), "complete": record.get("complete", True)}
+    if run is not None:
+        misc["run"] = {"seed": run.get("seed"), "side": side or None, "status": run.get("status")}
+        best = _best_accuracy(dawnbench_tsv(run))
+        reached = best is not None and best >= DAWNBENCH_THRESHOLD
+        misc.update(bestTop1Accuracy=best, reachedThreshold=reached, threshold=DAWNBENCH_THRESHOLD)
+        if not reached:
+            misc["note"] = _below_threshold(best, misc["dataset"])
+    return {
+        "version": DAWNBENCH_VERSION,
+        "author": None,
+        "authorEmail": None,
+        "framework": f"PyTorch {env.get('torch')}" + (f", CUDA {env['cuda']}" if env.get("cuda") else ""),
+        "codeURL": f"speedrun at git commit {env.get('git_commit')}" + (" (uncommitted changes)" if env.get("git_dirty")
+                                                                       else ""),
+        "model": f"{record.get('recipe')}: {recipe.get('description', '')}".rstrip(": "),
+        "hardware": gpu_label(record),
+        "timestamp": _date(record),
+        "misc": misc,
+    }
+
+
+def _below_threshold(best: float | None, dataset: object) -> str:
+    reached = "it has no evaluated epoch" if best is None else f"its best top1Accuracy is {best:g}% ({dataset})"
+    return (f"not a DAWNBench entry: {reached}, and DAWNBench's checks refuse a {DAWNBENCH_VERSION} CIFAR-10 "
+            f"training entry whose TSV never reaches {DAWNBENCH_THRESHOLD:g}%")
+
+
+def _date(record: dict) -> str:
+    """The record's creation date as ``yyyy-mm-dd``, the only timestamp form DAWNBench takes."""
+    date = str(record.get("created") or "")[:10]
+    try:
+        datetime.strptime(date, "%Y-%m-%d")
+    except ValueError:
+        raise SpeedrunError(f"the record's created time {record.get('created')!r} does not start with a "
+                            f"yyyy-mm-dd date, which DAWNBench's timestamp needs") from None
+    return date
+
+
+def dawnbench_entries(record: dict, stem: str) -> dict[str, tuple[dict, str]]:
+    """One DAWNBench entry per run with an evaluated epoch, by file stem: ``<stem>-seed<k>`` (an
+    anchor record's: ``<stem>-<side>-seed<k>``), each its metadata and TSV, which DAWNBench finds by
+    the JSON's name. A run without an evaluated epoch would give an empty TSV, which DAWNBench
+    refuses, so it has no entry (a warning says so); no entry at all is an error."""
+    entries: dict[str, tuple[dict, str]] = {}
+    for side, run in record_runs(record):
+        label = "".join(ch if ch.isalnum() else "_" for ch in side).strip("_")
+        name = f"{stem}-{label + '-' if label else ''}seed{run.get('seed')}"
+        unique, n = name, 2
+        while unique in entries:            # the same seed twice, or two sides with the same label
+            unique, n = f"{name}-{n}", n + 1
+        tsv = dawnbench_tsv(run)
+        if _best_accuracy(tsv) is None:
+            warnings.warn(f"run {unique.removeprefix(stem + '-')} has no evaluated epoch, so no DAWNBench entry",
+                          stacklevel=3)
+            continue
+        entries[unique] = (dawnbench_metadata(record, side, run), tsv)
+    if not entries:
+        raise SpeedrunError("no run of the record has an evaluated epoch (test accuracy and time), so there is "
+                            "nothing to export for DAWNBench")
+    return entries
+
+
 def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, force: bool = False) -> list[Path]:
-    """Write ``record`` in ``fmt``: ``csv`` to the file ``out``; ``dawnbench`` into the folder ``out``
-    (``<stem>.json`` and ``<stem>-<side>seed<k>.tsv`` per run). Never over a file unless ``force``."""
+    """Write ``record`` in ``fmt``: ``csv`` to the file ``out``; ``dawnbench`` into the folder ``out``,
+    one entry per run: ``<name>.json`` and ``<name>.tsv`` (``dawnbench_entries``). Every file is
+    checked before any is written, and none is replaced unless ``force``. A run below DAWNBench's
+    threshold is still exported, its JSON saying why DAWNBench would refuse it, with a warning."""
     if fmt == "csv":
         text = epochs_csv(record)
         return [publish(check_output(out, force=force, flag="--out"), lambda f: f.write(text), binary=False,
                         replace=force)]
     folder = check_output(out, flag="--out", folder=True)
-    files: dict[Path, str] = {folder / f"{stem}.json": json.dumps(dawnbench_metadata(record), indent=1) + "\n"}
-    for side, run in record_runs(record):
-        prefix = "".join(ch if ch.isalnum() else "_" for ch in side).strip("_")
-        name = f"{stem}-{prefix + '-' if prefix else ''}seed{run.get('seed')}.tsv"
-        files[folder / name] = dawnbench_tsv(run)
+    entries = dawnbench_entries(record, stem)
+    files: dict[Path, str] = {}
+    for name, (meta, tsv) in entries.items():
+        files[folder / f"{name}.json"] = json.dumps(meta, indent=1) + "\n"
+        files[folder / f"{name}.tsv"] = tsv
     taken = [path for path in files if path.exists()]
     if taken and not force:
         raise SpeedrunError(f"{taken[0]} already exists; pass --force to replace it or choose a new --out folder")
     for path in files:
         check_output(path, force=force, flag="--out")
+    below = [name for name, (meta, _) in entries.items() if "note" in meta["misc"]]
+    if below:
+        best = max(entries[name][0]["misc"]["bestTop1Accuracy"] for name in below)
+        warnings.warn(f"{len(below)} of {len(entries)} DAWNBench entries never reach {DAWNBENCH_THRESHOLD:g}% "
+                      f"top1Accuracy (best {best:g}%); DAWNBench's checks refuse them, and their JSON says so",
+                      stacklevel=2)
     return [_publish_text(path, text, replace=force) for path, text in files.items()]
 
 

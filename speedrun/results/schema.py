@@ -102,6 +102,7 @@ class Record(TypedDict):
     setup: NotRequired[dict[str, Any]]
     sweep: NotRequired[dict[str, Any]]
     sides: NotRequired[list[AnchorSideEntry]]       # an anchor record's two distributions
+    interrupted: NotRequired[bool]                  # stopped by Ctrl-C or SIGTERM after a run had started
 
 
 def _name(hint: Any) -> str:

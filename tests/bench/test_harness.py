@@ -239,3 +239,25 @@ def test_a_write_that_fails_keeps_the_record_elsewhere_and_says_where(tmp_path, 
     warning = next(line for line in lines if line.startswith("warning: could not write"))
     assert "No space left on device" in warning and record["_path"] in warning
     assert read_record(record["_path"])["complete"] is True and not (tmp_path / "r.json").exists()
+
+
+def test_an_interrupted_run_leaves_a_record_that_says_so(tmp_path, make_synthetic_cifar10, monkeypatch):
+    from speedrun.training.trainer import Trainer
+
+    real_run = Trainer.run
+    calls = {"n": 0}
+
+    def run_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt      # Ctrl-C, or SIGTERM as the CLI takes it, in the second run
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run", run_then_interrupt)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(TINY_RECIPE, HarnessOptions(out=str(out), runs=3, target=0.2),
+                      data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+    record = read_record(out)
+    assert record["interrupted"] is True and record["complete"] is False
+    assert len(record["runs"]) == 1 and record["runs_planned"] == 3
