@@ -70,13 +70,13 @@ def test_an_unwritable_output_is_one_line_before_any_work(words, flag, name, pro
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert flag in lines[0] or problem == "empty" and "empty" in lines[0], err
+    assert flag in lines[0] or (problem == "empty" and "empty" in lines[0]), err
     assert "cifar10" not in lines[0], "the data was reached: work started before the output was checked"
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before, "nothing is written or changed"
 
 
-@pytest.mark.parametrize(("words", "flag", "name"), [w for w in WRITERS if not w[2] == "folder"],
+@pytest.mark.parametrize(("words", "flag", "name"), [w for w in WRITERS if w[2] != "folder"],
                          ids=[f"{w[0]}{f}" for w, f, n in WRITERS if n != "folder"])
 def test_an_existing_file_is_never_replaced(words, flag, name, tmp_path, capsys):
     record = tmp_path / "r.json"

@@ -96,7 +96,7 @@ def test_a_record_without_a_schedule_or_curves_still_plots(matplotlib, cpu_recor
 def test_out_dir_that_is_a_file_is_refused(matplotlib, cpu_records, tmp_path):
     not_a_dir = tmp_path / "file.png"
     not_a_dir.write_bytes(b"x")
-    with pytest.raises(SpeedrunError, match="--out-dir .* is a file; give a folder"):
+    with pytest.raises(SpeedrunError, match=r"--out-dir .* is a file; give a folder"):
         plot_record(cpu_records.load("narrow"), not_a_dir)
 
 
