@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 VERSIONS = ("v1.0",)
@@ -108,6 +109,6 @@ def _check_readme_rows(tsv: Path, rows: list[dict[str, str]]) -> None:
     epochs = [_number(tsv, row, "epoch") for row in rows]
     hours = [_number(tsv, row, "hours") for row in rows]
     accuracy = [_number(tsv, row, "top1Accuracy") for row in rows]
-    assert all(a < b for a, b in zip(epochs, epochs[1:])), f"{tsv.name}: epochs do not rise: {epochs}"
-    assert hours[0] >= 0 and all(a <= b for a, b in zip(hours, hours[1:])), f"{tsv.name}: hours fall back: {hours}"
+    assert all(a < b for a, b in pairwise(epochs)), f"{tsv.name}: epochs do not rise: {epochs}"
+    assert hours[0] >= 0 and all(a <= b for a, b in pairwise(hours)), f"{tsv.name}: hours fall back: {hours}"
     assert all(0 <= a <= 100 for a in accuracy), f"{tsv.name}: top1Accuracy is not a percent (0-100): {accuracy}"
