@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -146,7 +146,7 @@ def _date(record: dict) -> str:
     return date
 
 
-def dawnbench_entries(record: dict, stem: str) -> dict[str, tuple[dict, str]]:
+def dawnbench_entries(record: dict, stem: str, log: Callable[[str], None] = print) -> dict[str, tuple[dict, str]]:
     """One DAWNBench entry per run with an evaluated epoch, by file stem: ``<stem>-seed<k>`` (an
     anchor record's: ``<stem>-<side>-seed<k>``), each its metadata and TSV, which DAWNBench finds by
     the JSON's name. A run without an evaluated epoch would give an empty TSV, which DAWNBench
@@ -160,8 +160,7 @@ def dawnbench_entries(record: dict, stem: str) -> dict[str, tuple[dict, str]]:
             unique, n = f"{name}-{n}", n + 1
         tsv = dawnbench_tsv(run)
         if _best_accuracy(tsv) is None:
-            warnings.warn(f"run {unique.removeprefix(stem + '-')} has no evaluated epoch, so no DAWNBench entry",
-                          stacklevel=3)
+            log(f"warning: run {unique.removeprefix(stem + '-')} has no evaluated epoch, so no DAWNBench entry")
             continue
         entries[unique] = (dawnbench_metadata(record, side, run), tsv)
     if not entries:
@@ -170,7 +169,8 @@ def dawnbench_entries(record: dict, stem: str) -> dict[str, tuple[dict, str]]:
     return entries
 
 
-def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, force: bool = False) -> list[Path]:
+def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, force: bool = False,
+                  log: Callable[[str], None] = print) -> list[Path]:
     """Write ``record`` in ``fmt``: ``csv`` to the file ``out``; ``dawnbench`` into the folder ``out``,
     one entry per run: ``<name>.json`` and ``<name>.tsv`` (``dawnbench_entries``). Every file is
     checked before any is written, and none is replaced unless ``force``. A run below DAWNBench's
@@ -180,7 +180,7 @@ def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, 
         return [publish(check_output(out, force=force, flag="--out"), lambda f: f.write(text), binary=False,
                         replace=force)]
     folder = check_output(out, flag="--out", folder=True)
-    entries = dawnbench_entries(record, stem)
+    entries = dawnbench_entries(record, stem, log)
     files: dict[Path, str] = {}
     for name, (meta, tsv) in entries.items():
         files[folder / f"{name}.json"] = json.dumps(meta, indent=1) + "\n"
@@ -193,9 +193,8 @@ def export_record(record: dict, fmt: str, out: str | os.PathLike, *, stem: str, 
     below = [name for name, (meta, _) in entries.items() if "note" in meta["misc"]]
     if below:
         best = max(entries[name][0]["misc"]["bestTop1Accuracy"] for name in below)
-        warnings.warn(f"{len(below)} of {len(entries)} DAWNBench entries never reach {DAWNBENCH_THRESHOLD:g}% "
-                      f"top1Accuracy (best {best:g}%); DAWNBench's checks refuse them, and their JSON says so",
-                      stacklevel=2)
+        log(f"warning: {len(below)} of {len(entries)} DAWNBench entries never reach {DAWNBENCH_THRESHOLD:g}% "
+            f"top1Accuracy (best {best:g}%); DAWNBench's checks refuse them, and their JSON says so")
     return [_publish_text(path, text, replace=force) for path, text in files.items()]
 
 

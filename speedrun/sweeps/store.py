@@ -15,6 +15,7 @@ commands leave the ``*.run.json`` pieces out (:func:`speedrun.results.records.fi
 """
 from __future__ import annotations
 
+import glob
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -143,18 +144,30 @@ def write_merged(folder: SweepFolder, label: str, merged: Iterable[tuple[str | N
     paths = []
     for gpu, record in merged:
         path = folder.merged_path(label, gpu)
-        if path.exists():
-            try:
-                old = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = None
-            if not (isinstance(old, dict) and isinstance(old.get("sweep"), dict) and old["sweep"].get("arm") == label):
-                raise SpeedrunError(f"{path} exists and is not this sweep's record of {label!r}; it was left as it "
-                                    f"is: give the sweep a new --out folder")
+        _refuse_foreign(path, label)
         folder.root.mkdir(parents=True, exist_ok=True)
         _write_text(path, record_text(record))
         paths.append(path)
     return paths
+
+
+def check_no_foreign_records(folder: SweepFolder, labels: Iterable[str]) -> None:
+    """Before any run: every variant's record name in the folder is free or this sweep's own."""
+    for label in labels:
+        for path in [folder.merged_path(label), *folder.root.glob(f"{glob.escape(label)}--*.json")]:
+            _refuse_foreign(path, label)
+
+
+def _refuse_foreign(path: Path, label: str) -> None:
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        old = None
+    if not (isinstance(old, dict) and isinstance(old.get("sweep"), dict) and old["sweep"].get("arm") == label):
+        raise SpeedrunError(f"{path} exists and is not this sweep's record of {label!r}; it was left as it "
+                            f"is: give the sweep a new --out folder")
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -8,6 +8,7 @@ same command started again does only what is missing.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from speedrun.settings import check, setting
 from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs
 from speedrun.sweeps.pool import Job, Outcome, RayOptions, RunPool, wait_all
 from speedrun.sweeps.spec import SpecError, SweepSpec
-from speedrun.sweeps.store import Piece, SweepFolder, merge_runs, write_merged
+from speedrun.sweeps.store import Piece, SweepFolder, check_no_foreign_records, merge_runs, write_merged
 from speedrun.sweeps.tune import ArmStudy, TrialResult, TuneResult, trial_value
 
 
@@ -41,6 +42,8 @@ class SweepOptions:
     ray: RayOptions = field(default_factory=RayOptions)
     progress_every_s: float = setting(10.0, "say done/running/failed/left every S seconds", low=0.1, high=86_400,
                                       flag="--progress-every", metavar="S")
+    max_runs: int = setting(10_000, "refuse a spec that plans more runs than this (variants x grid points x seeds, "
+                                    "plus tuning trials)", low=1, high=10**7, metavar="N")
 
     def __post_init__(self) -> None:
         check(self)
@@ -112,6 +115,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     if options.out is None:
         raise SpeedrunError("a sweep needs a folder: set SweepOptions.out (the command line defaults it)")
     folder = SweepFolder(options.out)
+    planned = planned_run_count(spec)
+    if planned > options.max_runs:
+        raise SpecError(f"{spec.source}: plans {planned:,} runs, more than --max-runs {options.max_runs:,}; shrink "
+                        f"the grid or the seeds, or raise --max-runs")
     all_arms = arms(spec)
     labels = [a.label for a in all_arms]
     if len(set(labels)) != len(labels):
@@ -127,9 +134,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         if arm not in tuned_arms:
             _check_pieces(folder, planned_runs(arm, spec.seeds))
 
+    check_no_foreign_records(folder, labels)
+    datasets, arm_data = _load_data(spec, all_arms, parsed, data)      # data problems show before Ray starts
     pool = RunPool(options.ray, command=command, on_start=on_start)     # a bad --address fails here
     try:
-        datasets, arm_data = _load_data(spec, all_arms, parsed, data)
         pool.share(datasets)
     except BaseException:
         pool.close()
@@ -163,6 +171,14 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         pool.close()
     report.elapsed_s = time.monotonic() - started
     return report
+
+
+def planned_run_count(spec: SweepSpec) -> int:
+    """The runs a spec asks for, counted without expanding it: arms x seeds, plus each tuned arm's trials."""
+    points = math.prod(len(values) for values in spec.grid.values())
+    arms_count = len(spec.variants) * points
+    tuned = sum(1 for v in spec.variants if v.search) * points if spec.tune else 0
+    return arms_count * len(spec.seeds) + tuned * (spec.tune.trials if spec.tune else 0)
 
 
 def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, TrainSettings],
