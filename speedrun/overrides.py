@@ -90,10 +90,13 @@ def base_recipe(args: argparse.Namespace) -> tuple[Recipe, dict[str, Any]]:
     """``--recipe-from RECORD``'s recipe and harness options, rebuilt exactly; else ``--recipe``'s."""
     source = getattr(args, SOURCE.dest("recipe_from"), None)
     if not source:
-        return get_recipe(getattr(args, SOURCE.dest("recipe"), None) or "classic"), {}
+        return SOURCE.build(get_recipe, name=getattr(args, SOURCE.dest("recipe"), None) or "classic"), {}
     from speedrun.results.records import read_record
 
-    config = read_record(source).get("config") or {}
+    try:
+        config = read_record(source).get("config") or {}
+    except SpeedrunError as error:
+        raise SpeedrunError(f"--recipe-from {error}") from None
     stored, harness = config.get("recipe"), config.get("harness") or {}
     if not isinstance(stored, dict) or not isinstance(harness, dict):
         raise SpeedrunError(f"--recipe-from {source}: the record holds no recipe (config.recipe)")

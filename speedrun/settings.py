@@ -137,6 +137,8 @@ def check_value(name: str, decl: Setting, value: object) -> None:
     elif kind == "str":
         if isinstance(value, str) and not value.strip():
             raise SettingError(name, "is empty; give a value (or leave the setting out)")
+        if isinstance(value, str) and "\x00" in value:
+            raise SettingError(name, "holds a NUL character, which no name or path can")
         if not isinstance(value, str) or (decl.choices is not None and value not in decl.choices):
             allowed = f"one of {', '.join(decl.choices)}" if decl.choices is not None else "text"
             raise SettingError(name, f"must be {allowed}; got {value!r}")

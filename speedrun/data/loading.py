@@ -77,7 +77,19 @@ def load_cifar10(
     ``expected_counts`` (train, test) and ``expected_md5`` (of the archive) can be None to
     skip those checks, e.g. for small synthetic sets in tests.
     """
-    path = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    try:
+        path = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    except RuntimeError:                  # ~user of a user this machine does not have
+        raise DatasetError(f"--data-dir {data_dir}: no such home folder; give the folder's full path") from None
+    try:
+        return _load(path, download, expected_counts, expected_md5)
+    except OSError as error:              # a name too long, a folder we may not read, a disk error...
+        shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:60]}..."
+        raise DatasetError(f"--data-dir {shown}: cannot read there ({error.strerror or error}); point --data-dir "
+                           f"at the folder or file holding CIFAR-10") from None
+
+
+def _load(path: Path, download: bool, expected_counts: tuple[int, int] | None, expected_md5: str | None) -> Cifar10:
     if path.is_file():
         return validated(_read_file(path, expected_md5), expected_counts)
     if path.is_dir() and _is_batches_folder(path):

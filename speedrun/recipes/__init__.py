@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from speedrun.errors import SettingError
 from speedrun.recipes.assignment import assignment_recipe
 from speedrun.recipes.base import CalibratedTarget, Recipe, TargetChoice
 from speedrun.recipes.classic import CLASSIC
@@ -32,5 +33,5 @@ def get_recipe(name: str) -> Recipe:
     ablations = {r.name: r for r in fast_recipe_ablations().values()}
     if name in ablations:
         return ablations[name]
-    raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}, "
+    raise SettingError("recipe", f"{name!r} is not a recipe; choose one of: {', '.join(RECIPES)}, "
                      f"or an ablation: {', '.join(ablations)}")

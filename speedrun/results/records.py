@@ -139,6 +139,8 @@ def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def _check_finite(obj: Any, where: str) -> None:
     if isinstance(obj, float) and not math.isfinite(obj):
         raise RecordError(f"{where}: non-finite number {obj!r}")
+    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) > 2**63:
+        raise RecordError(f"{where}: the number {str(obj)[:20]}... is too large for any field of a record")
     if isinstance(obj, dict):
         for k, v in obj.items():
             _check_finite(v, f"{where}.{k}")
@@ -152,7 +154,7 @@ def validate_record(record: Any, source: str = "record") -> None:
     if not isinstance(record, dict):
         raise RecordError(f"{source}: expected a JSON object at the top level")
     if record.get("schema") != SCHEMA_NAME:
-        raise RecordError(f"{source}: not a speedrun record (field 'schema' is {record.get('schema')!r})")
+        raise RecordError(f"{source}: not a speedrun record (field 'schema' is {repr(record.get('schema'))[:40]})")
     version = record.get("schema_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise RecordError(

@@ -22,10 +22,12 @@ from speedrun.errors import RecordError
 RUN_STATUSES = ("ok", "diverged", "failed")
 Accuracy = Annotated[float, (0.0, 1.0)]         # a share of test images
 Seconds = Annotated[float, (0.0, 1e9)]          # a duration; past 30 years is a corrupt record, not a run
+Count = Annotated[int, (0, 10**9)]              # epochs, steps, runs
+Seed = Annotated[int, (0, 2**63 - 1)]
 
 
 class EpochEntry(TypedDict):
-    epoch: int
+    epoch: Count
     train_loss: float | None          # None: non-finite
     elapsed_s: Seconds
     lr: NotRequired[float | None]
@@ -34,7 +36,7 @@ class EpochEntry(TypedDict):
 
 
 class RunEntry(TypedDict):
-    seed: int
+    seed: Seed
     status: Literal["ok", "diverged", "failed"]
     epochs: list[EpochEntry]
     reached_target: bool
@@ -48,16 +50,16 @@ class RunEntry(TypedDict):
 class ScheduleEntry(TypedDict, total=False):
     name: str
     interval: str
-    steps: int
-    steps_per_epoch: int | None
+    steps: Count
+    steps_per_epoch: Count | None
     lr: list[float]
     momentum: list[float] | None
     params: dict[str, Any]
 
 
 class SummaryEntry(TypedDict):
-    runs: int
-    reached: int
+    runs: Count
+    reached: Count
 
 
 class DatasetEntry(TypedDict):
@@ -93,7 +95,7 @@ class Record(TypedDict):
     runs: list[RunEntry]
     summary: SummaryEntry
     complete: NotRequired[bool]           # required from schema version 2
-    runs_planned: NotRequired[int]        # required from schema version 2
+    runs_planned: NotRequired[Count]      # required from schema version 2
     command: NotRequired[list[str]]
     target_source: NotRequired[str | None]
     schedule: NotRequired[ScheduleEntry]
