@@ -46,7 +46,7 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
 @pytest.mark.parametrize("argv,needle", [
     (["--target", "1.5"], "--target: must be a finite number > 0 and <= 1, got 1.5"),
     (["--runs", "0"], "--runs: must be a whole number >= 1"),
-    (["--recipe", "nope"], "--recipe .nope. is not a recipe"),
+    (["--recipe", "nope"], "--recipe 'nope' is not a recipe"),
     (["--epochs", "0"], "--epochs: must be a finite number > 0"),
     (["--momentum", "1.5"], "--momentum: must be a finite number >= 0 and < 1"),
     (["--momentum", "0", "--nesterov"], "--nesterov needs --momentum > 0"),
