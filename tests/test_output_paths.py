@@ -119,3 +119,59 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_file(tmp_path, monkeypatch):
 def test_check_output_accepts_a_new_path_in_a_new_folder(tmp_path):
     assert check_output(tmp_path / "a" / "b" / "r.json", flag="--out") == tmp_path / "a" / "b" / "r.json"
     assert not (tmp_path / "a").exists(), "checking creates nothing"
+
+
+def _full_disk(monkeypatch):
+    import speedrun.outputs as outputs
+
+    def no_space(path, write, *, binary, exclusive=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outputs, "write_atomically", no_space)
+
+
+@pytest.mark.parametrize("words", [
+    ["leaderboard", "RECORD", "--out", "OUT/lb.txt"],
+    ["export", "RECORD", "--out", "OUT/e.csv"],
+    ["export", "RECORD", "--format", "dawnbench", "--out", "OUT/db"],
+    ["schedule", "--plot", "OUT/s.csv"],
+    ["plot", "RECORD", "--out-dir", "OUT/pictures"],
+])
+def test_a_full_disk_is_one_line_for_every_command(words, tmp_path, monkeypatch, capsys):
+    from tests.test_adversarial import _record_with_epochs
+
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps(_record_with_epochs()))
+    _full_disk(monkeypatch)
+    argv = [str(record) if w == "RECORD" else w.replace("OUT", str(tmp_path / "out")) for w in words]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("speedrun: error:")]) == 1
+
+
+def test_a_full_disk_after_the_range_test_is_one_line(tmp_path, monkeypatch, make_synthetic_cifar10):
+    from speedrun.bench.harness import HarnessOptions
+    from speedrun.bench.lr_find import run_lr_find
+    from speedrun.errors import SpeedrunError
+    from speedrun.training.range_test import LRFinderConfig
+    from tests.bench.test_harness import TINY_RECIPE
+
+    _full_disk(monkeypatch)
+    with pytest.raises(SpeedrunError, match="No space left on device"):
+        run_lr_find(TINY_RECIPE, HarnessOptions(out=str(tmp_path / "lr"), device="cpu"),
+                    LRFinderConfig(num_steps=3), data=make_synthetic_cifar10(train=128, test=32), log=lambda _: None)
+
+
+@pytest.mark.parametrize(("words", "flag"), [(["profile", *NO_DATA], "--trace"), (["profile", *NO_DATA], "--markdown"),
+                                             (["leaderboard", "RECORD"], "--out"), (["schedule"], "--plot"),
+                                             (["export", "RECORD"], "--out")])
+def test_a_folder_where_a_file_goes_is_refused_and_kept(words, flag, tmp_path, capsys):
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps(minimal_record()))
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    argv = [str(record) if w == "RECORD" else w for w in words]
+    assert main([*argv, flag, str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert folder.is_dir() and list(folder.iterdir()) == []
