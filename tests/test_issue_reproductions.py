@@ -27,6 +27,8 @@ CASES = [
     ([*T, "--recipe", "fast94", "--widths", "8,16,32,8"], "--widths must be 3 positive whole numbers"),
     (["sweep", "spec.toml", "--progress-every", "-1"], "argument --progress-every"),
     (["sweep", "spec.toml", "--max-runs", "0"], "argument --max-runs"),
+    ([*T, "--ou", "x.json"], "unrecognized arguments: --ou"),        # no abbreviation is ever taken
+    (["leaderboard", "--form", "csv"], "unrecognized arguments: --form"),
 ]
 
 

@@ -25,7 +25,12 @@ from speedrun.flags import Section, add_section
 
 
 class CommandLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, like every other user error here, exit code 2."""
+    """An ArgumentParser whose errors are one line, like every other user error here, exit code 2,
+    and that takes no abbreviated flags (``--ou`` is not ``--out``: a typo never picks a setting)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"speedrun: error: {message} (see {self.prog} --help)\n")
