@@ -64,7 +64,7 @@ EXTENSIONS = (
 TRAIN_SECTIONS = (SOURCE, HARNESS, *RECIPE_SECTIONS, SCHEDULE, *EXTENSIONS)
 
 
-def add_train_flags(parser: argparse.ArgumentParser, *, default_recipe: str = "classic",
+def add_train_flags(parser: argparse.ArgumentParser, *, default_recipe: str | None = "classic",
                     sections: Iterable[Section] = TRAIN_SECTIONS) -> None:
     """The flags of ``speedrun train`` (and of the commands that train a recipe like it)."""
     sections = tuple(sections)

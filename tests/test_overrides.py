@@ -44,7 +44,8 @@ def test_extension_flags_become_configs():
     assert extensions("--swa-epochs", "4", "--swa-lr", "0.05", "--swa-anneal-epochs", "2", "--swa-anneal-strategy",
                       "linear", "--plateau", "--plateau-patience", "3", "--plateau-metric", "test_acc") == \
         (SWAConfig(4, 0.05, anneal_epochs=2, anneal_strategy="linear"), PlateauConfig(metric="test_acc", patience=3))
-    assert extensions("--snapshot-ensemble") == (SnapshotEnsembleConfig(),)
+    restarts = ("--schedule", "cosine_annealing_warm_restarts", "--base-lr", "0.1", "--T-0", "1ep")
+    assert extensions(*restarts, "--snapshot-ensemble") == (SnapshotEnsembleConfig(),)
     assert extensions("--epochs", "70", "--snapshot-epochs", "10,30,70") == (SnapshotEnsembleConfig((10, 30, 70)),)
     assert extensions("--plateau") == (PlateauConfig(),)
     assert extensions() == ()

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
                                           "device (no data, no GPU) and scale them to its full budget on the whole "
                                           "CIFAR-10 (default: every named recipe). Every training record stores the "
                                           "same estimate.")
-    add_train_flags(p, default_recipe="", sections=[s for s in TRAIN_SECTIONS if s is not HARNESS])
+    add_train_flags(p, default_recipe=None, sections=[s for s in TRAIN_SECTIONS if s is not HARNESS])
     p.set_defaults(handler=run)
     return p
 

@@ -160,7 +160,7 @@ def test_the_record_says_where_its_target_came_from_and_holds_the_data_checksums
 
 
 @pytest.mark.parametrize("out,message", [
-    ("", "--out is empty"),
+    ("", "out is empty"),
     ("file.txt/records", "lies under"),
     ("file.txt", "is a file"),
     ("folder.json", "is a folder"),

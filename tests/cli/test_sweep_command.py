@@ -44,7 +44,7 @@ def test_a_bad_ray_option_names_its_flag(tmp_path, capsys):
     assert code == 2 and "--cpus-per-run" in err
 
 
-def test_joining_a_cluster_that_is_not_there_is_one_line_naming_address(tmp_path, capsys, monkeypatch):
+def test_joining_a_cluster_that_is_not_there_is_one_line_naming_address(tmp_path, capsys, monkeypatch, real_cifar10):
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         pytest.skip("a Ray is already running in this process")
@@ -56,7 +56,8 @@ def test_joining_a_cluster_that_is_not_there_is_one_line_naming_address(tmp_path
         raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
 
     monkeypatch.setattr(ray, "init", no_cluster)
-    code = main(["sweep", str(spec_file(tmp_path, "seeds = 1\n[base]\nrecipe = 'classic'\nepochs = 1")),
+    base = f"seeds = 1\n[base]\nrecipe = 'classic'\nepochs = 1\ndata-dir = '{real_cifar10.origin}'"   # data is read first
+    code = main(["sweep", str(spec_file(tmp_path, base)),
                  "--address", "auto", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "--address" in err and "could not start or join" in err and err.count("\n") == 1, err
