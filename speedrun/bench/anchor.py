@@ -141,7 +141,7 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
     data, lr, momentum = prepared.data, prepared.lr, prepared.momentum
     ours_label = f"speedrun {recipe.name}"
 
-    def anchor_record(complete: bool) -> dict:
+    def anchor_record(complete: bool, interrupted: bool = False) -> dict:
         """The record of the pairs so far; written after every pair, so a cut-short session keeps them."""
         sides = [_side(ours_label, ours, ours_extra), _side(side.label, theirs, theirs_extra)]
         summary = anchor_summary(sides[0]["runs"], sides[1]["runs"], ours_label, side.label, target=target)
@@ -150,6 +150,8 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
         record["config"].update({"anchor": {"label": side.label, **side.describe()},
                                  "interleaving": "pair i: ours first when i is even, the anchor first when i is odd"})
         record.update({"setup": setup, "order": order, "runs": [], "sides": sides, "summary": summary})
+        if interrupted:
+            record["interrupted"] = True
         return writer.write(record, complete=complete)
 
     ours: list[RunResult] = []
@@ -170,23 +172,28 @@ def run_anchor(recipe: Recipe, side: AnchorSide, options: HarnessOptions, *, dat
             setup["anchor_rehearsal_s"] = _seconds(side.rehearse)
         setup["rehearsal_s"] = rehearse(prepared, log)
 
-        for pair, is_ours in interleaved_order(options.runs):
-            seed = options.seed + pair
-            label = ours_label if is_ours else side.label
-            order.append({"side": label, "seed": seed})
-            log(f"pair {pair + 1}/{options.runs}: {label}  seed {seed}")
-            if is_ours:
-                result, extra = _run_ours(trainer, seed, lr, momentum, target, device, log)
-                ours.append(result)
-                ours_extra.append(extra)
-            else:
-                with working_directory(folder):
-                    result, extra = _run_anchor_side(side, seed, target, device)
-                theirs.append(result)
-                theirs_extra.append(extra)
-            log(_run_line(label, result))
-            if len(ours) == len(theirs):              # a pair is done
-                record = anchor_record(complete=len(ours) == options.runs)
+        try:
+            for pair, is_ours in interleaved_order(options.runs):
+                seed = options.seed + pair
+                label = ours_label if is_ours else side.label
+                order.append({"side": label, "seed": seed})
+                log(f"pair {pair + 1}/{options.runs}: {label}  seed {seed}")
+                if is_ours:
+                    result, extra = _run_ours(trainer, seed, lr, momentum, target, device, log)
+                    ours.append(result)
+                    ours_extra.append(extra)
+                else:
+                    with working_directory(folder):
+                        result, extra = _run_anchor_side(side, seed, target, device)
+                    theirs.append(result)
+                    theirs_extra.append(extra)
+                log(_run_line(label, result))
+                if len(ours) == len(theirs):              # a pair is done
+                    record = anchor_record(complete=len(ours) == options.runs)
+        except KeyboardInterrupt:          # Ctrl-C or SIGTERM once a run had started: the record says so
+            if order:
+                anchor_record(complete=False, interrupted=True)
+            raise
 
     for line in format_anchor_summary(record["summary"], record["sides"], target):
         log(line)

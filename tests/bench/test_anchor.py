@@ -215,3 +215,20 @@ def test_airbench_refuses_fewer_training_images_than_one_of_its_batches():
     side = Airbench94()
     with pytest.raises(SpeedrunError, match=f"--train-subset 512: .*batches of {TRAIN_BATCH}"):
         side.check(torch.device("cuda"), 512)
+
+
+def test_an_interrupted_anchor_keeps_its_pairs_in_a_record_marked_interrupted(tmp_path, make_synthetic_cifar10):
+    events: list = []
+
+    class InterruptedStandIn(SoftmaxStandIn):
+        def run(self, seed: int) -> AnchorOutcome:
+            if seed == 1:
+                raise KeyboardInterrupt          # Ctrl-C, or SIGTERM as the CLI takes it, in pair 2
+            return super().run(seed)
+
+    with pytest.raises(KeyboardInterrupt):
+        anchor_run(tmp_path, make_synthetic_cifar10(train=64, test=32), InterruptedStandIn(events), runs=3,
+                   events=events)
+    record = read_record(tmp_path / "anchor.json")
+    assert record["interrupted"] is True and record["complete"] is False
+    assert [len(side["runs"]) for side in record["sides"]] == [1, 1]
