@@ -114,11 +114,6 @@ def _check_writable(folder: Path, *, flag: str, shown: str) -> None:
         return
 
 
-def check_writable_folder(folder: Path, *, flag: str) -> None:
-    """Refuse, before any work, a folder that cannot be made or written into."""
-    check_output(folder, flag=flag, folder=True)
-
-
 def publish(path: str | os.PathLike, write: Callable[[IO[Any]], object], *, binary: bool, replace: bool = False,
             flag: str = "--out") -> Path:
     """Write a file atomically, creating its folder; without ``replace`` only if it is still new,

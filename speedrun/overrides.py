@@ -192,13 +192,13 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
     base = recipe
     recipe = recipe.replace(schedule=_schedule(recipe, args, _STAND_IN_PEAK if auto else max_lr, auto=auto),
                             extensions=tuple(recipe.extensions) + extensions)
-    check_budget(recipe, options)        # every flag checked before the range test too
+    check_budget(recipe, options)        # every flag checked before any work (and before a range test)
     if auto and resolve_auto:
         from speedrun.bench.lr_find import resolve_auto_max_lr
 
         peak = resolve_auto_max_lr(recipe, options, data, log=log)
         recipe = recipe.replace(schedule=_schedule(base, args, peak, auto=True))
-    check_budget(recipe, options)
+        check_budget(recipe, options)    # the schedule with its measured peak
     return TrainSettings(recipe, options)
 
 

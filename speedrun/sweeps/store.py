@@ -24,7 +24,7 @@ from pathlib import Path
 
 from speedrun.bench.harness import summarize_run_dicts
 from speedrun.errors import SpeedrunError
-from speedrun.outputs import check_writable_folder, publish
+from speedrun.outputs import check_output, publish
 from speedrun.results.records import RUN_PIECE_SUFFIX, record_text, utc_now, validate_record
 from speedrun.results.run_values import gpu_label
 
@@ -55,7 +55,7 @@ class SweepFolder:
             raise SpeedrunError("--out is empty; give the sweep's folder")
         if self.root.suffix.lower() == ".json":
             raise SpeedrunError(f"--out {root} names a record file; a sweep writes a folder: give a folder path")
-        check_writable_folder(self.root, flag="--out")
+        check_output(self.root, flag="--out", folder=True)
 
     def run_path(self, run_id: str) -> Path:
         label, seed = run_id.rsplit("/", 1)
