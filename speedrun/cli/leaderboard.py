@@ -10,6 +10,7 @@ from speedrun.outputs import check_output, write_new_text_file
 from speedrun.results.leaderboard import LeaderboardOptions, build_leaderboard, load_records
 from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.results.render import render
+from speedrun.results.variants import select_variants
 
 DEFAULT_PATHS = (DEFAULT_RESULTS_DIR,)  # where the harness writes records by default
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if options.out:
         check_output(options.out, flag="--out")
     records, problems = load_records(args.paths)
+    if options.variants:
+        records = select_variants(records, options.variants.split(","), flag="--variants", where=" ".join(args.paths))
     for problem in problems:
         print(f"speedrun leaderboard: {problem}", file=sys.stderr)
     text = render(build_leaderboard(records, target=options.target), options.format)

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
-    from speedrun.sweeps.pool import RayOptions
+    from speedrun.sweeps.execution import RayOptions
     from speedrun.sweeps.sweep import SweepOptions
 
     p = subparsers.add_parser(
         command.name, help=command.help,
         description="Run a sweep spec (TOML: base flags, named variants, an optional grid and tuning, "
-                    "seeds) on Ray: one run per GPU at a time, each run's record written as it finishes, "
+                    "seeds) on Ray Tune: one run per GPU at a time, each run's record written as it finishes, "
                     "a second start doing only what is missing. Ends with the leaderboard of the variants "
                     "and each compared against the spec's baseline.")
     p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec (see speedrun.sweeps.spec, or the README)")
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
 
 
 def run(args: argparse.Namespace) -> int:
-    from speedrun.sweeps.pool import import_ray
+    from speedrun.sweeps.execution import import_ray
     from speedrun.sweeps.spec import load_spec
     from speedrun.sweeps.store import SweepFolder
     from speedrun.sweeps.summary import comparisons, leaderboard_text, summary_markdown

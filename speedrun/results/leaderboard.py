@@ -58,13 +58,15 @@ class LeaderboardOptions:
     target: float | None = setting(None, "rank against this accuracy in (0, 1] instead of each record's own target",
                                    low=0, low_open=True, high=1, metavar="T")
     out: str | None = setting(None, "write to a new FILE instead of stdout (never overwritten)", metavar="FILE")
+    variants: str | None = setting(None, "only these variants of a sweep's folder, comma-separated (a label such as "
+                                         "one-cycle@batch-size=512, or a variant's name)", metavar="NAMES")
 
     def __post_init__(self) -> None:
         check(self)
 CSV_FIELDS = (
     "rank", "recipe", "schedule", "gpu", "target", "runs", "finished", "accuracy_mean", "accuracy_ci95_half",
     "reached", "reached_share", "time_to_target_mean_s", "time_to_target_ci95_half_s",
-    "gpu_util_mean", "dataset", "date", "commit", "source", "note", "caveat",
+    "gpu_util_mean", "dataset", "date", "commit", "source", "note", "caveat", "variant", "grid",
 )
 
 
@@ -98,6 +100,8 @@ class LeaderboardEntry:
     source: str | None
     note: str = ""         # why the entry is not ranked ("" when it is)
     caveat: str = ""       # shown beside a ranked entry too: an incomplete (cut-short) record
+    variant: str = ""      # a sweep's variant ("" outside a sweep)
+    grid: str = ""         # and its grid cell: "batch-size=512, cutout=8"
 
     @property
     def remarks(self) -> str:
@@ -138,6 +142,8 @@ class LeaderboardEntry:
             "source": self.source,
             "note": self.note,
             "caveat": self.caveat,
+            "variant": self.variant,
+            "grid": self.grid,
         }
 
 
@@ -281,10 +287,23 @@ def _record_entries(record: dict, target: float | None) -> list[LeaderboardEntry
             commit=commit or "?",
             source=source,
             caveat=completeness_note(record),
+            **sweep_names(record),
         )
         note = CONCURRENT_NOTE if times_taken_concurrently(record) else _unranked_reason(entry)
         entries.append(replace(entry, note=note))
     return entries
+
+
+def sweep_names(record: dict) -> dict[str, str]:
+    """A sweep record's variant and grid cell, as the leaderboard shows them ("" when not a sweep's)."""
+    sweep = record.get("sweep")
+    if not isinstance(sweep, dict):
+        return {}
+    variant = sweep.get("variant")
+    grid = sweep.get("grid")
+    cell = ", ".join(f"{k}={v}" for k, v in grid.items() if isinstance(v, str | int | float | list)) \
+        if isinstance(grid, dict) else ""
+    return {"variant": variant if isinstance(variant, str) else "", "grid": cell}
 
 
 def _unranked_reason(entry: LeaderboardEntry) -> str:

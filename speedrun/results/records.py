@@ -37,6 +37,7 @@ SCHEMA_NAME = "speedrun.record"
 DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
 SCHEMA_VERSION = 2
 MAX_RECORD_BYTES = 256 * 2**20   # a 10,000-run record is a few hundred MB short of this
+SWEEP_OWNER_NAME = "sweep.json"   # a sweep folder's owner file (speedrun.sweeps.store); its logs/ is Ray Tune's
 RUN_PIECE_SUFFIX = ".run.json"     # a sweep's one-run pieces, merged into its records (speedrun.sweeps)
 
 def utc_now() -> str:
@@ -122,18 +123,27 @@ def find_record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively, ``*.json``) into a sorted list of record paths.
 
     A folder's sweep pieces (``*.run.json``: one run each, or a tuning trial) are left out: the
-    sweep merges its runs into one record per variant beside them, which is what is read. A
+    sweep merges its runs into one record per variant beside them, which is what is read. So are
+    a sweep folder's own files: its ``sweep.json`` and the Ray Tune logs under its ``logs/``. A
     piece named on its own is read like any record.
     """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file() and not q.name.endswith(RUN_PIECE_SUFFIX)))
+            sweeps = {q.parent for q in p.rglob(SWEEP_OWNER_NAME)}
+            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file() and not q.name.endswith(RUN_PIECE_SUFFIX)
+                                and not _sweep_own_file(q, sweeps)))
         elif p.exists():
             found.append(p)
         else:
             raise RecordError(f"{p}: no such file or folder; pass record files or a folder of them")
     return found
+
+
+def _sweep_own_file(path: Path, sweeps: set[Path]) -> bool:
+    """A sweep folder's ``sweep.json``, or a file under its ``logs/`` (Ray Tune's)."""
+    return (path.name == SWEEP_OWNER_NAME and path.parent in sweeps) or any(
+        folder in sweeps and path.relative_to(folder).parts[0] == "logs" for folder in path.parents)
 
 
 def _check_finite(obj: Any, where: str) -> None:

@@ -14,8 +14,32 @@ from speedrun.results.leaderboard import (
     LeaderboardGroup,
 )
 
-_NUMERIC_COLUMNS = frozenset({0, 4, 5, 6, 7, 8})
-_COLUMNS = ("#", "recipe", "schedule", "GPU", "runs", "accuracy", "reached", "time-to-target", "GPU util", "dataset", "date", "commit")
+# (heading, right-aligned, cell): the table's columns; a sweep's variant and grid cell only when some entry has one.
+_Column = tuple[str, bool, Callable[[LeaderboardEntry], str]]
+_COLUMNS: tuple[_Column, ...] = (
+    ("#", True, lambda e: str(e.rank) if e.rank is not None else "-"),
+    ("recipe", False, lambda e: e.recipe),
+    ("schedule", False, lambda e: e.schedule),
+    ("GPU", False, lambda e: e.gpu),
+    ("runs", True, lambda e: str(e.runs)),
+    ("accuracy", True, lambda e: _pm(e.accuracy.mean, e.accuracy_ci95_half, _pct, lambda h: f"{100 * h:.2f}")),
+    ("reached", True, lambda e: f"{e.reached}/{e.runs}" if e.runs else "-"),
+    ("time-to-target", True, lambda e: _pm(e.time_to_target.mean, e.time_ci95_half, _secs, _secs_bare)),
+    ("GPU util", True, lambda e: f"{e.gpu_util_mean:.0f}%" if e.gpu_util_mean is not None else "-"),
+    ("dataset", False, lambda e: e.dataset),
+    ("date", False, lambda e: e.date),
+    ("commit", False, lambda e: e.commit),
+)
+_SWEEP_COLUMNS: tuple[_Column, ...] = (
+    ("variant", False, lambda e: e.variant or "-"),
+    ("grid", False, lambda e: e.grid or "-"),
+)
+
+
+def _columns(entries: Sequence[LeaderboardEntry]) -> list[_Column]:
+    sweep = [c for c in _SWEEP_COLUMNS if any(c[2](e) != "-" for e in entries)]
+    notes = [("note", False, lambda e: e.remarks)] if any(e.remarks for e in entries) else []
+    return [_COLUMNS[0], *sweep, *_COLUMNS[1:], *notes]
 
 
 def render(groups: Sequence[LeaderboardGroup], fmt: str) -> str:
@@ -31,35 +55,17 @@ def render(groups: Sequence[LeaderboardGroup], fmt: str) -> str:
     raise SpeedrunError(f"unknown leaderboard format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def _cells(entry: LeaderboardEntry) -> list[str]:
-    return [
-        str(entry.rank) if entry.rank is not None else "-",
-        entry.recipe,
-        entry.schedule,
-        entry.gpu,
-        str(entry.runs),
-        _pm(entry.accuracy.mean, entry.accuracy_ci95_half, _pct, lambda h: f"{100 * h:.2f}"),
-        f"{entry.reached}/{entry.runs}" if entry.runs else "-",
-        _pm(entry.time_to_target.mean, entry.time_ci95_half, _secs, _secs_bare),
-        f"{entry.gpu_util_mean:.0f}%" if entry.gpu_util_mean is not None else "-",
-        entry.dataset,
-        entry.date,
-        entry.commit,
-    ]
-
-
 def render_table(groups: Sequence[LeaderboardGroup]) -> str:
     """Aligned plain-text tables for the terminal, one per group, unranked rows last with reasons."""
     blocks = []
     for group in groups:
-        notes = any(e.remarks for e in group.entries)
-        header = list(_COLUMNS) + (["note"] if notes else [])
-        rows = [_cells(e) + ([e.remarks] if notes else []) for e in group.entries]
+        columns = _columns(group.entries)
+        header = [c[0] for c in columns]
+        rows = [[c[2](e) for c in columns] for e in group.entries]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
-        def line(cells: list[str], widths: list[int] = widths) -> str:
-            parts = [c.rjust(w) if i in _NUMERIC_COLUMNS else c.ljust(w)
-                     for i, (c, w) in enumerate(zip(cells, widths))]
+        def line(cells: list[str], widths: list[int] = widths, columns: list[_Column] = columns) -> str:
+            parts = [c.rjust(w) if col[1] else c.ljust(w) for c, w, col in zip(cells, widths, columns)]
             return "  ".join(parts).rstrip()
 
         text = [group.title, line(header), "  ".join("-" * w for w in widths)]
@@ -72,11 +78,10 @@ def render_markdown(groups: Sequence[LeaderboardGroup]) -> str:
     """GitHub-flavoured Markdown: a heading and a table per group, ready for the README."""
     blocks = []
     for group in groups:
-        notes = any(e.remarks for e in group.entries)
-        header = list(_COLUMNS) + (["note"] if notes else [])
-        align = ["---:" if i in _NUMERIC_COLUMNS else "---" for i in range(len(header))]
-        lines = [f"### {_md_escape(group.title)}", "", _md_row(header), "|" + "|".join(align) + "|"]
-        lines += [_md_row(_cells(e) + ([e.remarks] if notes else [])) for e in group.entries]
+        columns = _columns(group.entries)
+        align = ["---:" if c[1] else "---" for c in columns]
+        lines = [f"### {_md_escape(group.title)}", "", _md_row([c[0] for c in columns]), "|" + "|".join(align) + "|"]
+        lines += [_md_row([c[2](e) for c in columns]) for e in group.entries]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 

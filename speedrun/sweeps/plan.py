@@ -7,10 +7,11 @@ the same ids, so a finished run is found and skipped.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from speedrun.errors import SpeedrunError
 from speedrun.overrides import TrainSettings, settings_from_flags
@@ -26,10 +27,16 @@ class Arm:
     label: str
     variant: Variant
     flags: tuple[str, ...]          # base, then grid point, then the variant's own: later ones win
+    cell: Mapping[str, FlagValue] = field(default_factory=dict)     # the grid point, flag -> value
 
     @property
     def search(self) -> tuple[SearchDimension, ...]:
         return self.variant.search
+
+    @property
+    def cell_text(self) -> str:
+        """The grid point as a person reads it: ``batch-size=512, cutout=8`` ("" without a grid)."""
+        return ", ".join(f"{k}={_text(v)}" for k, v in self.cell.items())
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def arms(spec: SweepSpec) -> list[Arm]:
         for point in points:
             label = variant.name + ("@" + ",".join(f"{k}={_text(v)}" for k, v in point.items()) if point else "")
             flags = (*flag_words(spec.base), *flag_words(point), *flag_words(variant.flags))
-            out.append(Arm(_UNSAFE.sub("_", label), variant, tuple(flags)))
+            out.append(Arm(_UNSAFE.sub("_", label), variant, tuple(flags), point))
     return out
 
 
@@ -96,14 +103,36 @@ def search_probe(dims: Sequence[SearchDimension]) -> list[str]:
 
 
 def check_flags(spec: SweepSpec, all_arms: Sequence[Arm]) -> dict[str, TrainSettings]:
-    """Parse every arm's flags as ``speedrun train`` would; the first bad one is a :class:`SpecError`.
-    Returns each arm's settings (at a point of its search space, when tuned), by label."""
-    parsed = {}
+    """Parse every arm's flags as ``speedrun train`` would; every bad arm is named in one
+    :class:`SpecError`. Returns each arm's settings (at a point of its search space, when tuned)."""
+    parsed, problems = {}, []
     for arm in all_arms:
         probe = search_probe(arm.search)
         try:
             parsed[arm.label] = settings_from_flags([*arm.flags, *probe], resolve_auto=False)
         except SpeedrunError as e:
             where = f"variant {arm.label!r}" + (" (with a point of its search space)" if probe else "")
-            raise SpecError(f"{spec.source}: {where}: {e}") from None
+            problems.append(f"{where}: {e}")
+    if problems:
+        more = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+        raise SpecError(f"{spec.source}{more}: " + "; ".join(problems))
     return parsed
+
+
+def settings_table(settings: TrainSettings) -> dict[str, object]:
+    """A run's settings as flat ``section.name -> value`` pairs: what two specs are compared by
+    (not their flag words, so a redundant flag that changes nothing changes nothing here)."""
+    options = {k: v for k, v in dataclasses.asdict(settings.options).items() if k not in _PER_RUN}
+    return _flat({"recipe": settings.recipe.to_dict(), "options": options})
+
+
+_PER_RUN = ("seed", "runs", "out", "record", "force", "device")     # what the sweep sets per run
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}

@@ -24,7 +24,9 @@ setting is a ``speedrun train`` flag by its long name, without the dashes::
     [tune]                       # optional: equal-budget tuning before the seeded runs
     trials = 8                   # the same number for every variant
     sampler = "tpe"              # or "random"
-    seed = 10000                 # the trials' training seed, apart from the sweep's seeds
+    seed = 10000                 # the trials' training seed, never one of the sweep's seeds
+    early-stop = true            # optional: ASHA ends trials that trail at its rungs
+    grace-epochs = 1             # ... after at least this many epochs (reduction-factor = 2: half go on)
 
 A value is a string, a number or a boolean; a list gives a flag several values. A search
 dimension is ``{low, high, log?, int?}`` or ``{choices = [...]}``. The flags the sweep sets
@@ -86,12 +88,16 @@ class Variant:
 
 @dataclass(frozen=True)
 class TuneSpec:
-    """Equal-budget tuning: ``trials`` trials per variant, each trained with ``seed``."""
+    """Equal-budget tuning: ``trials`` trials per variant, each trained with ``seed``; with
+    ``early_stop``, ASHA stops trailing trials after ``grace_epochs`` epochs."""
 
     trials: int
     sampler: str = "tpe"
     metric: str = "accuracy"
     seed: int = 10_000
+    early_stop: bool = False
+    grace_epochs: int = 1
+    reduction_factor: int = 2
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,9 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "spec", default_name: s
     if baseline is not None and baseline not in {v.name for v in variants}:
         raise fail("baseline", f"{baseline!r} is not a variant; the variants are {', '.join(v.name for v in variants)}")
     tune = _tune(data.get("tune"), fail)
+    if tune is not None and tune.seed in seeds:
+        raise fail("[tune] seed", f"{tune.seed} is one of the sweep's seeds, so a reported run would repeat a tuned-on "
+                                  f"trial; give a seed outside them")
     if tune is None and any(v.search for v in variants):
         raise fail("[variants.*.search]", "needs a [tune] table saying how many trials each variant gets")
     if tune is not None and not any(v.search for v in variants):
@@ -265,11 +274,12 @@ def _tune(table: Any, fail) -> TuneSpec | None:
         return None
     if not isinstance(table, dict):
         raise fail("[tune]", "must be a table (trials, sampler, seed)")
-    extra = set(table) - {"trials", "sampler", "metric", "seed"}
+    keys = ("trials", "sampler", "metric", "seed", "early-stop", "grace-epochs", "reduction-factor")
+    extra = set(table) - set(keys)
     if extra:
-        raise fail(f"[tune] {sorted(extra)[0]}", "is not a tune key; the keys are trials, sampler, metric, seed")
+        raise fail(f"[tune] {sorted(extra)[0]}", f"is not a tune key; the keys are {', '.join(keys)}")
     trials = table.get("trials")
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+    if not _whole(trials, 1):
         raise fail("[tune] trials", f"must be a whole number of trials per variant, at least 1, got {trials!r}")
     sampler = table.get("sampler", "tpe")
     if sampler not in SAMPLERS:
@@ -278,6 +288,18 @@ def _tune(table: Any, fail) -> TuneSpec | None:
     if metric not in METRICS:
         raise fail("[tune] metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
     seed = table.get("seed", 10_000)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not _whole(seed, 0):
         raise fail("[tune] seed", f"must be a seed (a whole number >= 0), got {seed!r}")
-    return TuneSpec(trials, sampler, metric, seed)
+    early_stop = table.get("early-stop", False)
+    if not isinstance(early_stop, bool):
+        raise fail("[tune] early-stop", f"must be true or false, got {early_stop!r}")
+    grace, factor = table.get("grace-epochs", 1), table.get("reduction-factor", 2)
+    if not _whole(grace, 1):
+        raise fail("[tune] grace-epochs", f"must be a whole number of epochs, at least 1, got {grace!r}")
+    if not _whole(factor, 2):
+        raise fail("[tune] reduction-factor", f"must be a whole number, at least 2, got {factor!r}")
+    return TuneSpec(int(trials), sampler, metric, seed, early_stop, grace, factor)
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 10**9

@@ -6,8 +6,13 @@ Layout of ``DIR``::
                                       commands read (one per GPU model if runs ran on several)
     runs/<label>/seed-<seed>.run.json one run, written atomically the moment it finishes: a
                                       train record of that run, or a failure note
-    tune/<label>/trial-<k>.run.json   one tuning trial, the same way
+    tune/<label>/trial-<k>.run.json   one tuning trial, the same way (or why it stopped early)
+    sweep.json                        the spec that owns the folder: each variant's parsed settings
+    runs.csv                          one row per seeded run: variant, grid values, seed, status,
+                                      accuracy, time, attempts (trials.csv: the tuning trials)
     sweep-summary.md                  what ran, what won, how many trials each variant had
+    logs/<experiment>/<run>/          Ray Tune's log of each run: results, TensorBoard curves,
+                                      stdout and stderr (``tensorboard --logdir DIR/logs``)
 
 A run's file is its proof of being done: a sweep started again over the same folder skips every
 run whose file holds a record and does the rest, failures included. Folder scans by the record
@@ -15,20 +20,24 @@ commands leave the ``*.run.json`` pieces out (:func:`speedrun.results.records.fi
 """
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from speedrun.bench.harness import summarize_run_dicts
 from speedrun.errors import SpeedrunError
 from speedrun.outputs import check_output, publish
 from speedrun.results.records import RUN_PIECE_SUFFIX, record_text, utc_now, validate_record
+from speedrun.results.records import SWEEP_OWNER_NAME as OWNER_NAME
 from speedrun.results.run_values import gpu_label
 
 FAILURE_SCHEMA = "speedrun.sweep_failure"
+OWNER_SCHEMA = "speedrun.sweep"
 SUMMARY_NAME = "sweep-summary.md"
 
 
@@ -40,6 +49,9 @@ class Piece:
     record: dict | None = None
     error: str | None = None
     attempts: int = 0
+    status: str = "failed"        # of a piece without a record: failed, or stopped (early, when tuning)
+    params: dict = field(default_factory=dict)
+    accuracy: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -71,7 +83,10 @@ class SweepFolder:
         except (OSError, ValueError):
             return None
         if isinstance(data, dict) and data.get("schema") == FAILURE_SCHEMA:
-            return Piece(path, error=str(data.get("error")), attempts=int(data.get("attempts", 0)))
+            acc = data.get("accuracy")
+            return Piece(path, error=str(data.get("error")), attempts=int(data.get("attempts", 0)),
+                         status=str(data.get("status", "failed")), params=dict(data.get("params") or {}),
+                         accuracy=float(acc) if isinstance(acc, int | float) else None)
         try:
             validate_record(data, str(path))
         except SpeedrunError:
@@ -82,11 +97,50 @@ class SweepFolder:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_text(path, record_text({**record, "complete": True}))
 
-    def write_failure(self, path: Path, run_id: str, seed: int, error: str, attempts: int) -> None:
+    def write_failure(self, path: Path, run_id: str, seed: int, error: str, attempts: int, *, status: str = "failed",
+                      params: Mapping | None = None, accuracy: float | None = None) -> None:
+        """A run (or trial) that left no record: why, after how many attempts, and its last accuracy if stopped."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        failure = {"schema": FAILURE_SCHEMA, "run_id": run_id, "seed": seed, "status": "failed",
-                   "error": error, "attempts": attempts, "created": utc_now()}
+        failure = {"schema": FAILURE_SCHEMA, "run_id": run_id, "seed": seed, "status": status, "error": error,
+                   "attempts": attempts, "params": dict(params or {}), "accuracy": accuracy, "created": utc_now()}
         _write_text(path, json.dumps(failure, indent=1) + "\n")
+
+    def write_table(self, name: str, rows: Sequence[Mapping]) -> Path:
+        """``DIR/NAME``: ``rows`` as CSV, columns in first-seen order, rewritten whole each time."""
+        columns: dict[str, None] = {}
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return _write_text(self.root / name, text.getvalue())
+
+    def check_owner(self, name: str, arms: Mapping[str, Mapping]) -> None:
+        """Refuse, before any run, a folder that another spec made: its variants, or any of their
+        settings, differ (seeds and tuning trials may grow: only what is missing runs)."""
+        path = self.root / OWNER_NAME
+        if not path.exists():
+            if any((self.root / sub).is_dir() for sub in ("runs", "tune")):
+                raise SpeedrunError(f"--out {self.root} holds sweep runs but no {OWNER_NAME} saying which spec made "
+                                    f"them; give a new --out")
+            return
+        try:
+            owner = json.loads(path.read_text(encoding="utf-8"))
+            theirs = owner["arms"]
+            assert owner.get("schema") == OWNER_SCHEMA and isinstance(theirs, dict)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
+            raise SpeedrunError(f"{path}: not a sweep's {OWNER_NAME}; give a new --out") from None
+        difference = _difference(theirs, arms)
+        if difference:
+            raise SpeedrunError(f"--out {self.root} was made by another spec ({owner.get('spec')}): {difference}; give "
+                                f"a new --out, or delete the folder to start again")
+
+    def claim(self, name: str, source: str, arms: Mapping[str, Mapping]) -> None:
+        """Write ``sweep.json``: this spec owns the folder from now on."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        owner = {"schema": OWNER_SCHEMA, "name": name, "spec": source, "created": utc_now(), "arms": dict(arms)}
+        _write_text(self.root / OWNER_NAME, json.dumps(owner, indent=1, default=str) + "\n")
 
     def write_summary(self, text: str) -> Path:
         path = self.root / SUMMARY_NAME
@@ -97,6 +151,25 @@ class SweepFolder:
     def merged_path(self, label: str, gpu: str | None = None) -> Path:
         suffix = "" if gpu is None else "--" + re.sub(r"[^A-Za-z0-9.+-]+", "_", gpu)
         return self.root / f"{label}{suffix}.json"
+
+
+def _difference(theirs: Mapping[str, Mapping], ours: Mapping[str, Mapping]) -> str:
+    """The first way two specs' variants differ, in words ("" when they are the same)."""
+    if list(theirs) != list(ours):
+        added = [label for label in ours if label not in theirs]
+        gone = [label for label in theirs if label not in ours]
+        if added:
+            return f"variant {added[0]!r} is not one of its variants ({', '.join(theirs)})"
+        if gone:
+            return f"its variant {gone[0]!r} is not in this spec"
+        return f"its variants come in another order ({', '.join(theirs)})"
+    for label, arm in ours.items():
+        old = theirs[label]
+        for key in sorted(set(arm) | set(old)):
+            a, b = old.get(key, "(not set)"), json.loads(json.dumps(arm.get(key, "(not set)"), default=str))
+            if a != b:
+                return f"variant {label!r}: {key} was {a!r} there, {b!r} here"
+    return ""
 
 
 def failed_run(seed: int, error: str) -> dict:

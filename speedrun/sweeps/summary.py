@@ -14,7 +14,7 @@ from speedrun.results.records import read_record
 from speedrun.results.render import render
 from speedrun.sweeps.plan import flag_words
 from speedrun.sweeps.spec import SweepSpec
-from speedrun.sweeps.sweep import SweepReport
+from speedrun.sweeps.sweep import RUNS_TABLE, TRIALS_TABLE, SweepReport
 
 
 def variant_records(report: SweepReport) -> dict[str, list[dict]]:
@@ -51,21 +51,28 @@ def comparisons(spec: SweepSpec, report: SweepReport) -> list[tuple[str, str]]:
 def summary_markdown(spec: SweepSpec, report: SweepReport) -> str:
     lines = [f"# Sweep {spec.name}", "",
              f"- spec: `{spec.source}`; seeds {', '.join(map(str, spec.seeds))}",
-             f"- this start: {report.ran} run(s) trained, {report.skipped} already done and skipped, "
-             f"{len(report.failed)} failed; {report.elapsed_s:.0f} s",
+             f"- this start: {report.trained} run(s) trained, {report.ran - report.trained} failed, "
+             f"{report.skipped} already done and skipped" + (f", {report.trials_ran} tuning trial(s)" if report.trials_ran
+                                                            else "") + f"; {report.elapsed_s:.0f} s",
+             f"- every run: `{RUNS_TABLE}` (variant, grid values, seed, status, accuracy, time, attempts)"
+             + (f"; every tuning trial: `{TRIALS_TABLE}`" if spec.tune else "")
+             + "; Ray Tune's logs and TensorBoard curves: `logs/` (`tensorboard --logdir logs`)",
              ]
     if report.concurrent_times:
         lines.append("- **ran on CPUs side by side:** the times measure the sharing as much as the "
                      "recipes; they rank nothing (the accuracies stand)")
     if report.tuned:
         assert spec.tune is not None
-        lines += ["", f"## Tuning: {spec.tune.trials} trial(s) per variant ({spec.tune.sampler}, "
-                      f"training seed {spec.tune.seed})", "",
-                  "| variant | trials | finished | best accuracy | winning flags |", "|---|---|---|---|---|"]
+        early = ", early stopping (ASHA)" if spec.tune.early_stop else ""
+        lines += ["", f"## Tuning: {spec.tune.trials} trial(s) per variant ({spec.tune.sampler}{early}, "
+                      f"training seed {spec.tune.seed}, never a reported seed)", "",
+                  "| variant | trials | finished | stopped early | best accuracy | winning flags |",
+                  "|---|---|---|---|---|---|"]
         for label, result in report.tuned.items():
-            finished = sum(1 for t in result.trials if t.value is not None)
+            finished = sum(1 for t in result.trials if t.status == "ok")
+            stopped = sum(1 for t in result.trials if t.status == "stopped")
             best = result.best
-            lines.append(f"| {label} | {len(result.trials)} | {finished} | "
+            lines.append(f"| {label} | {len(result.trials)} | {finished} | {stopped} | "
                          + ("- | none finished |" if best is None else
                             f"{best.value:.4f} | `{' '.join(flag_words(best.params))}` |"))
     if report.failed:

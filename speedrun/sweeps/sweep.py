@@ -1,18 +1,21 @@
-"""``speedrun sweep``: a spec's runs on Ray, each kept the moment it finishes, resumable.
+"""``speedrun sweep``: a spec's runs on Ray Tune, each kept the moment it finishes, resumable.
 
-The order of work: check every run's flags (one line and nothing run when one is bad), load each
-dataset once, skip every run the folder already holds, tune where the spec says so, then train
-the seeded runs; after each run its file is written and its variant's record merged again, so a
-sweep stopped at any point (Ctrl-C, a lost node, a time limit) keeps all it finished, and the
-same command started again does only what is missing.
+The order of work: check every run's flags (every problem named at once, nothing run), refuse a
+folder another spec made, find what the folder already holds (with nothing left, Ray never
+starts), load each dataset once, tune where the spec says so, then train the seeded runs. After
+each run its file is written, its variant's record merged again and the per-run table rewritten,
+so a sweep stopped at any point (Ctrl-C, a lost node, a killed driver) keeps all it finished, and
+the same command started again does only what is missing.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from speedrun.data.cifar10 import Cifar10
 from speedrun.data.loading import load_cifar10
@@ -20,11 +23,17 @@ from speedrun.errors import SpeedrunError
 from speedrun.overrides import TrainSettings
 from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.settings import check, setting
-from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs
-from speedrun.sweeps.pool import Job, Outcome, RayOptions, RunPool, wait_all
+from speedrun.sweeps.execution import Cluster, RayOptions, ray_cluster, run_experiment
+from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs, settings_table
 from speedrun.sweeps.spec import SpecError, SweepSpec
 from speedrun.sweeps.store import Piece, SweepFolder, check_no_foreign_records, merge_runs, write_merged
-from speedrun.sweeps.tune import ArmStudy, TrialResult, TuneResult, trial_value
+from speedrun.sweeps.tune import TrialResult, TuneResult, best_of, scheduler_for, search_for
+
+RUNS_TABLE = "runs.csv"        # one row per seeded run
+TRIALS_TABLE = "trials.csv"    # one row per tuning trial
+
+if TYPE_CHECKING:
+    from speedrun.sweeps.callbacks import Landed
 
 
 class SweepInterrupted(SpeedrunError):
@@ -40,7 +49,7 @@ class SweepOptions:
     out: str | None = setting(None, "the sweep's folder; the same folder resumes it (default: "
                                     f"{DEFAULT_RESULTS_DIR}/sweeps/NAME)", metavar="DIR")
     ray: RayOptions = field(default_factory=RayOptions)
-    progress_every_s: float = setting(10.0, "say done/running/failed/left every S seconds", low=0.1, high=86_400,
+    progress_every_s: float = setting(10.0, "print the table of running runs every S seconds", low=0.1, high=86_400,
                                       flag="--progress-every", metavar="S")
     max_runs: int = setting(10_000, "refuse a spec that plans more runs than this (variants x grid points x seeds, "
                                     "plus tuning trials)", low=1, high=10**7, metavar="N")
@@ -55,62 +64,48 @@ class SweepReport:
 
     folder: Path
     records: dict[str, list[Path]] = field(default_factory=dict)
-    ran: int = 0
+    ran: int = 0                  # seeded runs this start finished or gave up on
+    trials_ran: int = 0           # tuning trials this start ran
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     tuned: dict[str, TuneResult] = field(default_factory=dict)
     concurrent_times: bool = False
     elapsed_s: float = 0.0
 
-
-def _data_key(options) -> str:
-    return f"{options.data_dir or ''}|{int(options.download)}"
-
-
-class Progress:
-    """Says done / running / failed / left, the time so far and an estimate of the time left."""
-
-    def __init__(self, total: int, done: int, workers: int, log: Callable[[str], None], every_s: float) -> None:
-        self.total, self.done, self.failed, self.workers = total, done, 0, workers
-        self.log, self.every_s = log, every_s
-        self.start = time.monotonic()
-        self._ran = 0
-        self._last = self.start
-
-    def finished(self, ok: bool) -> None:
-        self.done += 1
-        self._ran += 1
-        self.failed += 0 if ok else 1
-
-    def line(self, running: int) -> str:
-        elapsed = time.monotonic() - self.start
-        left = self.total - self.done - running
-        eta = ""
-        if self._ran:
-            per_run = elapsed * self.workers / self._ran
-            eta = f", about {_duration(per_run * (left + running) / self.workers)} left"
-        return (f"sweep: {self.done - self.failed} done, {running} running, {self.failed} failed, "
-                f"{left} left, {_duration(elapsed)} elapsed{eta}")
-
-    def maybe_say(self, running: int) -> None:
-        if time.monotonic() - self._last >= self.every_s:
-            self.log(self.line(running))
-            self._last = time.monotonic()
+    @property
+    def trained(self) -> int:
+        """Seeded runs this start trained to the end (``ran`` less the failed ones)."""
+        return self.ran - sum(1 for key in self.failed if not key.startswith("tune:"))
 
 
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+@dataclass
+class _Sweep:
+    """One start of a sweep: what it reads, and where it writes."""
+
+    spec: SweepSpec
+    options: SweepOptions
+    folder: SweepFolder
+    arms: list[Arm]
+    parsed: dict[str, TrainSettings]
+    report: SweepReport
+    log: Callable[[str], None]
+    command: Sequence[str]
+    callbacks: Sequence[Any] = ()
+    arm_data: dict[str, str] = field(default_factory=dict)
+    pieces: dict[str, dict[int, Piece]] = field(default_factory=dict)
+
+    def info(self, arm: Arm) -> dict:
+        return {"name": self.spec.name, "spec": self.spec.source, "variant": arm.variant.name, "arm": arm.label,
+                "grid": dict(arm.cell)}
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], None] = print,
               command: Sequence[str] = ("speedrun", "sweep"), data: Cifar10 | None = None,
-              on_start: Callable[[Job, dict], None] | None = None) -> SweepReport:
+              callbacks: Sequence[Any] = ()) -> SweepReport:
     """Run ``spec`` into ``options.out`` (see the module's docstring); returns what it did.
 
     ``data``: the dataset every run reads, already loaded (else each ``--data-dir`` the runs
-    name is loaded once). ``on_start(job, worker)`` is called as each run is handed to a worker
-    (``worker`` holds its host and process id).
+    name is loaded once). ``callbacks``: more Ray Tune callbacks for every experiment.
     """
     if options.out is None:
         raise SpeedrunError("a sweep needs a folder: set SweepOptions.out (the command line defaults it)")
@@ -125,52 +120,40 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         dup = next(x for x in labels if labels.count(x) > 1)
         raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
     parsed = check_flags(spec, all_arms)
-    sweep_info = {"name": spec.name, "spec": spec.source}
-    report = SweepReport(folder.root)
-    started = time.monotonic()
-    tuned_arms = [a for a in all_arms if a.search] if spec.tune else []
-    # Refuse before running anything if the folder holds runs of other flags (the spec changed).
-    for arm in all_arms:
-        if arm not in tuned_arms:
-            _check_pieces(folder, planned_runs(arm, spec.seeds))
-
+    owner = {a.label: {**settings_table(parsed[a.label]), "search": [dataclasses.asdict(d) for d in a.search]}
+             for a in all_arms}
+    folder.check_owner(spec.name, owner)
     check_no_foreign_records(folder, labels)
-    datasets, arm_data = _load_data(spec, all_arms, parsed, data)      # data problems show before Ray starts
-    pool = RunPool(options.ray, command=command, on_start=on_start)     # a bad --address fails here
+    sweep = _Sweep(spec, options, folder, all_arms, parsed, SweepReport(folder.root), log, command, callbacks)
+    started = time.monotonic()
+    trials_left = {a.label: _trials_left(sweep, a) for a in all_arms if a.search and spec.tune}
+    finals = _final_runs(sweep)
+    runs_left = [r for runs in finals.values() for r in runs if not _finished(folder, r)]
+    if not any(trials_left.values()) and not runs_left:
+        log(f"sweep: every run is already in {folder.root}; nothing to do")
+        _train(sweep, finals, None, {})
+        return sweep.report
     try:
-        pool.share(datasets)
-    except BaseException:
-        pool.close()
-        raise
-    report.concurrent_times = pool.concurrent_times
-    if pool.concurrent_times:
-        log(f"sweep: no GPU in the Ray cluster: {pool.size} CPU worker(s); times are taken side by side "
-            f"and the records say so (they rank nothing)")
-    else:
-        log(f"sweep: {pool.size} GPU worker(s), one run per GPU at a time")
-    try:
-        if tuned_arms:
-            assert spec.tune is not None
-            report.tuned = _tune(spec, tuned_arms, arm_data, folder, pool, sweep_info, log, options)
-        finals: dict[str, list[PlannedRun]] = {}
-        for arm in all_arms:
-            extra: list[str] = []
-            if arm in tuned_arms:
-                best = report.tuned[arm.label].best
-                if best is None:
-                    report.failed[arm.label] = "no tuning trial finished, so there is no configuration to run"
-                    continue
-                extra = flag_words(best.params)
-            finals[arm.label] = planned_runs(arm, spec.seeds, extra)
-            _check_pieces(folder, finals[arm.label])
-        _train(spec, all_arms, finals, arm_data, folder, pool, sweep_info, report, log, options, command)
+        datasets, sweep.arm_data = _load_data(spec, all_arms, parsed, data)    # data problems show before Ray starts
+        with ray_cluster(options.ray) as cluster:
+            folder.claim(spec.name, spec.source, owner)
+            sweep.report.concurrent_times = cluster.concurrent_times
+            log(f"sweep: {cluster.size} GPU(s), one run each at a time" if cluster.gpus else
+                f"sweep: no GPU in the Ray cluster: {cluster.size} run(s) side by side on CPUs; the records say "
+                f"their times were taken so (they rank nothing)")
+            for arm in all_arms:
+                if trials_left.get(arm.label):
+                    _tune(sweep, arm, trials_left[arm.label], cluster, datasets)
+            if spec.tune:
+                sweep.report.tuned = {a.label: best_of(a.label, _trial_results(sweep, a)) for a in all_arms if a.search}
+            _train(sweep, _final_runs(sweep), cluster, datasets)
     except KeyboardInterrupt:
-        raise SweepInterrupted(f"interrupted: every finished run is kept in {folder.root}; run the same "
-                               f"command again to do the rest") from None
-    finally:
-        pool.close()
-    report.elapsed_s = time.monotonic() - started
-    return report
+        kept = sum(1 for _ in folder.root.glob("*/*/*.run.json")) if folder.root.is_dir() else 0
+        raise SweepInterrupted(f"interrupted: {kept} finished run(s) and trial(s) are kept in {folder.root}; run the "
+                               f"same command again to do the rest" if kept else
+                               "interrupted before any run finished; nothing was kept") from None
+    sweep.report.elapsed_s = time.monotonic() - started
+    return sweep.report
 
 
 def planned_run_count(spec: SweepSpec) -> int:
@@ -201,136 +184,205 @@ def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, Train
     return datasets, arm_data
 
 
-def _check_pieces(folder: SweepFolder, runs: Sequence[PlannedRun]) -> None:
-    for run in runs:
-        piece = folder.read_piece(folder.run_path(run.run_id))
-        if piece is None or piece.record is None:
+def _data_key(options: Any) -> str:
+    return f"{options.data_dir or ''}|{int(options.download)}"
+
+
+def _finished(folder: SweepFolder, run: PlannedRun) -> bool:
+    piece = folder.read_piece(folder.run_path(run.run_id))
+    return piece is not None and piece.finished
+
+
+def _final_runs(sweep: _Sweep) -> dict[str, list[PlannedRun]]:
+    """Each arm's seeded runs, by label; a tuned arm's only once its tuning is done (with its winner)."""
+    finals: dict[str, list[PlannedRun]] = {}
+    for arm in sweep.arms:
+        extra: list[str] = []
+        if arm.search and sweep.spec.tune:
+            result = best_of(arm.label, _trial_results(sweep, arm))
+            if len(result.trials) < sweep.spec.tune.trials:
+                continue
+            if result.best is None:
+                sweep.report.failed[f"tune:{arm.label}"] = "no tuning trial finished, so there is no configuration to run"
+                continue
+            extra = flag_words(result.best.params)
+        finals[arm.label] = planned_runs(arm, sweep.spec.seeds, extra)
+    return finals
+
+
+def _trial_results(sweep: _Sweep, arm: Arm) -> list[TrialResult]:
+    """The tuning trials the folder holds for ``arm`` (finished, stopped early, or failed)."""
+    assert sweep.spec.tune is not None
+    out = []
+    for index in range(sweep.spec.tune.trials):
+        piece = sweep.folder.read_piece(sweep.folder.trial_path(arm.label, index))
+        if piece is None:
             continue
-        ran = piece.record.get("sweep", {}).get("flags")
-        if ran is not None and list(ran) != list(run.flags):
-            raise SpeedrunError(
-                f"{piece.path} was run with other flags ({' '.join(ran)}) than the spec now gives "
-                f"({' '.join(run.flags)}); give a new --out, or delete {piece.path.parent} to run it again")
+        if piece.record is not None:
+            run = piece.record["runs"][0]
+            value = run.get("final_test_acc") if run.get("status") == "ok" else None
+            out.append(TrialResult(index, dict(piece.record.get("sweep", {}).get("params") or {}), value, run["status"]))
+        else:
+            out.append(TrialResult(index, piece.params, piece.accuracy, piece.status))
+    return out
 
 
-def _train(spec: SweepSpec, all_arms: Sequence[Arm], finals: dict[str, list[PlannedRun]],
-           arm_data: dict[str, str], folder: SweepFolder, pool: RunPool, sweep_info: dict,
-           report: SweepReport, log: Callable[[str], None], options: SweepOptions,
-           command: Sequence[str]) -> None:
-    pieces: dict[str, dict[int, Piece]] = {label: {} for label in finals}
-    todo: list[PlannedRun] = []
+def _trials_left(sweep: _Sweep, arm: Arm) -> list[int]:
+    assert sweep.spec.tune is not None
+    have = {t.index for t in _trial_results(sweep, arm)}
+    return [i for i in range(sweep.spec.tune.trials) if i not in have]
+
+
+def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: dict[str, Cifar10]) -> None:
+    """``len(left)`` more trials of ``arm``'s search, each written to its trial file as it ends."""
+    from speedrun.sweeps.callbacks import LiveTable, Outcomes
+
+    tune, folder, log = sweep.spec.tune, sweep.folder, sweep.log
+    assert tune is not None
+    earlier = _trial_results(sweep, arm)
+    log(f"sweep: tuning {arm.label}: {len(left)} trial(s) of {tune.trials} ({tune.sampler}"
+        + (", early stopping" if tune.early_stop else "") + ")"
+        + (f"; {len(earlier)} already in {folder.root}" if earlier else ""))
+    key = f"tune:{arm.label}"
+    jobs = {key: {"flags": list(arm.flags), "seed": tune.seed, "data": sweep.arm_data[arm.label],
+                  "sweep": {**sweep.info(arm), "concurrent_times": sweep.report.concurrent_times},
+                  "search": [d.flag for d in arm.search]}}
+    free = list(left)
+
+    def landed(outcome: Landed) -> None:
+        index = free.pop(0)
+        path = folder.trial_path(arm.label, index)
+        if outcome.record is not None:
+            outcome.record["sweep"]["trial"] = index
+            folder.write_record_piece(path, outcome.record)
+        else:
+            folder.write_failure(path, key, tune.seed, outcome.error or outcome.status, outcome.attempts,
+                                 status=outcome.status, params=outcome.params, accuracy=outcome.accuracy)
+        sweep.report.trials_ran += 1
+        shown = "-" if outcome.accuracy is None else f"{outcome.accuracy:.4f}"
+        log(f"  {arm.label} trial {index}: {outcome.status}, accuracy {shown}  {' '.join(flag_words(outcome.params))}"
+            + (f" ({outcome.error})" if outcome.status == "failed" else ""))
+        _write_trials_table(sweep)
+
+    epochs = math.ceil(sweep.parsed[arm.label].recipe.train.epochs)
+    labels = {key: (arm.variant.name, arm.cell_text, f"{tune.seed} (tuning)")}
+    run_experiment(f"tune-{arm.label}", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
+                   [Outcomes(landed, log, {key: jobs[key]["search"]}),
+                    LiveTable(len(left), cluster.size, log, sweep.options.progress_every_s, labels), *sweep.callbacks],
+                   search=search_for(arm.search, tune, sweep.arms.index(arm), earlier),
+                   scheduler=scheduler_for(tune, epochs), samples=len(left))
+    result = best_of(arm.label, _trial_results(sweep, arm))
+    best = result.best
+    log(f"sweep: {arm.label}: best of {len(result.trials)} trial(s): "
+        + ("none finished" if best is None else f"{best.value:.4f} with {' '.join(flag_words(best.params))}"))
+
+
+def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster | None,
+           datasets: dict[str, Cifar10]) -> None:
+    """The seeded runs the folder does not hold yet, each written as it lands; with no
+    ``cluster``, only the records and tables of what the folder holds."""
+    from speedrun.sweeps.callbacks import LiveTable, Outcomes
+
+    folder, report, log = sweep.folder, sweep.report, sweep.log
+    by_arm = {a.label: a for a in sweep.arms}
+    sweep.pieces = {label: {} for label in finals}
+    todo: dict[str, PlannedRun] = {}
     for label, runs in finals.items():
         for run in runs:
             piece = folder.read_piece(folder.run_path(run.run_id))
             if piece is not None and piece.finished:
-                pieces[label][run.seed] = piece
+                sweep.pieces[label][run.seed] = piece
                 report.skipped += 1
             else:
-                todo.append(run)
-    if report.skipped:
+                todo[run.run_id] = run
+    if report.skipped and todo:
         log(f"sweep: {report.skipped} run(s) already in {folder.root}, skipped; {len(todo)} to run")
-    by_key = {run.run_id: run for run in todo}
-    for run in todo:
-        pool.submit(Job(run.run_id, run.flags, run.seed, arm_data[run.label],
-                        {**sweep_info, "run_id": run.run_id, "variant": run.label}))
-    total = sum(len(r) for r in finals.values())
-    progress = Progress(total, report.skipped, pool.size, log, options.progress_every_s)
-    for label in finals:       # records for what an earlier start finished
-        if pieces[label]:
-            report.records[label] = write_merged(folder, label, merge_runs(
-                label, spec.seeds, pieces[label], sweep_info, command))
+    for label in finals:
+        _merge(sweep, by_arm[label])
+    _write_runs_table(sweep, finals)
+    if not todo or cluster is None:
+        return
 
-    def landed(outcome: Outcome) -> None:
-        run = by_key[outcome.job.key]
+    def landed(outcome: Landed) -> None:
+        run = todo[outcome.key]
         path = folder.run_path(run.run_id)
         if outcome.record is not None:
             folder.write_record_piece(path, outcome.record)
-            status = outcome.record["runs"][0]["status"]
         else:
-            error = outcome.error or "failed"
-            folder.write_failure(path, run.run_id, run.seed, error, outcome.job.attempts)
-            report.failed[run.run_id] = error
-            status = f"failed ({error})"
+            folder.write_failure(path, run.run_id, run.seed, outcome.error or "failed", outcome.attempts)
+            report.failed[run.run_id] = outcome.error or "failed"
         report.ran += 1
-        progress.finished(outcome.record is not None)
         piece = folder.read_piece(path)
         assert piece is not None
-        pieces[run.label][run.seed] = piece
-        report.records[run.label] = write_merged(folder, run.label, merge_runs(
-            run.label, spec.seeds, pieces[run.label], sweep_info, command))
-        log(f"  {run.run_id}: {status}" + _accuracy_text(outcome.record))
+        sweep.pieces[run.label][run.seed] = piece
+        _merge(sweep, by_arm[run.label])
+        _write_runs_table(sweep, finals)
+        shown = "" if outcome.accuracy is None else f", test accuracy {outcome.accuracy:.4f}"
+        seconds = (outcome.record or {}).get("runs", [{}])[0].get("train_time_s")
+        log(f"  {run.run_id}: {outcome.status}{shown}" + (f", {seconds:.1f}s" if seconds is not None else "")
+            + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 else "")
+            + (f": {outcome.error}" if outcome.record is None else ""))
 
-    wait_all(pool, landed, tick=1.0, on_tick=lambda: progress.maybe_say(len(pool.running)))
-    log(progress.line(0))
+    jobs = {key: {"flags": list(run.flags), "seed": run.seed, "data": sweep.arm_data[run.label],
+                  "sweep": {**sweep.info(by_arm[run.label]), "run_id": key,
+                            "concurrent_times": report.concurrent_times}}
+            for key, run in todo.items()}
+    labels = {key: (by_arm[run.label].variant.name, by_arm[run.label].cell_text, str(run.seed)) for key, run in todo.items()}
+    table = LiveTable(len(todo), cluster.size, log, sweep.options.progress_every_s, labels)
+    run_experiment("runs", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
+                   [Outcomes(landed, log), table, *sweep.callbacks], grid=list(todo))
+    log(table.status_line())
 
 
-def _accuracy_text(record: dict | None) -> str:
-    if record is None:
-        return ""
-    run = record["runs"][0]
-    acc = run.get("final_test_acc")
-    return f", test accuracy {acc:.4f}, {run.get('train_time_s') or 0:.1f}s" if acc is not None else ""
+def _merge(sweep: _Sweep, arm: Arm) -> None:
+    pieces = sweep.pieces.get(arm.label)
+    if pieces:
+        sweep.report.records[arm.label] = write_merged(sweep.folder, arm.label, merge_runs(
+            arm.label, sweep.spec.seeds, pieces, sweep.info(arm), sweep.command))
 
 
-def _tune(spec: SweepSpec, tuned_arms: Sequence[Arm], arm_data: dict[str, str], folder: SweepFolder,
-          pool: RunPool, sweep_info: dict, log: Callable[[str], None],
-          options: SweepOptions) -> dict[str, TuneResult]:
-    tune = spec.tune
-    assert tune is not None
-    studies = {arm.label: ArmStudy(arm.label, arm.search, tune, i) for i, arm in enumerate(tuned_arms)}
-    arm_of = {arm.label: arm for arm in tuned_arms}
-    left: dict[str, list[int]] = {}
-    resumed = 0
-    for label, study in studies.items():
-        left[label] = []
-        for index in range(tune.trials):
-            piece = folder.read_piece(folder.trial_path(label, index))
-            params = (piece.record or {}).get("sweep", {}).get("params") if piece is not None else None
-            if piece is not None and piece.finished and isinstance(params, dict):
-                study.add_finished(TrialResult(index, params, trial_value(piece.record)))
-                resumed += 1
-            else:
-                left[label].append(index)
-    total = len(studies) * tune.trials
-    log(f"sweep: tuning {len(studies)} variant(s), {tune.trials} trial(s) each ({tune.sampler})"
-        + (f"; {resumed} trial(s) already in {folder.root}" if resumed else ""))
-    progress = Progress(total, resumed, pool.size, log, options.progress_every_s)
-    jobs: dict[str, tuple[str, int]] = {}
+def _write_runs_table(sweep: _Sweep, finals: dict[str, list[PlannedRun]]) -> None:
+    """``runs.csv``: one row per seeded run the folder holds, in the spec's order."""
+    rows = []
+    by_arm = {a.label: a for a in sweep.arms}
+    for label, runs in finals.items():
+        arm = by_arm[label]
+        for run in runs:
+            piece = sweep.pieces.get(label, {}).get(run.seed) or sweep.folder.read_piece(sweep.folder.run_path(run.run_id))
+            if piece is None:
+                continue
+            rows.append({"run_id": run.run_id, "variant": arm.variant.name, **_grid_columns(arm), "seed": run.seed,
+                         **_outcome_columns(piece)})
+    if rows:
+        sweep.folder.write_table(RUNS_TABLE, rows)
 
-    def ask_more() -> None:
-        # Keep at most one trial per worker in flight, taken from the arms in turn, so each
-        # study learns from finished trials before it asks many more.
-        while len(pool.running) + len(pool.queue) < pool.size and any(left.values()):
-            for label in list(studies):
-                if not left[label] or len(pool.running) + len(pool.queue) >= pool.size:
-                    continue
-                index = left[label].pop(0)
-                params = studies[label].ask(index)
-                key = f"tune:{label}/trial-{index}"
-                jobs[key] = (label, index)
-                arm = arm_of[label]
-                pool.submit(Job(key, (*arm.flags, *flag_words(params)), tune.seed, arm_data[label],
-                                {**sweep_info, "variant": label, "trial": index, "params": params}))
 
-    def landed(outcome: Outcome) -> None:
-        label, index = jobs.pop(outcome.job.key)
-        path = folder.trial_path(label, index)
-        if outcome.record is not None:
-            folder.write_record_piece(path, outcome.record)
-        else:
-            folder.write_failure(path, outcome.job.key, tune.seed, outcome.error or "failed", outcome.job.attempts)
-        value = trial_value(outcome.record)
-        studies[label].tell(index, value)
-        progress.finished(outcome.record is not None)
-        shown = "failed" if value is None else f"{value:.4f}"
-        log(f"  {label} trial {index}: {shown}  {' '.join(flag_words(outcome.job.sweep['params']))}")
-        ask_more()
+def _write_trials_table(sweep: _Sweep) -> None:
+    """``trials.csv``: one row per tuning trial the folder holds, with the values it tried."""
+    rows = []
+    for arm in sweep.arms:
+        if not arm.search or sweep.spec.tune is None:
+            continue
+        for index in range(sweep.spec.tune.trials):
+            piece = sweep.folder.read_piece(sweep.folder.trial_path(arm.label, index))
+            if piece is not None:
+                params = (piece.record or {}).get("sweep", {}).get("params") or piece.params
+                rows.append({"variant": arm.variant.name, **_grid_columns(arm), "trial": index,
+                             **{f"tried {k}": v for k, v in params.items()}, **_outcome_columns(piece)})
+    if rows:
+        sweep.folder.write_table(TRIALS_TABLE, rows)
 
-    ask_more()
-    wait_all(pool, landed, tick=1.0, on_tick=lambda: progress.maybe_say(len(pool.running)))
-    results = {label: study.result() for label, study in studies.items()}
-    for label, result in results.items():
-        best = result.best
-        log(f"sweep: {label}: best of {len(result.trials)} trial(s): "
-            + ("none finished" if best is None else f"{best.value:.4f} with {' '.join(flag_words(best.params))}"))
-    return results
+
+def _grid_columns(arm: Arm) -> dict[str, Any]:
+    return {f"grid {k}": "+".join(map(str, v)) if isinstance(v, tuple) else v for k, v in arm.cell.items()}
+
+
+def _outcome_columns(piece: Piece) -> dict[str, Any]:
+    if piece.record is None:
+        return {"status": piece.status, "accuracy": piece.accuracy, "train_time_s": None, "time_to_target_s": None,
+                "reached_target": None, "attempts": piece.attempts, "error": piece.error, "file": str(piece.path)}
+    run = piece.record["runs"][0]
+    return {"status": run["status"], "accuracy": run.get("final_test_acc"), "train_time_s": run.get("train_time_s"),
+            "time_to_target_s": run.get("time_to_target_s"), "reached_target": run.get("reached_target"),
+            "attempts": piece.record.get("sweep", {}).get("attempts", 1), "error": run.get("error"),
+            "file": str(piece.path)}
