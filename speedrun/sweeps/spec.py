@@ -278,7 +278,7 @@ def _tune(table: Any, fail) -> TuneSpec | None:
     extra = set(table) - set(keys)
     if extra:
         raise fail(f"[tune] {sorted(extra)[0]}", f"is not a tune key; the keys are {', '.join(keys)}")
-    trials = table.get("trials")
+    trials: Any = table.get("trials")
     if not _whole(trials, 1):
         raise fail("[tune] trials", f"must be a whole number of trials per variant, at least 1, got {trials!r}")
     sampler = table.get("sampler", "tpe")
@@ -298,7 +298,7 @@ def _tune(table: Any, fail) -> TuneSpec | None:
         raise fail("[tune] grace-epochs", f"must be a whole number of epochs, at least 1, got {grace!r}")
     if not _whole(factor, 2):
         raise fail("[tune] reduction-factor", f"must be a whole number, at least 2, got {factor!r}")
-    return TuneSpec(int(trials), sampler, metric, seed, early_stop, grace, factor)
+    return TuneSpec(trials, sampler, metric, seed, early_stop, grace, factor)
 
 
 def _whole(value: Any, low: int) -> bool:
