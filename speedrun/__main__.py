@@ -1,5 +1,8 @@
 import sys
 
-from speedrun.cli import main
+try:
+    from speedrun.cli import main
+except KeyboardInterrupt:                 # Ctrl-C while Python was still starting
+    sys.exit(130)
 
 sys.exit(main())

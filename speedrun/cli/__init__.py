@@ -123,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
+    except KeyboardInterrupt:             # while the command's modules were still being imported
+        print("speedrun: interrupted before any work", file=sys.stderr)
+        return 143 if _terminated else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from speedrun.sweeps.sweep import run_sweep
 
     options = dataclasses.replace(options_from(args, args.sweep), ray=options_from(args, args.ray))
-    import_ray()                       # says how to install Ray before anything else
+    import_ray(options.ray.address)    # says how to install Ray before anything else
     spec = load_spec(args.spec)
     if spec.tune is not None:
         from speedrun.sweeps.tune import import_optuna

@@ -28,11 +28,22 @@ from speedrun.data.cifar10 import Cifar10
 from speedrun.errors import SpeedrunError
 from speedrun.settings import check, setting
 
+TUNE_ENV = {
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",     # Ctrl-C stops the sweep, as anywhere else
+    "RAY_AIR_NEW_OUTPUT": "0",              # the sweep prints its own table, not Tune's
+    "TUNE_RESULT_BUFFER_LENGTH": "1",       # every epoch's report on time, for the live table
+}
 INSTALL_HINT = "speedrun sweep needs Ray Tune: pip install 'speedrun[sweep]' (or: pip install 'ray[tune,client]' optuna)"
 
 
-def import_ray() -> Any:
-    """Ray, with Tune importable; else one line saying how to install it."""
+def import_ray(address: str | None = None) -> Any:
+    """Ray, with Tune importable; else one line saying how to install it.
+
+    For a ``ray://`` address on a machine that holds a Ray token (``~/.ray/auth_token``, as a
+    cluster with token authentication has), the client is told to send it: Ray does so for a
+    local or ``auto`` address but not for its client, and reads the setting as it is imported."""
+    if str(address).startswith("ray://") and (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
         import ray.tune
@@ -110,9 +121,12 @@ def ray_cluster(options: RayOptions) -> Iterator[Cluster]:
 
 
 def _start(ray: Any, options: RayOptions) -> None:
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "error"}
     if options.address is not None:
         kwargs["address"] = options.address
+    if str(options.address).startswith("ray://"):
+        # Through the client, Tune's driver loop runs on the cluster's head: its lines come back as logs.
+        kwargs.update(log_to_driver=True, runtime_env={"env_vars": TUNE_ENV})
     else:
         kwargs.update(include_dashboard=False, configure_logging=True)
         if options.num_cpus is not None:
@@ -135,9 +149,7 @@ def run_experiment(name: str, folder: Path, jobs: Mapping[str, dict], datasets: 
 
     from speedrun.sweeps.trial import run_trial
 
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"        # Ctrl-C stops the sweep, as anywhere else
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"                 # the sweep prints its own table, not Tune's
-    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # every epoch's report on time, for the live table
+    os.environ.update(TUNE_ENV)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     resources: dict[str, float] = {"gpu": 1, "cpu": 1} if cluster.gpus else {"cpu": options.cpus_per_run}
     trainable = tune.with_resources(

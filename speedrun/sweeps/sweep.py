@@ -120,8 +120,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         dup = next(x for x in labels if labels.count(x) > 1)
         raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
     parsed = check_flags(spec, all_arms)
-    owner = {a.label: {**settings_table(parsed[a.label]), "search": [dataclasses.asdict(d) for d in a.search]}
-             for a in all_arms}
+    owner = owner_table(all_arms, parsed)
     folder.check_owner(spec.name, owner)
     check_no_foreign_records(folder, labels)
     sweep = _Sweep(spec, options, folder, all_arms, parsed, SweepReport(folder.root), log, command, callbacks)
@@ -132,6 +131,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     if not any(trials_left.values()) and not runs_left:
         log(f"sweep: every run is already in {folder.root}; nothing to do")
         _train(sweep, finals, None, {})
+        _read_tuning(sweep)
         return sweep.report
     try:
         datasets, sweep.arm_data = _load_data(spec, all_arms, parsed, data)    # data problems show before Ray starts
@@ -144,8 +144,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
             for arm in all_arms:
                 if trials_left.get(arm.label):
                     _tune(sweep, arm, trials_left[arm.label], cluster, datasets)
-            if spec.tune:
-                sweep.report.tuned = {a.label: best_of(a.label, _trial_results(sweep, a)) for a in all_arms if a.search}
+            _read_tuning(sweep)
             _train(sweep, _final_runs(sweep), cluster, datasets)
     except KeyboardInterrupt:
         kept = sum(1 for _ in folder.root.glob("*/*/*.run.json")) if folder.root.is_dir() else 0
@@ -154,6 +153,12 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
                                "interrupted before any run finished; nothing was kept") from None
     sweep.report.elapsed_s = time.monotonic() - started
     return sweep.report
+
+
+def owner_table(all_arms: Sequence[Arm], parsed: dict[str, TrainSettings]) -> dict[str, dict]:
+    """What makes a folder this spec's: each arm's parsed settings and search space, by label."""
+    return {a.label: {**settings_table(parsed[a.label]), "search": [dataclasses.asdict(d) for d in a.search]}
+            for a in all_arms}
 
 
 def planned_run_count(spec: SweepSpec) -> int:
@@ -182,6 +187,11 @@ def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, Train
             raise SpecError(f"{spec.source}: variant {arm.label!r}: {e}") from None
         arm_data[arm.label] = key
     return datasets, arm_data
+
+
+def _read_tuning(sweep: _Sweep) -> None:
+    if sweep.spec.tune:
+        sweep.report.tuned = {a.label: best_of(a.label, _trial_results(sweep, a)) for a in sweep.arms if a.search}
 
 
 def _data_key(options: Any) -> str:
@@ -258,7 +268,6 @@ def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: 
         else:
             folder.write_failure(path, key, tune.seed, outcome.error or outcome.status, outcome.attempts,
                                  status=outcome.status, params=outcome.params, accuracy=outcome.accuracy)
-        sweep.report.trials_ran += 1
         shown = "-" if outcome.accuracy is None else f"{outcome.accuracy:.4f}"
         log(f"  {arm.label} trial {index}: {outcome.status}, accuracy {shown}  {' '.join(flag_words(outcome.params))}"
             + (f" ({outcome.error})" if outcome.status == "failed" else ""))
@@ -272,6 +281,8 @@ def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: 
                    search=search_for(arm.search, tune, sweep.arms.index(arm), earlier),
                    scheduler=scheduler_for(tune, epochs), samples=len(left))
     result = best_of(arm.label, _trial_results(sweep, arm))
+    sweep.report.trials_ran += len(result.trials) - len(earlier)      # read back: under ray:// the callbacks run remotely
+    _write_trials_table(sweep)
     best = result.best
     log(f"sweep: {arm.label}: best of {len(result.trials)} trial(s): "
         + ("none finished" if best is None else f"{best.value:.4f} with {' '.join(flag_words(best.params))}"))
@@ -310,8 +321,6 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
             folder.write_record_piece(path, outcome.record)
         else:
             folder.write_failure(path, run.run_id, run.seed, outcome.error or "failed", outcome.attempts)
-            report.failed[run.run_id] = outcome.error or "failed"
-        report.ran += 1
         piece = folder.read_piece(path)
         assert piece is not None
         sweep.pieces[run.label][run.seed] = piece
@@ -331,7 +340,19 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
     table = LiveTable(len(todo), cluster.size, log, sweep.options.progress_every_s, labels)
     run_experiment("runs", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
                    [Outcomes(landed, log), table, *sweep.callbacks], grid=list(todo))
-    log(table.status_line())
+    for run in todo.values():         # read back: under ray:// the callbacks ran on the cluster's head
+        piece = folder.read_piece(folder.run_path(run.run_id))
+        if piece is None:
+            continue
+        report.ran += 1
+        sweep.pieces[run.label][run.seed] = piece
+        if not piece.finished:
+            report.failed[run.run_id] = piece.error or "failed"
+    for label in finals:
+        _merge(sweep, by_arm[label])
+    _write_runs_table(sweep, finals)
+    log(f"sweep: {report.trained} run(s) trained, {report.ran - report.trained} failed, {report.skipped} skipped; "
+        f"{len(todo) - report.ran} not run")
 
 
 def _merge(sweep: _Sweep, arm: Arm) -> None:
