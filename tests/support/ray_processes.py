@@ -2,6 +2,7 @@
 (a Ray worker renames itself, ``ray::IDLE``, but keeps the environment it was started with)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -39,8 +40,6 @@ def wait_gone(root: Path, timeout: float = 30.0) -> list[int]:
 
 def kill_all(root: Path) -> None:
     for pid in ray_pids(root):
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     wait_gone(root, 10)

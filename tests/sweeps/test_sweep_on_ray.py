@@ -97,14 +97,15 @@ class KillWorker(Callback):
     """SIGKILLs the worker of the runs named, at their first epoch's report, on the attempts named."""
 
     def __init__(self, plan: dict[str, int | None]):
-        self.plan, self.kills = plan, {}
+        self.plan: dict[str, int | None] = plan
+        self.kills: dict[str, int] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run = trial.config["run"]
-        if run in self.plan and result.get("epoch") == 1 and "record_json" not in result:
-            if self.plan[run] is None or trial.num_failures < self.plan[run]:
-                self.kills[run] = self.kills.get(run, 0) + 1
-                os.kill(result["pid"], signal.SIGKILL)
+        first_epoch = run in self.plan and result.get("epoch") == 1 and "record_json" not in result
+        if first_epoch and (self.plan[run] is None or trial.num_failures < self.plan[run]):
+            self.kills[run] = self.kills.get(run, 0) + 1
+            os.kill(result["pid"], signal.SIGKILL)
 
 
 def test_a_killed_worker_is_retried_and_a_run_killed_every_time_is_recorded_failed(local_ray, data, tmp_path):

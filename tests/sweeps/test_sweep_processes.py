@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from tests.support.ray_processes import kill_all, ray_pids, ray_root, wait_gone  # noqa: E402
+from tests.support.ray_processes import kill_all, ray_pids, ray_root, wait_gone
 
 SPEC = """seeds = {seeds}
 [base]
