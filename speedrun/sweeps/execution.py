@@ -165,7 +165,8 @@ def run_experiment(name: str, folder: Path, jobs: Mapping[str, dict], datasets: 
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str((folder / "logs").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=options.retries),
-                                  callbacks=list(callbacks), verbose=0, log_to_file=True))
+                                  callbacks=list(callbacks), verbose=0, log_to_file=True,
+                                  sync_config=tune.SyncConfig(sync_artifacts=True)))     # the stdout and stderr files
     tuner.fit()
 
 

@@ -60,7 +60,7 @@ def searched_value(value: Any) -> Any:
 
 
 def _train(flags: list[str], seed: int, sweep: dict, data: Cifar10, command: Sequence[str], report) -> dict:
-    from speedrun.bench.harness import prepare_run, rehearse, train_record
+    from speedrun.bench.harness import EPOCH_HEADER, format_epoch, prepare_run, rehearse, train_record
     from speedrun.overrides import settings_from_flags
 
     def quiet(_line: str) -> None:
@@ -82,7 +82,12 @@ def _train(flags: list[str], seed: int, sweep: dict, data: Cifar10, command: Seq
     settings, prepared = _kept["settings"], _kept["prepared"]
     options = dataclasses.replace(settings.options, seed=seed)
 
+    # The run's own log (Tune keeps this process's output in the run's folder under DIR/logs).
+    print(f"speedrun train {' '.join(flags)} --seed {seed}" + (" (trainer kept from the last run)" if reused else ""))
+    print(EPOCH_HEADER, flush=True)
+
     def epoch_done(entry) -> None:
+        print(format_epoch(entry), flush=True)
         metrics = {"epoch": entry.epoch, "train_loss": entry.train_loss, "lr": entry.lr, "run_s": entry.elapsed_s,
                    "epochs": prepared.trainer.last_epoch}
         if entry.test_acc is not None:
@@ -90,6 +95,7 @@ def _train(flags: list[str], seed: int, sweep: dict, data: Cifar10, command: Seq
         report({k: v for k, v in metrics.items() if v is not None})
 
     result = prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target, log=epoch_done)
+    print(f"{result.status}" + (f": {result.error}" if result.error else ""), flush=True)
     record = train_record(settings.recipe, options, prepared, _kept["rehearsal_s"], [result], command)
     record["sweep"] = {**sweep, "flags": flags, "worker": {"host": socket.gethostname(), "pid": os.getpid()},
                        "trainer_reused": reused, "prepare_s": round(prepare_s, 3)}
