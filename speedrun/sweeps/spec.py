@@ -1,41 +1,17 @@
 """A sweep spec: the TOML file a person writes to ask for many seeded runs and variants.
 
-The spec speaks the train command's language, so nothing new is learned to write one: every
-setting is a ``speedrun train`` flag by its long name, without the dashes::
-
-    name = "policies"            # optional; the spec file's stem by default
-    seeds = 3                    # or a list of seeds: [0, 1, 2]
-    baseline = "multistep"       # optional: every variant is compared against it at the end
-
-    [base]                       # flags every run gets
-    recipe = "classic"
-    full-budget = true           # a switch: true gives --full-budget, false its --no- form
-
-    [variants.one-cycle]         # one named variant: its own flags over the base's
-    schedule = "one_cycle_lr"
-    max-lr = 0.4
-
-    [variants.one-cycle.search]  # optional, with [tune]: the variant's own search space
-    max-lr = { low = 0.05, high = 2.0, log = true }
-
-    [grid]                       # optional: crossed with every variant
-    batch-size = [256, 512]
-
-    [tune]                       # optional: equal-budget tuning before the seeded runs
-    trials = 8                   # the same number for every variant
-    sampler = "tpe"              # or "random"
-    seed = 10000                 # the trials' training seed, never one of the sweep's seeds
-    early-stop = true            # optional: ASHA ends trials that trail at its rungs
-    grace-epochs = 1             # ... after at least this many epochs (reduction-factor = 2: half go on)
-
-A value is a string, a number or a boolean; a list gives a flag several values. A search
-dimension is ``{low, high, log?, int?}`` or ``{choices = [...]}``. The flags the sweep sets
-itself (runs, seeds, record paths, device) are refused in a spec. Reading a spec checks its
-shape; :func:`speedrun.sweeps.plan.plan_sweep` then checks every run's flags with the train
-command's own parser, so a bad spec fails in one line before anything runs.
+The spec speaks the train command's language: every key of ``[base]``, ``[variants.NAME]`` and
+``[grid]`` is a ``speedrun train`` flag without its dashes (``true`` gives the switch, ``false``
+its ``--no-`` form, a list several values); later tables win over earlier ones. A variant's
+``search`` table is its tuning space (``{low, high, log?, int?}`` or ``{choices = [...]}``),
+``[tune]`` is :class:`TuneSpec`, and ``seeds`` a count or a list (README: Sweeps shows a whole
+spec). The flags the sweep sets itself (seeds, records, devices) are refused. Reading a spec
+checks its shape; :func:`speedrun.sweeps.plan.check_flags` then reads every run's flags with the
+train command's own parser, so a bad spec fails in one line before anything runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sys
@@ -44,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speedrun.errors import SpeedrunError
+from speedrun.errors import SettingError, SpeedrunError
+from speedrun.settings import check, setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,8 +32,6 @@ FlagValue = str | int | float | bool | tuple[str | int | float, ...]
 
 # Flags a sweep sets itself, per run, so a spec may not.
 RESERVED_FLAGS = ("runs", "seed", "out", "no-record", "force", "device", "recipe-from")
-SAMPLERS = ("tpe", "random")
-METRICS = ("accuracy",)      # the mean final test accuracy over a trial's runs, maximized
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = ("name", "seeds", "baseline", "base", "variants", "grid", "tune")
 
@@ -88,16 +63,18 @@ class Variant:
 
 @dataclass(frozen=True)
 class TuneSpec:
-    """Equal-budget tuning: ``trials`` trials per variant, each trained with ``seed``; with
-    ``early_stop``, ASHA stops trailing trials after ``grace_epochs`` epochs."""
+    """Equal-budget tuning (``[tune]``): the same trials for every variant, with its own seed."""
 
-    trials: int
-    sampler: str = "tpe"
-    metric: str = "accuracy"
-    seed: int = 10_000
-    early_stop: bool = False
-    grace_epochs: int = 1
-    reduction_factor: int = 2
+    trials: int = setting(1, "trials per variant", low=1, high=10**6)
+    sampler: str = setting("tpe", "Optuna's sampler", choices=("tpe", "random"))
+    metric: str = setting("accuracy", "what a trial maximizes: its final test accuracy", choices=("accuracy",))
+    seed: int = setting(10_000, "the trials' training seed, never one of the sweep's seeds", low=0, high=2**31 - 1)
+    early_stop: bool = setting(False, "ASHA ends the trials that trail at its rungs (epochs)")
+    grace_epochs: int = setting(1, "epochs every trial trains before it may be stopped", low=1, high=10**6)
+    reduction_factor: int = setting(2, "1 in this many trials goes on at each rung", low=2, high=100)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -272,34 +249,13 @@ def _grid(table: Any, fail) -> dict[str, tuple[FlagValue, ...]]:
 def _tune(table: Any, fail) -> TuneSpec | None:
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise fail("[tune]", "must be a table (trials, sampler, seed)")
-    keys = ("trials", "sampler", "metric", "seed", "early-stop", "grace-epochs", "reduction-factor")
-    extra = set(table) - set(keys)
-    if extra:
-        raise fail(f"[tune] {sorted(extra)[0]}", f"is not a tune key; the keys are {', '.join(keys)}")
-    trials: Any = table.get("trials")
-    if not _whole(trials, 1):
-        raise fail("[tune] trials", f"must be a whole number of trials per variant, at least 1, got {trials!r}")
-    sampler = table.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
-        raise fail("[tune] sampler", f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    metric = table.get("metric", "accuracy")
-    if metric not in METRICS:
-        raise fail("[tune] metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
-    seed = table.get("seed", 10_000)
-    if not _whole(seed, 0):
-        raise fail("[tune] seed", f"must be a seed (a whole number >= 0), got {seed!r}")
-    early_stop = table.get("early-stop", False)
-    if not isinstance(early_stop, bool):
-        raise fail("[tune] early-stop", f"must be true or false, got {early_stop!r}")
-    grace, factor = table.get("grace-epochs", 1), table.get("reduction-factor", 2)
-    if not _whole(grace, 1):
-        raise fail("[tune] grace-epochs", f"must be a whole number of epochs, at least 1, got {grace!r}")
-    if not _whole(factor, 2):
-        raise fail("[tune] reduction-factor", f"must be a whole number, at least 2, got {factor!r}")
-    return TuneSpec(trials, sampler, metric, seed, early_stop, grace, factor)
-
-
-def _whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= 10**9
+    keys = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(TuneSpec)}
+    if not isinstance(table, dict) or "trials" not in table:
+        raise fail("[tune]", "must be a table saying how many trials each variant gets (trials = N)")
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise fail(f"[tune] {unknown[0]}", f"is not a tune key; the keys are {', '.join(keys)}")
+    try:
+        return TuneSpec(**{keys[k]: v for k, v in table.items()})
+    except SettingError as e:
+        raise fail("[tune]", e.render(lambda name: name.replace("_", "-"))) from None

@@ -43,19 +43,26 @@ SUMMARY_NAME = "sweep-summary.md"
 
 @dataclass(frozen=True)
 class Piece:
-    """What one run's file says: a record (finished, diverged or not), or a failure."""
+    """What one run's (or trial's) file says: a record (finished, diverged or not), or why there is none."""
 
     path: Path
     record: dict | None = None
     error: str | None = None
-    attempts: int = 0
-    status: str = "failed"        # of a piece without a record: failed, or stopped (early, when tuning)
-    params: dict = field(default_factory=dict)
+    attempts: int = 1
+    status: str = "failed"        # the run's status; without a record: failed, or stopped (early, when tuning)
+    params: dict = field(default_factory=dict)       # a tuning trial's values
     accuracy: float | None = None
 
     @property
     def finished(self) -> bool:
         return self.record is not None
+
+    def row(self) -> dict:
+        """Its columns in the sweep's tables."""
+        run = (self.record or {"runs": [{}]})["runs"][0]
+        return {"status": self.status, "accuracy": self.accuracy, "train_time_s": run.get("train_time_s"),
+                "time_to_target_s": run.get("time_to_target_s"), "reached_target": run.get("reached_target"),
+                "attempts": self.attempts, "error": self.error, "file": str(self.path)}
 
 
 class SweepFolder:
@@ -84,14 +91,16 @@ class SweepFolder:
             return None
         if isinstance(data, dict) and data.get("schema") == FAILURE_SCHEMA:
             acc = data.get("accuracy")
-            return Piece(path, error=str(data.get("error")), attempts=int(data.get("attempts", 0)),
+            return Piece(path, error=str(data.get("error")), attempts=int(data.get("attempts", 1)),
                          status=str(data.get("status", "failed")), params=dict(data.get("params") or {}),
                          accuracy=float(acc) if isinstance(acc, int | float) else None)
         try:
             validate_record(data, str(path))
         except SpeedrunError:
             return None
-        return Piece(path, record=data)
+        run, sweep = data["runs"][0], data.get("sweep") or {}
+        return Piece(path, record=data, error=run.get("error"), attempts=int(sweep.get("attempts", 1)),
+                     status=run["status"], params=dict(sweep.get("params") or {}), accuracy=run.get("final_test_acc"))
 
     def write_record_piece(self, path: Path, record: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

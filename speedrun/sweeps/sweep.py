@@ -223,18 +223,9 @@ def _final_runs(sweep: _Sweep) -> dict[str, list[PlannedRun]]:
 def _trial_results(sweep: _Sweep, arm: Arm) -> list[TrialResult]:
     """The tuning trials the folder holds for ``arm`` (finished, stopped early, or failed)."""
     assert sweep.spec.tune is not None
-    out = []
-    for index in range(sweep.spec.tune.trials):
-        piece = sweep.folder.read_piece(sweep.folder.trial_path(arm.label, index))
-        if piece is None:
-            continue
-        if piece.record is not None:
-            run = piece.record["runs"][0]
-            value = run.get("final_test_acc") if run.get("status") == "ok" else None
-            out.append(TrialResult(index, dict(piece.record.get("sweep", {}).get("params") or {}), value, run["status"]))
-        else:
-            out.append(TrialResult(index, piece.params, piece.accuracy, piece.status))
-    return out
+    pieces = [(i, sweep.folder.read_piece(sweep.folder.trial_path(arm.label, i))) for i in range(sweep.spec.tune.trials)]
+    return [TrialResult(i, p.params, p.accuracy if p.status in ("ok", "stopped") else None, p.status)
+            for i, p in pieces if p is not None]
 
 
 def _trials_left(sweep: _Sweep, arm: Arm) -> list[int]:
@@ -243,46 +234,51 @@ def _trials_left(sweep: _Sweep, arm: Arm) -> list[int]:
     return [i for i in range(sweep.spec.tune.trials) if i not in have]
 
 
+def _keep(sweep: _Sweep, path: Path, outcome: Landed, run_id: str, seed: int) -> None:
+    """A run's (or trial's) file: its record, or why it has none."""
+    if outcome.record is not None:
+        sweep.folder.write_record_piece(path, outcome.record)
+    else:
+        sweep.folder.write_failure(path, run_id, seed, outcome.error or outcome.status, outcome.attempts,
+                                   status=outcome.status, params=outcome.params, accuracy=outcome.accuracy)
+
+
 def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: dict[str, Cifar10]) -> None:
     """``len(left)`` more trials of ``arm``'s search, each written to its trial file as it ends."""
     from speedrun.sweeps.callbacks import LiveTable, Outcomes
 
-    tune, folder, log = sweep.spec.tune, sweep.folder, sweep.log
+    tune, log = sweep.spec.tune, sweep.log
     assert tune is not None
     earlier = _trial_results(sweep, arm)
     log(f"sweep: tuning {arm.label}: {len(left)} trial(s) of {tune.trials} ({tune.sampler}"
         + (", early stopping" if tune.early_stop else "") + ")"
-        + (f"; {len(earlier)} already in {folder.root}" if earlier else ""))
-    key = f"tune:{arm.label}"
-    jobs = {key: {"flags": list(arm.flags), "seed": tune.seed, "data": sweep.arm_data[arm.label],
-                  "sweep": {**sweep.info(arm), "concurrent_times": sweep.report.concurrent_times},
-                  "search": [d.flag for d in arm.search]}}
-    free = list(left)
+        + (f"; {len(earlier)} already in {sweep.folder.root}" if earlier else ""))
+    key, free = f"tune:{arm.label}", list(left)
+    job = {"flags": list(arm.flags), "seed": tune.seed, "data": sweep.arm_data[arm.label],
+           "sweep": {**sweep.info(arm), "concurrent_times": sweep.report.concurrent_times},
+           "search": [d.flag for d in arm.search]}
 
     def landed(outcome: Landed) -> None:
         index = free.pop(0)
-        path = folder.trial_path(arm.label, index)
         if outcome.record is not None:
             outcome.record["sweep"]["trial"] = index
-            folder.write_record_piece(path, outcome.record)
-        else:
-            folder.write_failure(path, key, tune.seed, outcome.error or outcome.status, outcome.attempts,
-                                 status=outcome.status, params=outcome.params, accuracy=outcome.accuracy)
+        _keep(sweep, sweep.folder.trial_path(arm.label, index), outcome, key, tune.seed)
         shown = "-" if outcome.accuracy is None else f"{outcome.accuracy:.4f}"
         log(f"  {arm.label} trial {index}: {outcome.status}, accuracy {shown}  {' '.join(flag_words(outcome.params))}"
             + (f" ({outcome.error})" if outcome.status == "failed" else ""))
-        _write_trials_table(sweep)
+        _write_tables(sweep)
 
-    epochs = math.ceil(sweep.parsed[arm.label].recipe.train.epochs)
     labels = {key: (arm.variant.name, arm.cell_text, f"{tune.seed} (tuning)")}
-    run_experiment(f"tune-{arm.label}", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
-                   [Outcomes(landed, log, {key: jobs[key]["search"]}),
-                    LiveTable(len(left), cluster.size, log, sweep.options.progress_every_s, labels), *sweep.callbacks],
+    run_experiment(f"tune-{arm.label}", sweep.folder.root, {key: job}, datasets, cluster, sweep.options.ray,
+                   sweep.command, [Outcomes(landed, log, {key: job["search"]}),
+                                   LiveTable(len(left), cluster.size, log, sweep.options.progress_every_s, labels),
+                                   *sweep.callbacks],
                    search=search_for(arm.search, tune, sweep.arms.index(arm), earlier),
-                   scheduler=scheduler_for(tune, epochs), samples=len(left))
+                   scheduler=scheduler_for(tune, math.ceil(sweep.parsed[arm.label].recipe.train.epochs)),
+                   samples=len(left))
     result = best_of(arm.label, _trial_results(sweep, arm))
     sweep.report.trials_ran += len(result.trials) - len(earlier)      # read back: under ray:// the callbacks run remotely
-    _write_trials_table(sweep)
+    _write_tables(sweep)
     best = result.best
     log(f"sweep: {arm.label}: best of {len(result.trials)} trial(s): "
         + ("none finished" if best is None else f"{best.value:.4f} with {' '.join(flag_words(best.params))}"))
@@ -298,34 +294,29 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
     by_arm = {a.label: a for a in sweep.arms}
     sweep.pieces = {label: {} for label in finals}
     todo: dict[str, PlannedRun] = {}
-    for label, runs in finals.items():
-        for run in runs:
-            piece = folder.read_piece(folder.run_path(run.run_id))
-            if piece is not None and piece.finished:
-                sweep.pieces[label][run.seed] = piece
-                report.skipped += 1
-            else:
-                todo[run.run_id] = run
+
+    def read(run: PlannedRun) -> Piece | None:
+        piece = folder.read_piece(folder.run_path(run.run_id))
+        if piece is not None:
+            sweep.pieces[run.label][run.seed] = piece
+        return piece
+
+    for run in (r for runs in finals.values() for r in runs):
+        if (piece := read(run)) is not None and piece.finished:
+            report.skipped += 1
+        else:
+            todo[run.run_id] = run
     if report.skipped and todo:
         log(f"sweep: {report.skipped} run(s) already in {folder.root}, skipped; {len(todo)} to run")
-    for label in finals:
-        _merge(sweep, by_arm[label])
-    _write_runs_table(sweep, finals)
+    _merge_all(sweep, list(finals))
     if not todo or cluster is None:
         return
 
     def landed(outcome: Landed) -> None:
         run = todo[outcome.key]
-        path = folder.run_path(run.run_id)
-        if outcome.record is not None:
-            folder.write_record_piece(path, outcome.record)
-        else:
-            folder.write_failure(path, run.run_id, run.seed, outcome.error or "failed", outcome.attempts)
-        piece = folder.read_piece(path)
-        assert piece is not None
-        sweep.pieces[run.label][run.seed] = piece
-        _merge(sweep, by_arm[run.label])
-        _write_runs_table(sweep, finals)
+        _keep(sweep, folder.run_path(run.run_id), outcome, run.run_id, run.seed)
+        read(run)
+        _merge_all(sweep, [run.label])
         shown = "" if outcome.accuracy is None else f", test accuracy {outcome.accuracy:.4f}"
         seconds = (outcome.record or {}).get("runs", [{}])[0].get("train_time_s")
         log(f"  {run.run_id}: {outcome.status}{shown}" + (f", {seconds:.1f}s" if seconds is not None else "")
@@ -333,77 +324,43 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
             + (f": {outcome.error}" if outcome.record is None else ""))
 
     jobs = {key: {"flags": list(run.flags), "seed": run.seed, "data": sweep.arm_data[run.label],
-                  "sweep": {**sweep.info(by_arm[run.label]), "run_id": key,
-                            "concurrent_times": report.concurrent_times}}
+                  "sweep": {**sweep.info(by_arm[run.label]), "run_id": key, "concurrent_times": report.concurrent_times}}
             for key, run in todo.items()}
     labels = {key: (by_arm[run.label].variant.name, by_arm[run.label].cell_text, str(run.seed)) for key, run in todo.items()}
-    table = LiveTable(len(todo), cluster.size, log, sweep.options.progress_every_s, labels)
     run_experiment("runs", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
-                   [Outcomes(landed, log), table, *sweep.callbacks], grid=list(todo))
+                   [Outcomes(landed, log), LiveTable(len(todo), cluster.size, log, sweep.options.progress_every_s, labels),
+                    *sweep.callbacks], grid=list(todo))
     for run in todo.values():         # read back: under ray:// the callbacks ran on the cluster's head
-        piece = folder.read_piece(folder.run_path(run.run_id))
-        if piece is None:
-            continue
-        report.ran += 1
-        sweep.pieces[run.label][run.seed] = piece
-        if not piece.finished:
-            report.failed[run.run_id] = piece.error or "failed"
-    for label in finals:
-        _merge(sweep, by_arm[label])
-    _write_runs_table(sweep, finals)
+        if (piece := read(run)) is not None:
+            report.ran += 1
+            if not piece.finished:
+                report.failed[run.run_id] = piece.error or "failed"
+    _merge_all(sweep, list(finals))
     log(f"sweep: {report.trained} run(s) trained, {report.ran - report.trained} failed, {report.skipped} skipped; "
         f"{len(todo) - report.ran} not run")
 
 
-def _merge(sweep: _Sweep, arm: Arm) -> None:
-    pieces = sweep.pieces.get(arm.label)
-    if pieces:
-        sweep.report.records[arm.label] = write_merged(sweep.folder, arm.label, merge_runs(
-            arm.label, sweep.spec.seeds, pieces, sweep.info(arm), sweep.command))
-
-
-def _write_runs_table(sweep: _Sweep, finals: dict[str, list[PlannedRun]]) -> None:
-    """``runs.csv``: one row per seeded run the folder holds, in the spec's order."""
-    rows = []
-    by_arm = {a.label: a for a in sweep.arms}
-    for label, runs in finals.items():
-        arm = by_arm[label]
-        for run in runs:
-            piece = sweep.pieces.get(label, {}).get(run.seed) or sweep.folder.read_piece(sweep.folder.run_path(run.run_id))
-            if piece is None:
-                continue
-            rows.append({"run_id": run.run_id, "variant": arm.variant.name, **_grid_columns(arm), "seed": run.seed,
-                         **_outcome_columns(piece)})
-    if rows:
-        sweep.folder.write_table(RUNS_TABLE, rows)
-
-
-def _write_trials_table(sweep: _Sweep) -> None:
-    """``trials.csv``: one row per tuning trial the folder holds, with the values it tried."""
-    rows = []
+def _merge_all(sweep: _Sweep, labels: Sequence[str]) -> None:
+    """Merge each arm's runs into its record again, then rewrite the tables."""
     for arm in sweep.arms:
-        if not arm.search or sweep.spec.tune is None:
-            continue
-        for index in range(sweep.spec.tune.trials):
-            piece = sweep.folder.read_piece(sweep.folder.trial_path(arm.label, index))
-            if piece is not None:
-                params = (piece.record or {}).get("sweep", {}).get("params") or piece.params
-                rows.append({"variant": arm.variant.name, **_grid_columns(arm), "trial": index,
-                             **{f"tried {k}": v for k, v in params.items()}, **_outcome_columns(piece)})
-    if rows:
-        sweep.folder.write_table(TRIALS_TABLE, rows)
+        if arm.label in labels and sweep.pieces.get(arm.label):
+            sweep.report.records[arm.label] = write_merged(sweep.folder, arm.label, merge_runs(
+                arm.label, sweep.spec.seeds, sweep.pieces[arm.label], sweep.info(arm), sweep.command))
+    _write_tables(sweep)
 
 
-def _grid_columns(arm: Arm) -> dict[str, Any]:
-    return {f"grid {k}": "+".join(map(str, v)) if isinstance(v, tuple) else v for k, v in arm.cell.items()}
-
-
-def _outcome_columns(piece: Piece) -> dict[str, Any]:
-    if piece.record is None:
-        return {"status": piece.status, "accuracy": piece.accuracy, "train_time_s": None, "time_to_target_s": None,
-                "reached_target": None, "attempts": piece.attempts, "error": piece.error, "file": str(piece.path)}
-    run = piece.record["runs"][0]
-    return {"status": run["status"], "accuracy": run.get("final_test_acc"), "train_time_s": run.get("train_time_s"),
-            "time_to_target_s": run.get("time_to_target_s"), "reached_target": run.get("reached_target"),
-            "attempts": piece.record.get("sweep", {}).get("attempts", 1), "error": run.get("error"),
-            "file": str(piece.path)}
+def _write_tables(sweep: _Sweep) -> None:
+    """``runs.csv`` (every seeded run the folder holds) and ``trials.csv`` (every tuning trial)."""
+    runs, trials = [], []
+    for arm in sweep.arms:
+        grid = {f"grid {k}": "+".join(map(str, v)) if isinstance(v, tuple) else v for k, v in arm.cell.items()}
+        for seed, piece in sorted(sweep.pieces.get(arm.label, {}).items()):
+            runs.append({"run_id": f"{arm.label}/seed-{seed}", "variant": arm.variant.name, **grid, "seed": seed,
+                         **piece.row()})
+        for index in range(sweep.spec.tune.trials if sweep.spec.tune and arm.search else 0):
+            if (trial := sweep.folder.read_piece(sweep.folder.trial_path(arm.label, index))) is not None:
+                trials.append({"variant": arm.variant.name, **grid, "trial": index,
+                               **{f"tried {k}": v for k, v in trial.params.items()}, **trial.row()})
+    for name, rows in ((RUNS_TABLE, runs), (TRIALS_TABLE, trials)):
+        if rows:
+            sweep.folder.write_table(name, rows)
