@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -84,6 +84,19 @@ class TrainSettings:
     recipe: Recipe
     options: HarnessOptions
     flags: tuple[str, ...] = ()
+
+    def table(self) -> dict[str, Any]:
+        """Every setting as flat ``recipe.model.widths -> value`` pairs, less what differs run by run
+        (seed, runs, device, where the record goes): what two command lines are compared by."""
+        per_run = ("seed", "runs", "out", "record", "force", "device")
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in per_run}
+        return _flat({"recipe": self.recipe.to_dict(), "options": options})
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
 
 
 def base_recipe(args: argparse.Namespace) -> tuple[Recipe, dict[str, Any]]:

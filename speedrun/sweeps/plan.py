@@ -7,7 +7,6 @@ the same ids, so a finished run is found and skipped.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -117,22 +116,3 @@ def check_flags(spec: SweepSpec, all_arms: Sequence[Arm]) -> dict[str, TrainSett
         more = f" ({len(problems)} problems)" if len(problems) > 1 else ""
         raise SpecError(f"{spec.source}{more}: " + "; ".join(problems))
     return parsed
-
-
-def settings_table(settings: TrainSettings) -> dict[str, object]:
-    """A run's settings as flat ``section.name -> value`` pairs: what two specs are compared by
-    (not their flag words, so a redundant flag that changes nothing changes nothing here)."""
-    options = {k: v for k, v in dataclasses.asdict(settings.options).items() if k not in _PER_RUN}
-    return _flat({"recipe": settings.recipe.to_dict(), "options": options})
-
-
-_PER_RUN = ("seed", "runs", "out", "record", "force", "device")     # what the sweep sets per run
-
-
-def _flat(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, Mapping):
-        out: dict[str, object] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}

@@ -20,9 +20,6 @@ commands leave the ``*.run.json`` pieces out (:func:`speedrun.results.records.fi
 """
 from __future__ import annotations
 
-import csv
-import glob
-import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +28,7 @@ from pathlib import Path
 
 from speedrun.bench.harness import summarize_run_dicts
 from speedrun.errors import SpeedrunError
-from speedrun.outputs import check_output, publish
+from speedrun.outputs import check_output, csv_text, publish
 from speedrun.results.records import RUN_PIECE_SUFFIX, record_text, utc_now, validate_record
 from speedrun.results.records import SWEEP_OWNER_NAME as OWNER_NAME
 from speedrun.results.run_values import gpu_label
@@ -103,36 +100,29 @@ class SweepFolder:
                      status=run["status"], params=dict(sweep.get("params") or {}), accuracy=run.get("final_test_acc"))
 
     def write_record_piece(self, path: Path, record: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         _write_text(path, record_text({**record, "complete": True}))
 
     def write_failure(self, path: Path, run_id: str, seed: int, error: str, attempts: int, *, status: str = "failed",
                       params: Mapping | None = None, accuracy: float | None = None) -> None:
         """A run (or trial) that left no record: why, after how many attempts, and its last accuracy if stopped."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         failure = {"schema": FAILURE_SCHEMA, "run_id": run_id, "seed": seed, "status": status, "error": error,
                    "attempts": attempts, "params": dict(params or {}), "accuracy": accuracy, "created": utc_now()}
         _write_text(path, json.dumps(failure, indent=1) + "\n")
 
     def write_table(self, name: str, rows: Sequence[Mapping]) -> Path:
         """``DIR/NAME``: ``rows`` as CSV, columns in first-seen order, rewritten whole each time."""
-        columns: dict[str, None] = {}
-        for row in rows:
-            columns.update(dict.fromkeys(row))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return _write_text(self.root / name, text.getvalue())
+        columns = list({key: None for row in rows for key in row})
+        return _write_text(self.root / name, csv_text(columns, ([row.get(c) for c in columns] for row in rows)))
 
-    def check_owner(self, name: str, arms: Mapping[str, Mapping]) -> None:
+    def check_owner(self, arms: Mapping[str, Mapping]) -> None:
         """Refuse, before any run, a folder that another spec made: its variants, or any of their
         settings, differ (seeds and tuning trials may grow: only what is missing runs)."""
         path = self.root / OWNER_NAME
         if not path.exists():
-            if any((self.root / sub).is_dir() for sub in ("runs", "tune")):
-                raise SpeedrunError(f"--out {self.root} holds sweep runs but no {OWNER_NAME} saying which spec made "
-                                    f"them; give a new --out")
+            theirs = sorted(self.root.glob("*.json")) + [p for p in (self.root / "runs", self.root / "tune") if p.is_dir()]
+            if theirs:
+                raise SpeedrunError(f"--out {self.root} holds {theirs[0].name} but no {OWNER_NAME}: it is not a sweep's "
+                                    f"folder, and a sweep writes its records there; give a new --out")
             return
         try:
             owner = json.loads(path.read_text(encoding="utf-8"))
@@ -147,15 +137,11 @@ class SweepFolder:
 
     def claim(self, name: str, source: str, arms: Mapping[str, Mapping]) -> None:
         """Write ``sweep.json``: this spec owns the folder from now on."""
-        self.root.mkdir(parents=True, exist_ok=True)
         owner = {"schema": OWNER_SCHEMA, "name": name, "spec": source, "created": utc_now(), "arms": dict(arms)}
         _write_text(self.root / OWNER_NAME, json.dumps(owner, indent=1, default=str) + "\n")
 
     def write_summary(self, text: str) -> Path:
-        path = self.root / SUMMARY_NAME
-        self.root.mkdir(parents=True, exist_ok=True)
-        _write_text(path, text)
-        return path
+        return _write_text(self.root / SUMMARY_NAME, text)
 
     def merged_path(self, label: str, gpu: str | None = None) -> Path:
         suffix = "" if gpu is None else "--" + re.sub(r"[^A-Za-z0-9.+-]+", "_", gpu)
@@ -222,34 +208,8 @@ def merge_runs(label: str, seeds: Sequence[int], pieces: dict[int, Piece], sweep
 
 
 def write_merged(folder: SweepFolder, label: str, merged: Iterable[tuple[str | None, dict]]) -> list[Path]:
-    """Write an arm's merged records; a file of that name that is not this arm's merge is refused."""
-    paths = []
-    for gpu, record in merged:
-        path = folder.merged_path(label, gpu)
-        _refuse_foreign(path, label)
-        folder.root.mkdir(parents=True, exist_ok=True)
-        _write_text(path, record_text(record))
-        paths.append(path)
-    return paths
-
-
-def check_no_foreign_records(folder: SweepFolder, labels: Iterable[str]) -> None:
-    """Before any run: every variant's record name in the folder is free or this sweep's own."""
-    for label in labels:
-        for path in [folder.merged_path(label), *folder.root.glob(f"{glob.escape(label)}--*.json")]:
-            _refuse_foreign(path, label)
-
-
-def _refuse_foreign(path: Path, label: str) -> None:
-    if not path.exists():
-        return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        old = None
-    if not (isinstance(old, dict) and isinstance(old.get("sweep"), dict) and old["sweep"].get("arm") == label):
-        raise SpeedrunError(f"{path} exists and is not this sweep's record of {label!r}; it was left as it "
-                            f"is: give the sweep a new --out folder")
+    """Write an arm's merged records (the folder is the sweep's own: :meth:`SweepFolder.check_owner`)."""
+    return [_write_text(folder.merged_path(label, gpu), record_text(record)) for gpu, record in merged]
 
 
 def _write_text(path: Path, text: str) -> Path:

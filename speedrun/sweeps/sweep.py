@@ -24,9 +24,9 @@ from speedrun.overrides import TrainSettings
 from speedrun.results.records import DEFAULT_RESULTS_DIR
 from speedrun.settings import check, setting
 from speedrun.sweeps.execution import Cluster, RayOptions, ray_cluster, run_experiment
-from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs, settings_table
+from speedrun.sweeps.plan import Arm, PlannedRun, arms, check_flags, flag_words, planned_runs
 from speedrun.sweeps.spec import SpecError, SweepSpec
-from speedrun.sweeps.store import Piece, SweepFolder, check_no_foreign_records, merge_runs, write_merged
+from speedrun.sweeps.store import Piece, SweepFolder, merge_runs, write_merged
 from speedrun.sweeps.tune import TrialResult, TuneResult, best_of, scheduler_for, search_for
 
 RUNS_TABLE = "runs.csv"        # one row per seeded run
@@ -121,8 +121,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
     parsed = check_flags(spec, all_arms)
     owner = owner_table(all_arms, parsed)
-    folder.check_owner(spec.name, owner)
-    check_no_foreign_records(folder, labels)
+    folder.check_owner(owner)
     sweep = _Sweep(spec, options, folder, all_arms, parsed, SweepReport(folder.root), log, command, callbacks)
     started = time.monotonic()
     trials_left = {a.label: _trials_left(sweep, a) for a in all_arms if a.search and spec.tune}
@@ -157,7 +156,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
 
 def owner_table(all_arms: Sequence[Arm], parsed: dict[str, TrainSettings]) -> dict[str, dict]:
     """What makes a folder this spec's: each arm's parsed settings and search space, by label."""
-    return {a.label: {**settings_table(parsed[a.label]), "search": [dataclasses.asdict(d) for d in a.search]}
+    return {a.label: {**parsed[a.label].table(), "search": [dataclasses.asdict(d) for d in a.search]}
             for a in all_arms}
 
 

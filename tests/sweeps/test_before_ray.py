@@ -64,7 +64,7 @@ def test_a_foreign_record_where_a_variant_goes_is_refused_before_any_run(no_ray,
     out.mkdir()
     foreign = out / "base.json"
     foreign.write_text(json.dumps({"not": "this sweep's"}))
-    with pytest.raises(SpeedrunError, match=r"base\.json exists and is not this sweep.s record"):
+    with pytest.raises(SpeedrunError, match=r"holds base\.json but no sweep\.json: it is not a sweep's folder"):
         run_sweep(_spec(), SweepOptions(str(out)), data=make_synthetic(train=256, test=64))
     assert foreign.read_text() == json.dumps({"not": "this sweep's"})
 

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from speedrun.sweeps import callbacks  # noqa: E402
-from speedrun.sweeps.callbacks import LiveTable  # noqa: E402
+from speedrun.sweeps import callbacks
+from speedrun.sweeps.callbacks import LiveTable
 
 
 class Clock:

@@ -76,15 +76,13 @@ def test_folder_scans_read_the_merged_records_and_leave_the_pieces_out(cpu_recor
     assert len(records) == 1, "a piece named on its own is read"
 
 
-def test_a_file_that_is_not_this_sweeps_record_is_never_replaced(cpu_records, tmp_path):
-    folder = SweepFolder(tmp_path)
-    narrow = cpu_records.load("narrow")
-    mine = write_record({k: v for k, v in narrow.items() if k != "source_file"}, tmp_path / "a.json")
+@pytest.mark.parametrize("theirs", ["a.json", "runs/a/seed-0.run.json"])
+def test_a_folder_holding_records_but_no_sweep_json_is_refused_as_it_is(cpu_records, tmp_path, theirs):
+    mine = write_record({k: v for k, v in cpu_records.load("narrow").items() if k != "source_file"}, tmp_path / theirs)
     before = mine.read_bytes()
-    pieces = pieces_of(folder, "a", {0: one_run(narrow, 0)})
-    with pytest.raises(SpeedrunError, match="is not this sweep's record"):
-        write_merged(folder, "a", merge_runs("a", (0,), pieces, {}, []))
-    assert mine.read_bytes() == before
+    with pytest.raises(SpeedrunError, match="but no sweep.json: it is not a sweep's folder"):
+        SweepFolder(tmp_path).check_owner({"a": {}})
+    assert mine.read_bytes() == before and not (tmp_path / "sweep.json").exists()
 
 
 def test_an_unreadable_piece_counts_as_not_run(tmp_path):
