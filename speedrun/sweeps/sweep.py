@@ -244,18 +244,15 @@ def _keep(sweep: _Sweep, path: Path, outcome: Landed, run_id: str, seed: int) ->
 
 def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: dict[str, Cifar10]) -> None:
     """``len(left)`` more trials of ``arm``'s search, each written to its trial file as it ends."""
-    from speedrun.sweeps.callbacks import LiveTable, Outcomes
-
     tune, log = sweep.spec.tune, sweep.log
     assert tune is not None
     earlier = _trial_results(sweep, arm)
     log(f"sweep: tuning {arm.label}: {len(left)} trial(s) of {tune.trials} ({tune.sampler}"
         + (", early stopping" if tune.early_stop else "") + ")"
         + (f"; {len(earlier)} already in {sweep.folder.root}" if earlier else ""))
-    key, free = f"tune:{arm.label}", list(left)
+    key, free, searched = f"tune:{arm.label}", list(left), [d.flag for d in arm.search]
     job = {"flags": list(arm.flags), "seed": tune.seed, "data": sweep.arm_data[arm.label],
-           "sweep": {**sweep.info(arm), "concurrent_times": sweep.report.concurrent_times},
-           "search": [d.flag for d in arm.search]}
+           "sweep": {**sweep.info(arm), "concurrent_times": sweep.report.concurrent_times}, "search": searched}
 
     def landed(outcome: Landed) -> None:
         index = free.pop(0)
@@ -267,14 +264,10 @@ def _tune(sweep: _Sweep, arm: Arm, left: list[int], cluster: Cluster, datasets: 
             + (f" ({outcome.error})" if outcome.status == "failed" else ""))
         _write_tables(sweep)
 
-    labels = {key: (arm.variant.name, arm.cell_text, f"{tune.seed} (tuning)")}
-    run_experiment(f"tune-{arm.label}", sweep.folder.root, {key: job}, datasets, cluster, sweep.options.ray,
-                   sweep.command, [Outcomes(landed, log, {key: job["search"]}),
-                                   LiveTable(len(left), cluster.size, log, sweep.options.progress_every_s, labels),
-                                   *sweep.callbacks],
-                   search=search_for(arm.search, tune, sweep.arms.index(arm), earlier),
-                   scheduler=scheduler_for(tune, math.ceil(sweep.parsed[arm.label].recipe.train.epochs)),
-                   samples=len(left))
+    _experiment(sweep, f"tune-{arm.label}", {key: job}, {key: (arm.variant.name, arm.cell_text, f"{tune.seed} (tuning)")},
+                landed, cluster, datasets, total=len(left), search_space={key: searched},
+                search=search_for(arm.search, tune, sweep.arms.index(arm), earlier),
+                scheduler=scheduler_for(tune, math.ceil(sweep.parsed[arm.label].recipe.train.epochs)), samples=len(left))
     result = best_of(arm.label, _trial_results(sweep, arm))
     sweep.report.trials_ran += len(result.trials) - len(earlier)      # read back: under ray:// the callbacks run remotely
     _write_tables(sweep)
@@ -287,8 +280,6 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
            datasets: dict[str, Cifar10]) -> None:
     """The seeded runs the folder does not hold yet, each written as it lands; with no
     ``cluster``, only the records and tables of what the folder holds."""
-    from speedrun.sweeps.callbacks import LiveTable, Outcomes
-
     folder, report, log = sweep.folder, sweep.report, sweep.log
     by_arm = {a.label: a for a in sweep.arms}
     sweep.pieces = {label: {} for label in finals}
@@ -326,9 +317,7 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
                   "sweep": {**sweep.info(by_arm[run.label]), "run_id": key, "concurrent_times": report.concurrent_times}}
             for key, run in todo.items()}
     labels = {key: (by_arm[run.label].variant.name, by_arm[run.label].cell_text, str(run.seed)) for key, run in todo.items()}
-    run_experiment("runs", folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
-                   [Outcomes(landed, log), LiveTable(len(todo), cluster.size, log, sweep.options.progress_every_s, labels),
-                    *sweep.callbacks], grid=list(todo))
+    _experiment(sweep, "runs", jobs, labels, landed, cluster, datasets, total=len(todo), grid=list(todo))
     for run in todo.values():         # read back: under ray:// the callbacks ran on the cluster's head
         if (piece := read(run)) is not None:
             report.ran += 1
@@ -337,6 +326,18 @@ def _train(sweep: _Sweep, finals: dict[str, list[PlannedRun]], cluster: Cluster 
     _merge_all(sweep, list(finals))
     log(f"sweep: {report.trained} run(s) trained, {report.ran - report.trained} failed, {report.skipped} skipped; "
         f"{len(todo) - report.ran} not run")
+
+
+def _experiment(sweep: _Sweep, name: str, jobs: dict[str, dict], labels: dict[str, tuple[str, str, str]],
+                landed: Callable[[Landed], None], cluster: Cluster, datasets: dict[str, Cifar10], *, total: int,
+                search_space: dict[str, list[str]] | None = None, **trials: Any) -> None:
+    """One Tune experiment of ``jobs``, each trial's end handed to ``landed``, the live table printed."""
+    from speedrun.sweeps.callbacks import Progress
+
+    progress = Progress(landed, sweep.log, total=total, workers=cluster.size, every_s=sweep.options.progress_every_s,
+                        labels=labels, search=search_space or {})
+    run_experiment(name, sweep.folder.root, jobs, datasets, cluster, sweep.options.ray, sweep.command,
+                   [progress, *sweep.callbacks], **trials)
 
 
 def _merge_all(sweep: _Sweep, labels: Sequence[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("ray.tune")
 
 from speedrun.sweeps import callbacks
-from speedrun.sweeps.callbacks import LiveTable
+from speedrun.sweeps.callbacks import Progress
 
 
 class Clock:
@@ -27,11 +27,13 @@ def clock(monkeypatch):
 
 
 def trial(trial_id: str, run: str):
-    return SimpleNamespace(trial_id=trial_id, config={"run": run}, last_result={})
+    return SimpleNamespace(trial_id=trial_id, config={"run": run}, last_result={}, num_failures=0)
 
 
 def test_the_estimate_starts_from_the_running_pace_and_then_uses_finished_runs(clock):
-    table = LiveTable(total=6, workers=2, log=print, every_s=10, labels={"a/seed-0": ("a", "", "0"), "a/seed-1": ("a", "", "1")})
+    landed = []
+    table = Progress(landed.append, print, total=6, workers=2, every_s=10,
+                     labels={"a/seed-0": ("a", "", "0"), "a/seed-1": ("a", "", "1")})
     a, b = trial("1", "a/seed-0"), trial("2", "a/seed-1")
     table.on_trial_start(0, [], a)
     table.on_trial_start(0, [], b)
@@ -44,6 +46,7 @@ def test_the_estimate_starts_from_the_running_pace_and_then_uses_finished_runs(c
     assert table.status_line().endswith("about 1m50s left")
     clock.now += 20          # the first finishes after 30 s: runs take 30 s, not 40
     table.on_trial_complete(0, [], a)
+    assert [(x.key, x.status) for x in landed] == [("a/seed-0", "stopped")], "no record: it was stopped early"
     assert table.per_run_s() == pytest.approx(30)
     assert "1 done, 1 running, 0 failed, 4 left" in table.status_line()
     rows = table.text().splitlines()

@@ -80,7 +80,7 @@ def test_folder_scans_read_the_merged_records_and_leave_the_pieces_out(cpu_recor
 def test_a_folder_holding_records_but_no_sweep_json_is_refused_as_it_is(cpu_records, tmp_path, theirs):
     mine = write_record({k: v for k, v in cpu_records.load("narrow").items() if k != "source_file"}, tmp_path / theirs)
     before = mine.read_bytes()
-    with pytest.raises(SpeedrunError, match="but no sweep.json: it is not a sweep's folder"):
+    with pytest.raises(SpeedrunError, match=r"but no sweep\.json: it is not a sweep's folder"):
         SweepFolder(tmp_path).check_owner({"a": {}})
     assert mine.read_bytes() == before and not (tmp_path / "sweep.json").exists()
 
