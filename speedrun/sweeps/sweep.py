@@ -124,9 +124,11 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     folder.check_owner(owner)
     sweep = _Sweep(spec, options, folder, all_arms, parsed, SweepReport(folder.root), log, command, callbacks)
     started = time.monotonic()
-    trials_left = {a.label: _trials_left(sweep, a) for a in all_arms if a.search and spec.tune}
+    trials_left = {a.label: sorted(set(range(spec.tune.trials)) - {t.index for t in _trial_results(sweep, a)})
+                   for a in all_arms if a.search and spec.tune}
     finals = _final_runs(sweep)
-    runs_left = [r for runs in finals.values() for r in runs if not _finished(folder, r)]
+    runs_left = [r for runs in finals.values() for r in runs if not getattr(folder.read_piece(folder.run_path(r.run_id)),
+                                                                              "finished", False)]
     if not any(trials_left.values()) and not runs_left:
         log(f"sweep: every run is already in {folder.root}; nothing to do")
         _train(sweep, finals, None, {})
@@ -175,7 +177,7 @@ def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, Train
     arm_data: dict[str, str] = {}
     for arm in all_arms:
         options = parsed[arm.label].options
-        key = "given" if given is not None else _data_key(options)
+        key = "given" if given is not None else f"{options.data_dir or ''}|{int(options.download)}"
         if given is not None:
             datasets[key] = given
         elif key not in datasets:
@@ -191,15 +193,6 @@ def _load_data(spec: SweepSpec, all_arms: Sequence[Arm], parsed: dict[str, Train
 def _read_tuning(sweep: _Sweep) -> None:
     if sweep.spec.tune:
         sweep.report.tuned = {a.label: best_of(a.label, _trial_results(sweep, a)) for a in sweep.arms if a.search}
-
-
-def _data_key(options: Any) -> str:
-    return f"{options.data_dir or ''}|{int(options.download)}"
-
-
-def _finished(folder: SweepFolder, run: PlannedRun) -> bool:
-    piece = folder.read_piece(folder.run_path(run.run_id))
-    return piece is not None and piece.finished
 
 
 def _final_runs(sweep: _Sweep) -> dict[str, list[PlannedRun]]:
@@ -225,12 +218,6 @@ def _trial_results(sweep: _Sweep, arm: Arm) -> list[TrialResult]:
     pieces = [(i, sweep.folder.read_piece(sweep.folder.trial_path(arm.label, i))) for i in range(sweep.spec.tune.trials)]
     return [TrialResult(i, p.params, p.accuracy if p.status in ("ok", "stopped") else None, p.status)
             for i, p in pieces if p is not None]
-
-
-def _trials_left(sweep: _Sweep, arm: Arm) -> list[int]:
-    assert sweep.spec.tune is not None
-    have = {t.index for t in _trial_results(sweep, arm)}
-    return [i for i in range(sweep.spec.tune.trials) if i not in have]
 
 
 def _keep(sweep: _Sweep, path: Path, outcome: Landed, run_id: str, seed: int) -> None:

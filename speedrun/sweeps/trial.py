@@ -45,7 +45,8 @@ def run_trial(config: dict, *, jobs: dict[str, dict], datasets: dict[str, Cifar1
     try:
         record = _train(flags, int(job["seed"]), sweep, datasets[job["data"]], command, tune.report)
     except Exception as error:        # the run's own error: reported, not retried
-        tune.report({ERROR_KEY: _first_line(error), "traceback": traceback.format_exc()[-4000:]})
+        tune.report({ERROR_KEY: f"{type(error).__name__}: {' '.join(str(error).split())}"[:300],
+                     "traceback": traceback.format_exc()[-4000:]})
         return
     run = record["runs"][0]
     final = {"epoch": len(run["epochs"]), RECORD_KEY: json.dumps(record), "status": run["status"]}
@@ -100,8 +101,3 @@ def _train(flags: list[str], seed: int, sweep: dict, data: Cifar10, command: Seq
     record["sweep"] = {**sweep, "flags": flags, "worker": {"host": socket.gethostname(), "pid": os.getpid()},
                        "trainer_reused": reused, "prepare_s": round(prepare_s, 3)}
     return record
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in f"{type(error).__name__}: {error}".splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
