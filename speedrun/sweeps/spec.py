@@ -140,46 +140,44 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "spec", default_name: s
     return SweepSpec(name, seeds, base, variants, grid, baseline, tune, source)
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _seeds(value: Any, fail) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise fail("seeds", f"must be at least 1, got {value}")
+    if _whole(value) and value < 1:
+        raise fail("seeds", f"must be at least 1, got {value}")
+    if _whole(value):
         return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                                 for s in value):
-        if len(set(value)) != len(value):
-            raise fail("seeds", f"lists a seed twice: {value}")
-        return tuple(value)
+    if isinstance(value, list) and value and all(_whole(s) and s >= 0 for s in value):
+        if len(set(value)) == len(value):
+            return tuple(value)
+        raise fail("seeds", f"lists a seed twice: {value}")
     raise fail("seeds", f"must be a count (3) or a list of seeds ([0, 1, 2]), got {value!r}")
 
 
 def _flags(table: Any, where: str, fail) -> dict[str, FlagValue]:
     if not isinstance(table, dict):
         raise fail(where, "must be a table of flags (name = value)")
-    out: dict[str, FlagValue] = {}
-    for key, value in table.items():
-        out[_flag_name(key, where, fail)] = _flag_value(value, f"{where} {key}", fail)
-    return out
+    return {_flag_name(key, where, fail): _flag_value(value, f"{where} {key}", fail) for key, value in table.items()}
 
 
 def _flag_name(key: str, where: str, fail) -> str:
-    flag = key[2:] if key.startswith("--") else key
+    flag = key.removeprefix("--")
     if flag in RESERVED_FLAGS:
         raise fail(f"{where} {key}", "is set by the sweep itself (its seeds, records and devices); remove it")
     return flag
 
 
 def _flag_value(value: Any, where: str, fail) -> FlagValue:
-    if isinstance(value, bool | str | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise fail(where, f"must be a finite number, got {value}")
-        return value
-    if isinstance(value, list) and value and all(isinstance(v, str | int | float) and not isinstance(v, bool)
-                                                 for v in value):
-        return tuple(value)
-    raise fail(where, f"must be a string, a number, a boolean or a list of them, got {value!r}")
+    scalar = (str, int, float)
+    if isinstance(value, list) and value and all(isinstance(v, scalar) and not isinstance(v, bool) for v in value):
+        value = tuple(value)
+    elif not isinstance(value, scalar):          # bool is an int
+        raise fail(where, f"must be a string, a number, a boolean or a list of them, got {value!r}")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+        raise fail(where, f"must be finite numbers, got {value}")
+    return value
 
 
 def _variant(name: str, table: Any, fail) -> Variant:
@@ -188,10 +186,9 @@ def _variant(name: str, table: Any, fail) -> Variant:
         raise fail(where, "needs a plain name (letters, digits, . _ + -) to name its record")
     if not isinstance(table, dict):
         raise fail(where, "must be a table of flags")
-    table = dict(table)
-    search = table.pop("search", None)
-    dims = () if search is None else _search(search, f"{where[:-1]}.search]", fail)
-    return Variant(name, _flags(table, where, fail), dims)
+    flags = {k: v for k, v in table.items() if k != "search"}
+    search = () if "search" not in table else _search(table["search"], f"[variants.{name}.search]", fail)
+    return Variant(name, _flags(flags, where, fail), search)
 
 
 def _search(table: Any, where: str, fail) -> tuple[SearchDimension, ...]:
@@ -199,37 +196,26 @@ def _search(table: Any, where: str, fail) -> tuple[SearchDimension, ...]:
         raise fail(where, "must be a table of flag = { low, high, log } or flag = { choices = [...] }")
     dims = []
     for key, d in table.items():
-        flag = _flag_name(key, where, fail)
-        at = f"{where} {key}"
-        if not isinstance(d, dict):
-            raise fail(at, "must be { low = ..., high = ..., log = true } or { choices = [...] }")
-        extra = set(d) - {"low", "high", "log", "int", "choices"}
+        at, flag = f"{where} {key}", _flag_name(key, where, fail)
+        extra = sorted(set(d) - {"low", "high", "log", "int", "choices"}) if isinstance(d, dict) else ["(not a table)"]
         if extra:
-            raise fail(at, f"has unknown key {sorted(extra)[0]!r}; use low, high, log, int or choices")
+            raise fail(at, f"has unknown key {extra[0]!r}: give {{ low, high, log, int }} or {{ choices = [...] }}")
         if "choices" in d:
-            choices = d["choices"]
-            if set(d) != {"choices"} or not isinstance(choices, list) or not choices:
+            if set(d) != {"choices"} or not isinstance(d["choices"], list) or not d["choices"]:
                 raise fail(at, "choices must be a non-empty list, alone")
-            dims.append(SearchDimension(flag, choices=tuple(choices)))
+            dims.append(SearchDimension(flag, choices=tuple(d["choices"])))
             continue
-        low, high = _finite_number(d.get("low")), _finite_number(d.get("high"))
-        if low is None or high is None:
+        low, high, log, integer = d.get("low"), d.get("high"), d.get("log", False), d.get("int", False)
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (low, high)):
             raise fail(at, "needs numbers low and high")
-        log, integer = d.get("log", False), d.get("int", False)
         if not isinstance(log, bool) or not isinstance(integer, bool):
             raise fail(at, "log and int must be true or false")
         if not low < high:
             raise fail(at, f"needs low < high, got {low} and {high}")
         if log and low <= 0:
             raise fail(at, f"a log range needs low > 0, got {low}")
-        dims.append(SearchDimension(flag, low, high, log, integer))
+        dims.append(SearchDimension(flag, float(low), float(high), log, integer))
     return tuple(dims)
-
-
-def _finite_number(x: Any) -> float | None:
-    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
-        return float(x)
-    return None
 
 
 def _grid(table: Any, fail) -> dict[str, tuple[FlagValue, ...]]:
@@ -237,11 +223,10 @@ def _grid(table: Any, fail) -> dict[str, tuple[FlagValue, ...]]:
         raise fail("[grid]", "must be a table of flag = [values]")
     grid: dict[str, tuple[FlagValue, ...]] = {}
     for key, values in table.items():
-        flag = _flag_name(key, "[grid]", fail)
         if not isinstance(values, list) or not values:
             raise fail(f"[grid] {key}", f"must be a non-empty list of values, got {values!r}")
-        grid[flag] = tuple(_flag_value(v, f"[grid] {key}", fail) for v in values)
-        if len(set(map(repr, grid[flag]))) != len(values):
+        grid[_flag_name(key, "[grid]", fail)] = tuple(_flag_value(v, f"[grid] {key}", fail) for v in values)
+        if len(set(map(repr, values))) != len(values):
             raise fail(f"[grid] {key}", f"lists a value twice: {values}")
     return grid
 

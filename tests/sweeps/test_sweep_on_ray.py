@@ -92,6 +92,12 @@ def test_two_variants_by_two_cells_by_two_seeds_are_named_everywhere_and_a_secon
     again, lines = sweep(spec, tmp_path, data)
     assert again.ran == 0 and again.skipped == 8 and any("nothing to do" in line for line in lines)
 
+    monkeypatch.undo()
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.run.json")}
+    more, _ = sweep({**spec, "seeds": 3}, tmp_path, data)           # a third seed: only its 4 runs train
+    assert more.ran == 4 and more.skipped == 8 and len(runs_table(tmp_path)) == 12
+    assert {p: t for p, t in ((p, p.stat().st_mtime_ns) for p in before)} == before
+
 
 class KillWorker(Callback):
     """SIGKILLs the worker of the runs named, at their first epoch's report, on the attempts named."""
