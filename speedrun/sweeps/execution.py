@@ -1,15 +1,10 @@
-"""Ray under a sweep: the cluster it runs on, and Ray Tune experiments of its runs.
+"""Ray under a sweep: the cluster it runs on, and the Ray Tune experiments of its runs.
 
-By default a local Ray starts inside this process (nothing to set up); ``address`` joins a
-running cluster instead (``auto``, an address, or ``ray://HOST:PORT`` through Ray's client).
-Starting and stopping Ray are never cut half-way by Ctrl-C: the signal waits until Ray is fully
-up (then it is shut down) or fully down, so no Ray process of ours is left behind.
-
-Each experiment is a ``Tuner`` whose trials are :func:`speedrun.sweeps.trial.run_trial`: one GPU
-per trial where the cluster has GPUs (so no two timed runs share one), else ``cpus_per_run``
-CPUs; actors reused between trials, so a compiled trainer serves the next seed of its variant;
-a trial whose worker dies tried again ``retries`` times (Tune's failure config); each trial's
-logs (its results, its TensorBoard curves, its stdout and stderr) in the sweep's folder.
+A local Ray starts in this process unless ``address`` names a cluster (``auto``, an address, or
+``ray://`` through Ray's client); Ctrl-C never cuts Ray's start or stop half-way, so no Ray
+process of ours is left behind. A trial holds one GPU (else ``cpus_per_run`` CPUs), actors are
+reused so a compiled trainer serves the next seed, a dead worker's trial is retried
+(``retries``), and every trial's logs land in the sweep's folder.
 """
 from __future__ import annotations
 

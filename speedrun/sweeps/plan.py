@@ -47,10 +47,6 @@ class PlannedRun:
     seed: int
     flags: tuple[str, ...]
 
-    @property
-    def train_flags(self) -> tuple[str, ...]:
-        return (*self.flags, "--seed", str(self.seed), "--runs", "1")
-
 
 def flag_words(flags: Mapping[str, FlagValue]) -> list[str]:
     """Spec flags as command-line words: ``true`` is the switch, ``false`` its ``--no-`` form."""

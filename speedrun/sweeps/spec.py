@@ -1,13 +1,10 @@
 """A sweep spec: the TOML file a person writes to ask for many seeded runs and variants.
 
-The spec speaks the train command's language: every key of ``[base]``, ``[variants.NAME]`` and
-``[grid]`` is a ``speedrun train`` flag without its dashes (``true`` gives the switch, ``false``
-its ``--no-`` form, a list several values); later tables win over earlier ones. A variant's
-``search`` table is its tuning space (``{low, high, log?, int?}`` or ``{choices = [...]}``),
-``[tune]`` is :class:`TuneSpec`, and ``seeds`` a count or a list (README: Sweeps shows a whole
-spec). The flags the sweep sets itself (seeds, records, devices) are refused. Reading a spec
-checks its shape; :func:`speedrun.sweeps.plan.check_flags` then reads every run's flags with the
-train command's own parser, so a bad spec fails in one line before anything runs.
+Every key of ``[base]``, ``[variants.NAME]`` and ``[grid]`` is a ``speedrun train`` flag without
+its dashes (``true`` the switch, ``false`` its ``--no-`` form, a list several values); a
+variant's ``search`` table is its tuning space and ``[tune]`` a :class:`TuneSpec` (README:
+Sweeps). Reading checks the shape; :func:`speedrun.sweeps.plan.check_flags` then reads every
+run's flags with the train command's own parser, before anything runs.
 """
 from __future__ import annotations
 

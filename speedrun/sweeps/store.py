@@ -1,22 +1,10 @@
-"""A sweep's folder: one file per run as it finishes, one merged record per variant.
+"""A sweep's folder: one file per run as it lands, the tables, and one merged record per variant.
 
-Layout of ``DIR``::
-
-    <label>.json                      the variant's record: its runs merged, what the record
-                                      commands read (one per GPU model if runs ran on several)
-    runs/<label>/seed-<seed>.run.json one run, written atomically the moment it finishes: a
-                                      train record of that run, or a failure note
-    tune/<label>/trial-<k>.run.json   one tuning trial, the same way (or why it stopped early)
-    sweep.json                        the spec that owns the folder: each variant's parsed settings
-    runs.csv                          one row per seeded run: variant, grid values, seed, status,
-                                      accuracy, time, attempts (trials.csv: the tuning trials)
-    sweep-summary.md                  what ran, what won, how many trials each variant had
-    logs/<experiment>/<run>/          Ray Tune's log of each run: results, TensorBoard curves,
-                                      stdout and stderr (``tensorboard --logdir DIR/logs``)
-
-A run's file is its proof of being done: a sweep started again over the same folder skips every
-run whose file holds a record and does the rest, failures included. Folder scans by the record
-commands leave the ``*.run.json`` pieces out (:func:`speedrun.results.records.find_record_files`).
+``DIR/VARIANT.json`` (the variant's runs merged: what the record commands read; one per GPU model
+when runs ran on several), ``runs/VARIANT/seed-N.run.json`` and ``tune/VARIANT/trial-K.run.json``
+(one run or trial each: a record, or why there is none), ``runs.csv`` and ``trials.csv``,
+``sweep.json`` (the spec that owns the folder) and ``sweep-summary.md``; Ray Tune's logs are
+under ``logs/``. A run's file is its proof of being done: a second start skips it.
 """
 from __future__ import annotations
 

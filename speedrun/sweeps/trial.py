@@ -1,12 +1,9 @@
 """What a Ray Tune trial runs: one ``speedrun train`` run, reported epoch by epoch.
 
-Each epoch is reported to Tune (``epoch``, ``accuracy`` when evaluated, ``train_loss``, ``lr``),
-which feeds the live table, TensorBoard and early stopping; the last report carries the run's
-record as JSON text, which the driver writes into the sweep's folder. Tune reuses the actor
-between trials, and the prepared trainer (data on the device, model compiled, rehearsed) is kept
-in the process for the next trial of the same flags, so a variant's seeds pay for compilation
-once per worker, as ``speedrun train --runs N`` does. An error the run raises is reported as the
-run's outcome (the same flags would raise it again); only a worker that dies is retried by Tune.
+Epoch reports feed the live table, TensorBoard and early stopping; the last carries the run's
+record as JSON text for the driver to keep. The prepared trainer stays in the process for the
+next trial of the same flags (Tune reuses the actor), so a variant's seeds compile once per
+worker. An error the run raises is reported as its outcome; only a dead worker is retried.
 """
 from __future__ import annotations
 

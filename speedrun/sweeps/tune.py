@@ -1,16 +1,10 @@
 """Equal-budget tuning on Ray Tune: every variant gets the same number of trials over its own space.
 
-A fair comparison of learning-rate policies tunes each one as hard as the others: a policy that
-looks better after 20 trials than another after 3 has shown nothing. Each tuned variant gets its
-own Tune experiment of ``trials`` trials, sampled by Tune's Optuna search (TPE, or random), and,
-with ``early-stop``, Tune's ASHA scheduler ends the trials whose accuracy trails at its rungs
-(the same rule for every variant). A trial trains one run with the tuning seed, which is never
-one of the sweep's seeds, so the reported runs are never the tuned-on ones; a stopped, diverged
-or failed trial counts against the budget all the same. The best finished trial's values then
-run with the sweep's seeds.
-
-A trial's file holds its values and score, so a sweep started again tells the search every
-earlier trial (Optuna's ``points_to_evaluate`` with their rewards) and runs only the rest.
+A policy that looks better after 20 trials than another after 3 has shown nothing, so each tuned
+variant gets its own experiment of ``trials`` trials (Tune's Optuna search; with ``early-stop``,
+ASHA ends the trials that trail, by one rule for all). A trial trains with the tuning seed, never
+a reported one; stopped, diverged and failed trials count against the budget all the same. A
+second start tells the search the trials already in the folder and runs only the rest.
 """
 from __future__ import annotations
 
