@@ -121,7 +121,8 @@ def _start(ray: Any, options: RayOptions) -> None:
         kwargs["address"] = options.address
     if str(options.address).startswith("ray://"):
         # Through the client, Tune's driver loop runs on the cluster's head: its lines come back as logs.
-        kwargs.update(log_to_driver=True, runtime_env={"env_vars": TUNE_ENV})
+        # (No runtime_env for Tune's settings there: under load, Ray's client server then failed to start.)
+        kwargs["log_to_driver"] = True
     else:
         kwargs.update(include_dashboard=False, configure_logging=True)
         if options.num_cpus is not None:
