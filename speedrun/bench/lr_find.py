@@ -37,6 +37,7 @@ from speedrun.training.cuda_graph import check_cuda_graph_device
 from speedrun.training.range_test import (
     LRFinderConfig,
     LRFinderResult,
+    divergence_warning,
     lr_ramp,
     recipe_range_test,
 )
@@ -53,7 +54,7 @@ def run_lr_find(recipe: Recipe, options: HarnessOptions, config: LRFinderConfig 
     config = config or LRFinderConfig()
     paths = _output_paths(options.out, recipe.name, force=options.force)
     result, data, device = _range_test(recipe, options, config, data, log)
-    log(format_result(result))
+    log(format_result(result, config))
     record = lr_find_record(recipe, options, config, result, data=data, device=str(device),
                             driver=NvmlSampler(device).driver_version() if device.type == "cuda" else None,
                             command=command)
@@ -121,18 +122,20 @@ def _output_paths(out: str | None, recipe: str, *, force: bool) -> tuple[Path, P
     return json_path, csv_path, png_path
 
 
-def format_result(result: LRFinderResult) -> str:
-    """Plain-words summary: how far the test went and what it suggests."""
+def format_result(result: LRFinderResult, config: LRFinderConfig) -> str:
+    """Plain-words summary: how far the test went, what it suggests, and a warning when the loss
+    never diverged (the minimum is then only the end of the range)."""
     end = "stopped early (loss diverged)" if result.stopped_early else "ran all steps"
     if not result.lrs:
         return "no finite loss recorded: lower --start-lr"
-    lines = [f"{len(result.lrs)} steps up to lr {result.lrs[-1]:.4g}; {end}"]
+    warning = divergence_warning(result, config)
+    lines = [f"{len(result.lrs)} steps up to lr {result.lrs[-1]:.4g}; {end}", *([warning] if warning else [])]
     s = result.suggestions
     if s["one_cycle_max_lr"] is None:
         lines.append("no suggestion: the smoothed loss never fell; lower --start-lr or raise --num-steps")
         return "\n".join(lines)
     lines += [
-        f"steepest descent at lr {s['steepest_lr']:.4g}; "
+        f"steepest descent at lr {s['steepest_lr']:.4g}; valley at lr {s['valley_lr']:.4g}; "
         f"minimum at lr {s['min_loss_lr']:.4g} (/10: {s['min_div_10_lr']:.4g})",
         f"one-cycle: max_lr {s['one_cycle_max_lr']:.4g} (lower bound {s['one_cycle_base_lr']:.4g})",
         f"cyclical:  base_lr {s['cyclic_base_lr']:.4g}  max_lr {s['cyclic_max_lr']:.4g}",
@@ -169,7 +172,8 @@ def lr_find_record(recipe: Recipe, options: HarnessOptions, config: LRFinderConf
         "runs_planned": 0,
         "complete": True,
         "summary": {"runs": 0, "completed": 0, "failed": 0, "reached": 0},
-        "lr_find": _finite(result.to_dict()),
+        "lr_find": _finite({**result.to_dict(), "diverged": result.stopped_early,
+                            "warning": divergence_warning(result, config)}),
     }
 
 
@@ -190,18 +194,21 @@ def draw_lr_find(fig: Any, result: LRFinderResult, title: str = "LR range test")
     ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
     ax.plot(result.lrs, result.smoothed, color="tab:blue", linewidth=2, label="smoothed loss")
     ax.set_xscale("log")
+    if result.lrs:
+        ax.set_xlim(min(result.lrs), max(result.lrs))          # the range measured, not the range asked for
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     if result.smoothed:
         low, first = min(min(result.smoothed), min(result.losses)), result.smoothed[0]
         ax.set_ylim(low - 0.05 * abs(low), max(first, low) * 1.25 + 1e-12)   # divergence would flatten the rest
     s = result.suggestions
-    marks = (("steepest_lr", "steepest", "tab:green"), ("min_loss_lr", "minimum", "tab:red"),
+    marks = (("steepest_lr", "steepest", "tab:green"), ("valley_lr", "valley", "tab:orange"), ("min_loss_lr", "minimum", "tab:red"),
              ("one_cycle_max_lr", "one-cycle max_lr", "black"), ("cyclic_base_lr", "cyclical base_lr", "tab:purple"))
     for key, label, colour in marks:
         if s.get(key) is not None:
             ax.axvline(s[key], color=colour, linestyle="--", linewidth=1, label=f"{label} {s[key]:.3g}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(f"{title}{' (stopped at divergence)' if result.stopped_early else ''}", fontsize=10)
+    ax.set_title(f"{title}{' (stopped at divergence)' if result.stopped_early else ' (never diverged: raise --end-lr)'}",
+                 fontsize=10)
 

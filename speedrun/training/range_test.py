@@ -18,9 +18,13 @@ Suggestions read off the smoothed curve:
 * ``one_cycle_base_lr``: ``one_cycle_max_lr / one_cycle_divisor`` (10): the lower bound a
   one-cycle policy starts (and, without annihilation, ends) at;
 * ``cyclic_max_lr`` / ``cyclic_base_lr``: the same upper bound, and a lower bound
-  ``cyclic_divisor`` (4) times smaller, as Smith suggests for triangular cycles.
+  ``cyclic_divisor`` (4) times smaller, as Smith suggests for triangular cycles;
+* ``valley_lr``: the middle (on the log-lr axis) of the longest stretch of the curve over which
+  the smoothed loss keeps falling, fastai's "valley" rule: robust to a noisy steepest point.
 
-All are None when the loss never fell (the range started too high, or too few steps).
+All are None when the loss never fell (the range started too high, or too few steps). A curve
+that never diverged (the test ran to ``end_lr``) has its minimum at the end of the range, so
+the rules that read the minimum can only understate: :func:`divergence_warning` says so.
 """
 from __future__ import annotations
 
@@ -123,7 +127,7 @@ def smooth_losses(losses: Sequence[float], beta: float) -> list[float]:
 def suggest_lrs(lrs: Sequence[float], smoothed: Sequence[float], config: LRFinderConfig = LRFinderConfig()) -> dict:
     """The suggestions described in the module doc, from a (possibly truncated) smoothed curve."""
     keys = ("steepest_lr", "min_loss_lr", "min_div_10_lr", "one_cycle_max_lr", "one_cycle_base_lr",
-            "cyclic_base_lr", "cyclic_max_lr")
+            "cyclic_base_lr", "cyclic_max_lr", "valley_lr")
     none = dict.fromkeys(keys)
     if len(smoothed) < 3:
         return none
@@ -140,7 +144,36 @@ def suggest_lrs(lrs: Sequence[float], smoothed: Sequence[float], config: LRFinde
     max_lr = math.sqrt(steepest * min_div_10)
     return {"steepest_lr": steepest, "min_loss_lr": min_loss, "min_div_10_lr": min_div_10,
             "one_cycle_max_lr": max_lr, "one_cycle_base_lr": max_lr / config.one_cycle_divisor,
-            "cyclic_base_lr": max_lr / config.cyclic_divisor, "cyclic_max_lr": max_lr}
+            "cyclic_base_lr": max_lr / config.cyclic_divisor, "cyclic_max_lr": max_lr,
+            "valley_lr": valley_lr(lrs[:len(loss)], loss.tolist())}
+
+
+def valley_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
+    """The middle of the longest falling stretch of the curve (see the module doc), or None.
+
+    ``run[i]`` is the length of the longest strictly falling sequence of points ending at ``i``;
+    the valley runs from where the longest such sequence starts to where it ends, so a bump of
+    noise inside a long descent does not cut it short."""
+    n = len(smoothed)
+    if n < 3:
+        return None
+    run, start = [1] * n, list(range(n))
+    for i in range(n):
+        for j in range(i):
+            if smoothed[j] > smoothed[i] and run[j] + 1 > run[i]:
+                run[i], start[i] = run[j] + 1, start[j]
+    end = max(range(n), key=lambda i: (run[i], -i))
+    if run[end] < 2:
+        return None
+    return float(math.exp((math.log(lrs[start[end]]) + math.log(lrs[end])) / 2))
+
+
+def divergence_warning(result: LRFinderResult, config: LRFinderConfig) -> str | None:
+    """A warning when the loss never diverged in the range: the minimum then sits at its end."""
+    if result.stopped_early or not result.lrs:
+        return None
+    return (f"warning: the loss never diverged up to lr {result.lrs[-1]:.4g} (--end-lr {config.end_lr:g}): the "
+            f"minimum is only the end of the range, so the suggestions that read it understate; raise --end-lr")
 
 
 def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss: Callable[[], Tensor],

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speedrun.bench.harness import HarnessOptions
-from speedrun.bench.lr_find import resolve_auto_max_lr, run_lr_find
+from speedrun.bench.lr_find import format_result, resolve_auto_max_lr, run_lr_find
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.data.device_data import DeviceData
 from speedrun.parameters import OptimizerConfig, ParamGroup
@@ -21,11 +21,14 @@ from speedrun.training.config import TrainConfig
 from speedrun.training.optimizers import build_optimizer
 from speedrun.training.range_test import (
     LRFinderConfig,
+    LRFinderResult,
+    divergence_warning,
     lr_ramp,
     lr_range_test,
     recipe_range_test,
     smooth_losses,
     suggest_lrs,
+    valley_lr,
 )
 from tests.support.trainers import TINY
 
@@ -212,3 +215,25 @@ def test_lr_find_writes_a_valid_record_with_the_curve_beside_it(make_synthetic_c
 def test_bad_settings_name_the_parameter(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LRFinderConfig(**kwargs)
+
+
+def test_the_valley_is_the_middle_of_the_longest_fall_even_with_a_bump_in_it():
+    lrs = np.geomspace(1e-4, 1e2, 61)
+    u = np.log10(lrs)
+    loss = np.where(u < 0, 2 - 0.5 * (u + 4), 0.5 + 2 * u ** 2)   # falls from 1e-4 to 1, then rises
+    loss[20] += 0.3                                                  # a bump of noise inside the fall
+    assert valley_lr(lrs.tolist(), loss.tolist()) == pytest.approx(1e-2, rel=0.3)
+    assert suggest_lrs(lrs.tolist(), loss.tolist())["valley_lr"] == valley_lr(lrs.tolist(), loss.tolist())
+    assert valley_lr(lrs.tolist(), np.linspace(1, 3, 61).tolist()) is None, "a curve that never falls has none"
+
+
+def test_a_range_that_never_diverged_is_said_to_understate():
+    lrs = tuple(np.geomspace(1e-3, 1.0, 30).tolist())
+    losses = tuple(np.linspace(2.3, 1.0, 30).tolist())          # still falling at the end of the range
+    config = LRFinderConfig(start_lr=1e-3, end_lr=1.0, num_steps=30)
+    never = LRFinderResult(lrs, losses, losses, False, suggest_lrs(lrs, losses, config))
+    warning = divergence_warning(never, config)
+    assert warning is not None and "never diverged up to lr 1" in warning and "raise --end-lr" in warning
+    assert warning in format_result(never, config)
+    stopped = LRFinderResult(lrs, losses, losses, True, never.suggestions)
+    assert divergence_warning(stopped, config) is None and "never diverged" not in format_result(stopped, config)
