@@ -89,6 +89,22 @@ def format_epoch(entry: EpochLog) -> str:
 EPOCH_HEADER = "epoch         lr  train_loss  train_acc  test_acc  elapsed_s"
 
 
+def format_extension(report: dict) -> str:
+    """What SWA or a snapshot ensemble did in a run, and what it gained over the trained model alone."""
+    method = report.get("method")
+    if method == "swa":
+        did, final = f"swa: averaged the weights of {report['weights_averaged']} epoch(s)", "averaged"
+    elif method == "snapshot_ensemble":
+        epochs = ", ".join(map(str, report.get("snapshot_epochs", [])))
+        did, final = f"snapshot ensemble: {report['snapshots']} snapshot(s) (epochs {epochs})", "ensemble"
+    else:
+        did, final = "extension", "final"
+    if "gain" not in report:
+        return f"{did}; no final accuracy to compare (the run stopped before its last epoch)"
+    return (f"{did}; test accuracy: single model {report['single_model_acc']:.4f}, {final} {report['final_acc']:.4f} "
+            f"({100 * report['gain']:+.2f} points)")
+
+
 def summarize_runs(runs: Sequence[RunResult]) -> dict:
     """The record's summary: accuracy and time-to-target distributions over the runs.
 
@@ -358,6 +374,8 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
             log(EPOCH_HEADER)
             runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
                                              log=lambda e: log(format_epoch(e))))
+            if runs[-1].extension:
+                log(format_extension(runs[-1].extension))
             if runs[-1].status != "ok":
                 log(f"run {i + 1} {runs[-1].status}: {runs[-1].error}; recorded as failed, going on")
             record = writer.write(train_record(recipe, options, prepared, rehearsal_s, runs, command),

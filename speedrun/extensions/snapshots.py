@@ -65,7 +65,11 @@ class SnapshotEnsembleConfig:
                                      amp_dtype=trainer.config.amp_dtype, tta_share=trainer.config.tta_share)
             return (logits.argmax(1) == trainer.data.test_labels).float().mean()
 
-        return RunHooks(after_epoch=(snapshots.after_epoch,), finish=finish)
+        def report() -> dict:
+            return {"method": "snapshot_ensemble", "snapshots": len(snapshots.members),
+                    "snapshot_epochs": [e for e in ends if e <= total]}
+
+        return RunHooks(after_epoch=(snapshots.after_epoch,), finish=finish, report=(report,))
 
 
 def sgdr_cycle_ends(T_0: int, T_mult: int, total_epochs: int) -> tuple[int, ...]:

@@ -80,7 +80,10 @@ class SWAConfig:
             average.model.eval()
             return trainer.evaluate(average.model)
 
-        return RunHooks(after_epoch=(after_epoch,), finish=finish)
+        def report() -> dict:
+            return {"method": "swa", "weights_averaged": int(average.count)}
+
+        return RunHooks(after_epoch=(after_epoch,), finish=finish, report=(report,))
 
 
 def swa_phase_lr(start_lr: Tensor, config: SWAConfig, steps_per_epoch: int) -> Tensor:

@@ -45,6 +45,7 @@ class RunEntry(TypedDict):
     train_time_s: NotRequired[Seconds | None]
     error: NotRequired[str | None]
     nvml: NotRequired[dict[str, Any]]
+    extension: NotRequired[dict[str, Any]]     # SWA / snapshot ensemble: what it did, single-model accuracy, gain
 
 
 class ScheduleEntry(TypedDict, total=False):

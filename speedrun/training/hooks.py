@@ -26,6 +26,8 @@ class RunHooks:
     eval_model:  which function to evaluate with (e.g. EMA or SWA weights); None: the model.
     finish:      after the last epoch, inside the timed part: returns a device accuracy that
                  replaces the final one (SWA after its BN update, a snapshot ensemble), or None.
+    report:      after the run, outside the timed part: what the extension did, for the record and
+                 the console (``{"method": "swa", "weights_averaged": 5}``); may read the device.
     """
 
     after_step: Sequence[Callable[[], None]] = ()
@@ -33,6 +35,7 @@ class RunHooks:
     after_log: Sequence[Callable[[int, EpochLog], None]] = ()
     eval_model: Callable[[], Callable[[Tensor], Tensor]] | None = None
     finish: Callable[[], Tensor | None] | None = None
+    report: Sequence[Callable[[], dict]] = ()
 
     @classmethod
     def combine(cls, hooks: Sequence[RunHooks]) -> RunHooks:
@@ -55,7 +58,8 @@ class RunHooks:
                    after_epoch=tuple(fn for h in hooks for fn in h.after_epoch),
                    after_log=tuple(fn for h in hooks for fn in h.after_log),
                    eval_model=next((h.eval_model for h in reversed(hooks) if h.eval_model), None),
-                   finish=finish_all if finishes else None)
+                   finish=finish_all if finishes else None,
+                   report=tuple(fn for h in hooks for fn in h.report))
 
 
 @dataclass
@@ -69,3 +73,4 @@ class RunState:
     loss_sum: Tensor                  # this epoch's summed training loss
     correct: Tensor                   # this epoch's correct training predictions
     graphed_step: Callable[..., tuple[Tensor, Tensor | None]] | None = None   # the step as a CUDA graph (cuda_graph)
+    single_accuracy: Tensor | None = None      # the trained model's own accuracy, when a finish hook replaced it

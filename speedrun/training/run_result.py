@@ -25,6 +25,7 @@ class RunResult:
     time_to_target_s: float | None = None
     train_time_s: float = 0.0
     nvml: dict = field(default_factory=dict)
+    extension: dict = field(default_factory=dict)    # what SWA or a snapshot ensemble did, and its gain
 
     def to_dict(self) -> dict:
         return asdict(self)

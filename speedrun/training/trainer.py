@@ -265,7 +265,8 @@ class Trainer:
             accuracy = self.evaluate(model, self.data.test_images[:n], self.data.test_labels[:n])
         if epoch == self.last_epoch and run.hooks.finish is not None:
             finished = run.hooks.finish()
-            accuracy = accuracy if finished is None else finished
+            if finished is not None:
+                run.single_accuracy, accuracy = accuracy, finished
         return accuracy
 
     def read_epoch(self, run: RunState, epoch: int, accuracy: Tensor | None, elapsed_s: float) -> EpochLog:
@@ -315,7 +316,18 @@ class Trainer:
         result.nvml = sampler.summary()
         if result.status == "diverged":
             result.final_test_acc = None
+        result.extension = self._extension_report(run, result)
         return result
+
+    def _extension_report(self, run: RunState, result: RunResult) -> dict:
+        """After the timed part: what the extensions did, and the final model's accuracy against the
+        trained model's own (their gain), when an extension replaced the final accuracy."""
+        report = {k: v for fn in run.hooks.report for k, v in fn().items()}
+        if run.single_accuracy is not None and result.final_test_acc is not None:
+            single = float(run.single_accuracy)
+            report.update(single_model_acc=single, final_acc=result.final_test_acc,
+                          gain=result.final_test_acc - single)
+        return report
 
 
 def _rehearsal_eval_size(test_images: int, batch_size: int) -> int:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import SWALR, update_bn
 
+from speedrun.bench.harness import format_extension
 from speedrun.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from speedrun.extensions.swa import (
     SWAConfig,
@@ -147,6 +148,13 @@ def test_a_run_with_swa_trains_at_the_swa_lr_and_reports_the_averaged_models_acc
     recompute_batchnorm_statistics(expected, trainer.data.train_images, batch_size=trainer.config.batch_size)
     expected.eval()
     assert result.final_test_acc == pytest.approx(float(trainer.evaluate(expected)))
+    # The run reports what SWA did and its gain over the trained model alone (whose accuracy it also gives).
+    single = float(trainer.evaluate(trainer.forward))
+    assert result.extension == pytest.approx({"method": "swa", "weights_averaged": 2, "single_model_acc": single,
+                                              "final_acc": result.final_test_acc,
+                                              "gain": result.final_test_acc - single})
+    assert format_extension(result.extension).startswith("swa: averaged the weights of 2 epoch(s); test accuracy: "
+                                                         f"single model {single:.4f}, averaged")
     # The trained model keeps the last weights (the average lives in its own copy).
     for now, last in zip(trainer.model.state_dict().values(), probe.weights[3]):
         assert torch.equal(now, last)
