@@ -81,6 +81,10 @@ def test_the_recorded_schedule_is_the_one_the_runs_used(make_synthetic_cifar10):
     half = len(lr) // 2
     assert lr[:half] == pytest.approx(policy[:half].tolist(), rel=1e-6)
     assert lr[half:] == pytest.approx([0.0123] * half, rel=1e-6)
+    assert record["schedule"]["lr_last"] == lr[-1] == 0.0123, "the last rate as used, written as float32 gives it"
+    assert record["schedule"]["lr_first"] == lr[0] and record["schedule"]["lr_peak"] == max(lr)
+    assert all(len(repr(v)) <= 12 for v in lr), "float32 values, shortest: no float32 noise in the record"
+    assert record["runs"][0]["extension"]["method"] == "swa"
 
 
 def test_the_record_is_rewritten_after_every_run_and_complete_only_after_the_last(tmp_path, make_synthetic_cifar10):
