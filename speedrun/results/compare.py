@@ -112,9 +112,7 @@ def comparability_warnings(a: dict, b: dict) -> list[str]:
     gpu_a, gpu_b = gpu_label(a), gpu_label(b)
     if gpu_a != gpu_b:
         out.append(f"A ran on {gpu_a} and B on {gpu_b}, so their times are not comparable")
-    ds_a, ds_b = _dataset_identity(a), _dataset_identity(b)
-    if ds_a != ds_b:
-        out.append(f"A and B used different dataset copies ({_fmt_dataset(ds_a)} vs {_fmt_dataset(ds_b)})")
+    out += _dataset_differences(a.get("dataset") or {}, b.get("dataset") or {})
     if not math.isclose(float(a["target"]), float(b["target"]), abs_tol=1e-12):
         out.append(f"A's target is {100 * a['target']:.2f}% and B's {100 * b['target']:.2f}%, so times measure different goals")
     for name, record in (("A", a), ("B", b)):
@@ -196,11 +194,15 @@ def _label(record: dict) -> str:
     return f"{base} {source}" if source else base
 
 
-def _dataset_identity(record: dict) -> tuple:
-    ds = record.get("dataset", {})
-    return tuple(ds.get(k) for k in ("name", "origin", "train_size", "test_size"))
-
-
-def _fmt_dataset(identity: tuple) -> str:
-    name, origin, train, test = identity
-    return f"{name} from {origin}, {train}/{test} images"
+def _dataset_differences(a: dict, b: dict) -> list[str]:
+    """What differs between the data A and B trained and were tested on, in words: the copy
+    (its name or where it was read), or only how many images of it (subsets)."""
+    out = []
+    if (a.get("name"), a.get("origin")) != (b.get("name"), b.get("origin")):
+        out.append(f"A and B used different dataset copies ({a.get('name')} from {a.get('origin')} vs "
+                   f"{b.get('name')} from {b.get('origin')})")
+    for key, what in (("train_size", "trained on"), ("test_size", "were tested on")):
+        if a.get(key) != b.get(key):
+            out.append(f"A and B {what} different numbers of images ({a.get(key)} vs {b.get(key)}: "
+                       f"--{key.replace('_size', '-subset')})")
+    return out

@@ -141,6 +141,11 @@ def test_different_gpus_dataset_copies_and_targets_are_warned_about(cpu_records,
     assert "A ran on CPU and B on Simulated GPU B" in compare_records(a, other_gpu).verdict
     other_data = dict(a, dataset={**a["dataset"], "origin": "/elsewhere/cifar10"})
     assert "different dataset copies" in compare_records(a, other_data).verdict
+    subset = dict(a, dataset={**a["dataset"], "test_size": a["dataset"]["test_size"] // 2})
+    verdict = compare_records(a, subset).verdict
+    assert "different dataset copies" not in verdict, "only the subset differs: the copy is the same"
+    assert f"A and B were tested on different numbers of images ({a['dataset']['test_size']} vs " \
+           f"{a['dataset']['test_size'] // 2}: --test-subset)" in verdict
     other_target = dict(a, target=0.25)
     assert f"A's target is {100 * TARGET:.2f}% and B's 25.00%" in compare_records(a, other_target).verdict
 
