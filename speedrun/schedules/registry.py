@@ -64,7 +64,10 @@ def build_schedule(name: str, total_steps: int, *, steps_per_epoch: int | None, 
     signature = inspect.signature(policy)
     missing = [p for p in accepted if p not in params
                and signature.parameters[p].default is inspect.Parameter.empty]
+    if "lr_lambda" in missing:          # before any other: no flag could ever give it
+        raise SettingError("lr_lambda", f"is a Python function, which no command line can give: schedule "
+                                        f"{policy.__name__!r} is for the library's API (speedrun.schedules."
+                                        f"{policy.__name__} in Python)")
     if missing:
-        python_only = " (a Python callable: use the library's API)" if "lr_lambda" in missing else ""
-        raise SettingError(missing[0], f"is needed by schedule {policy.__name__!r}{python_only}")
+        raise SettingError(missing[0], f"is needed by schedule {policy.__name__!r}")
     return policy(total_steps, interval=interval, steps_per_epoch=steps_per_epoch, **params)

@@ -158,6 +158,8 @@ def on_the_command_line(line: str) -> None:
     ("--schedule step_lr --base-lr 0.1 --step-size 5 --warmup 20ep", "--warmup 20ep is 200 steps"),
     ("--schedule nope", "--schedule: must be one of .*cyclic_lr"),
     ("--schedule step_lr --base-lr 0.1", "--step-size is needed by schedule 'step_lr'"),
+    ("--schedule lambda_lr", "lr_lambda is a Python function, which no command line can give: schedule "
+                             "'lambda_lr' is for the library's API"),
     ("--schedule cyclic_lr --base-lr 0.5 --max-lr 0.1", "--max-lr (0.1) must be >= --base-lr (0.5)"),
     ("--schedule cosine_annealing_lr --base-lr 0.1 --mode triangular", "--mode"),
     ("--schedule cosine_annealing_lr --base-lr inf", "--base-lr"),
