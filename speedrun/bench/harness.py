@@ -89,6 +89,26 @@ def format_epoch(entry: EpochLog) -> str:
 EPOCH_HEADER = "epoch         lr  train_loss  train_acc  test_acc  elapsed_s"
 
 
+def epoch_logger(log: Callable[[str], None], last_epoch: int, runs_after: int | None) -> Callable[[EpochLog], None]:
+    """The epoch line, and with ``runs_after`` (the runs still to come) the time left: this run's
+    pace over its remaining epochs and over the whole of each run after it."""
+    def line(entry: EpochLog) -> None:
+        text = format_epoch(entry)
+        if runs_after is not None and (entry.epoch < last_epoch or runs_after):
+            per_epoch = entry.elapsed_s / entry.epoch
+            left = per_epoch * ((last_epoch - entry.epoch) + runs_after * last_epoch)
+            text += f"   about {_duration(left)} left"
+        log(text)
+    return line
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 def format_extension(report: dict) -> str:
     """What SWA or a snapshot ensemble did in a run, and what it gained over the trained model alone."""
     method = report.get("method")
@@ -379,8 +399,10 @@ def run_benchmark(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | No
             seed = options.seed + i
             log(f"run {i + 1}/{options.runs}  seed {seed}  target {prepared.target}")
             log(EPOCH_HEADER)
+            eta = prepared.device.type == "cpu"          # a CPU run is long enough to want the time left
             runs.append(prepared.trainer.run(seed, prepared.lr, prepared.momentum, target=prepared.target,
-                                             log=lambda e: log(format_epoch(e))))
+                                             log=epoch_logger(log, prepared.trainer.last_epoch,
+                                                              options.runs - i - 1 if eta else None)))
             if runs[-1].extension:
                 log(format_extension(runs[-1].extension))
             if runs[-1].status != "ok":

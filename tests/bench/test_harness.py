@@ -29,6 +29,20 @@ def test_record_holds_every_run_and_a_summary(tmp_path, make_synthetic_cifar10):
     assert stored["nvml"]["available"] is False and "no CUDA" in stored["nvml"]["reason"]
     assert stored["environment"]["device"] == "cpu" and stored["environment"]["torch"]
     assert any(line.startswith("epoch") for line in lines) and any("95% CI" in line for line in lines)
+    epochs = [line for line in lines if line.lstrip()[:1].isdigit() and len(line.split()) >= 6]
+    assert epochs and " left" in epochs[0], "a CPU run says the time left"
+
+
+def test_the_time_left_counts_this_runs_epochs_and_every_run_after_it():
+    from speedrun.bench.harness import epoch_logger
+    from speedrun.training.run_result import EpochLog
+    lines: list[str] = []
+    epoch_logger(lines.append, 4, 2)(EpochLog(epoch=1, lr=0.1, train_loss=1.0, train_acc=None, test_acc=None,
+                                              elapsed_s=30.0))
+    assert lines[0].endswith("about 5m30s left")        # 30 s an epoch: 3 more here, 8 in the 2 runs after
+    epoch_logger(lines.append, 4, None)(EpochLog(epoch=1, lr=0.1, train_loss=1.0, train_acc=None, test_acc=None,
+                                                 elapsed_s=30.0))
+    assert "left" not in lines[1], "no estimate where none is wanted (a GPU run)"
 
 
 def test_a_diverging_run_is_recorded_as_failed_and_the_next_goes_on(tmp_path, make_synthetic_cifar10):
