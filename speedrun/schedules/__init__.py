@@ -17,6 +17,7 @@ from speedrun.schedules.policies import (
                                          exponential_lr,
                                          lambda_lr,
                                          linear_lr,
+                                         multiplicative_lr,
                                          multistep_lr,
                                          one_cycle_lr,
                                          piecewise_linear,
@@ -44,7 +45,7 @@ from speedrun.schedules.spec import ScheduleSpec
 __all__ = [
     "ANNEAL_STRATEGIES", "CYCLIC_MODES", "CYCLIC_SCALE_MODES", "INTERVALS", "SCHEDULES", "WARMUP_MODES",
     "Schedule", "ScheduleSpec", "build_schedule", "constant_lr", "cosine_annealing_lr",
-    "cosine_annealing_warm_restarts", "cyclic_lr", "exponential_lr", "lambda_lr", "linear_lr", "lookup_policy",
+    "cosine_annealing_warm_restarts", "cyclic_lr", "exponential_lr", "lambda_lr", "linear_lr", "lookup_policy", "multiplicative_lr",
     "multistep_lr", "one_cycle_lr", "piecewise_linear", "policy_parameters", "polynomial_lr", "step_lr",
     "unit_count", "with_warmup",
 ]

@@ -359,6 +359,29 @@ def lambda_lr(total_steps: int, base_lr: float, lr_lambda: Callable[[int], float
     return build_per_step("lambda_lr", params, total_steps, interval, steps_per_epoch, curve)
 
 
+def multiplicative_lr(total_steps: int, base_lr: float, lr_lambda: Callable[[int], float], *,
+                      interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
+    """PyTorch's MultiplicativeLR: each unit ``t >= 1`` multiplies the last rate by ``lr_lambda(t)``,
+    so unit ``t`` runs at ``base_lr * lr_lambda(1) * ... * lr_lambda(t)``, multiplied in PyTorch's
+    order. ``lr_lambda`` is called once per unit, here and now; a non-finite or negative factor is
+    a ValueError.
+    """
+    base_lr = real_in("base_lr", base_lr, low=0)
+    if not callable(lr_lambda):
+        raise ValueError(f"lr_lambda must be callable, got {lr_lambda!r}")
+
+    def curve(u: np.ndarray) -> tuple[np.ndarray, None]:
+        factors = np.asarray([float(lr_lambda(t)) for t in range(1, int(u.max()) + 1)], dtype=np.float64)
+        bad = ~np.isfinite(factors) | (factors < 0)
+        if bad.any():
+            first = int(np.argmax(bad)) + 1
+            raise ValueError(f"lr_lambda({first}) returned {factors[first - 1]}; factors must be finite and >= 0")
+        return np.cumprod(np.concatenate([[base_lr], factors]))[u], None
+
+    params = {"base_lr": base_lr, "lr_lambda": callable_name(lr_lambda)}
+    return build_per_step("multiplicative_lr", params, total_steps, interval, steps_per_epoch, curve)
+
+
 def piecewise_linear(total_steps: int, knots: Sequence[tuple[float, float]], *,
                      interval: str = "step", steps_per_epoch: int | None = None) -> Schedule:
     """Linear interpolation between ``(position, lr)`` knots, constant before the first and

@@ -15,6 +15,7 @@ from speedrun.schedules.policies import (
     exponential_lr,
     lambda_lr,
     linear_lr,
+    multiplicative_lr,
     multistep_lr,
     one_cycle_lr,
     piecewise_linear,
@@ -31,7 +32,7 @@ SCHEDULES: Mapping[str, Callable[..., Schedule]] = MappingProxyType({
     for fn in (
         constant_lr, linear_lr, step_lr, multistep_lr, exponential_lr, polynomial_lr,
         cosine_annealing_lr, cosine_annealing_warm_restarts, cyclic_lr, one_cycle_lr,
-        lambda_lr, piecewise_linear,
+        lambda_lr, multiplicative_lr, piecewise_linear,
     )
 })
 

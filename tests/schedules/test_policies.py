@@ -163,6 +163,12 @@ GRID = {
                       lambda o, u: tls.LambdaLR(o, lambda t: 0.95**t), 0.1, False),
     "lambda_lr-inverse": (lambda n, i, s: S.lambda_lr(n, 0.3, lambda t: 1 / (1 + t), interval=i, steps_per_epoch=s),
                           lambda o, u: tls.LambdaLR(o, lambda t: 1 / (1 + t)), 0.3, False),
+    "multiplicative_lr-0.95": (lambda n, i, s: S.multiplicative_lr(n, 0.1, lambda t: 0.95, interval=i,
+                                                                     steps_per_epoch=s),
+                               lambda o, u: tls.MultiplicativeLR(o, lambda t: 0.95), 0.1, False),
+    "multiplicative_lr-varying": (lambda n, i, s: S.multiplicative_lr(n, 0.3, lambda t: 1.1 if t % 3 else 0.5,
+                                                                        interval=i, steps_per_epoch=s),
+                                  lambda o, u: tls.MultiplicativeLR(o, lambda t: 1.1 if t % 3 else 0.5), 0.3, False),
     "piecewise_linear": (lambda n, i, s: S.piecewise_linear(n, [(0, 0.0), (4.5, 0.4), (30, 0.0)], interval=i,
                                                             steps_per_epoch=s),
                          lambda o, u: tls.LambdaLR(o, _knots_lambda([(0, 0.0), (4.5, 0.4), (30, 0.0)])), 1.0, False),
@@ -319,6 +325,14 @@ def test_random_lambda_lr(n, spe, lr, base, period) -> None:
 
 
 @FAST
+@given(totals, epoch_sizes, lrs, st.floats(0.8, 1.05), st.integers(1, 20))
+def test_random_multiplicative_lr(n, spe, lr, factor, period) -> None:
+    fn = lambda t: factor if t % period else 1.0 / factor  # noqa: E731
+    check(lambda n, i, s: S.multiplicative_lr(n, lr, fn, interval=i, steps_per_epoch=s),
+          lambda o, u: tls.MultiplicativeLR(o, fn), n, steps_per_epoch=spe, init_lr=lr)
+
+
+@FAST
 @given(totals, epoch_sizes, st.lists(st.tuples(st.floats(-20, 200), st.floats(0.0, 2.0)), min_size=1, max_size=6,
                                      unique_by=lambda k: round(k[0], 6)))
 def test_random_piecewise_linear(n, spe, knots) -> None:
@@ -471,6 +485,8 @@ BAD = [
     (lambda: S.lambda_lr(10, 0.1, 3.0), "lr_lambda"),
     (lambda: S.lambda_lr(10, 0.1, lambda t: -1.0), "lr_lambda"),
     (lambda: S.lambda_lr(10, 0.1, lambda t: math.inf), "lr_lambda"),
+    (lambda: S.multiplicative_lr(10, 0.1, 0.9), "lr_lambda"),
+    (lambda: S.multiplicative_lr(10, 0.1, lambda t: -0.5), "lr_lambda"),
     (lambda: S.piecewise_linear(10, []), "knots"),
     (lambda: S.piecewise_linear(10, [(0, 0.1), (0, 0.2)]), "knots"),
     (lambda: S.piecewise_linear(10, [(5, 0.1), (2, 0.2)]), "knots"),
@@ -528,7 +544,7 @@ def test_registry_is_immutable_and_complete() -> None:
     with pytest.raises(TypeError):
         S.SCHEDULES["mine"] = S.step_lr  # type: ignore[index]
     assert {"step_lr", "multistep_lr", "exponential_lr", "cosine_annealing_lr", "cosine_annealing_warm_restarts",
-            "cyclic_lr", "one_cycle_lr", "lambda_lr", "piecewise_linear"} <= set(S.SCHEDULES)
+            "cyclic_lr", "one_cycle_lr", "lambda_lr", "multiplicative_lr", "piecewise_linear"} <= set(S.SCHEDULES)
 
 
 def test_build_schedule_equals_direct_call() -> None:
