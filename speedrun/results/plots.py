@@ -193,9 +193,14 @@ def _draw_schedule(fig: Any, record: dict) -> None:
     constant = _constant_momentum(record)
     if not momentum and constant is not None:
         momentum, label = [constant] * len(lr), f"momentum {constant:g} (constant: optimizer config)"
+    muon = _muon_momentum(record)
     if momentum:
         ax2 = ax.twinx()
         handles += ax2.plot(range(len(momentum)), momentum, color="tab:orange", linewidth=1.5, linestyle="-.", label=label)
+        if muon is not None:       # Muon's filters have their own (constant) momentum beside the SGD groups'
+            handles += ax2.plot(range(len(lr)), [muon] * len(lr), color="tab:red", linewidth=1.5, linestyle=":",
+                                label=f"Muon momentum {muon:g} (filters; the line above: the SGD groups)")
+            ax2.set_ylim(0, max(1.0, max([*momentum, muon]) * 1.1))
         if constant is not None and label != "momentum":
             ax2.set_ylim(0, max(1.0, constant * 1.1))
         ax2.set_ylabel("momentum", color="tab:orange")
@@ -208,6 +213,13 @@ def _constant_momentum(record: dict) -> float | None:
     """The optimizer's fixed momentum when the schedule does not vary it (config.recipe.optimizer)."""
     optimizer = ((record.get("config") or {}).get("recipe") or {}).get("optimizer") or {}
     value = optimizer.get("momentum")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _muon_momentum(record: dict) -> float | None:
+    """Muon's own momentum, when the record's optimizer is Muon (its filters do not use the SGD groups')."""
+    optimizer = ((record.get("config") or {}).get("recipe") or {}).get("optimizer") or {}
+    value = optimizer.get("muon_momentum") if optimizer.get("name") == "muon" else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

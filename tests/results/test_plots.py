@@ -143,3 +143,21 @@ def test_every_picture_of_an_incomplete_record_says_so(matplotlib, cpu_records, 
     plot_record(record, tmp_path, prefix="cut")
     assert len(titles) == 2           # accuracy and schedule: a CPU record has no GPU picture
     assert all("incomplete record: 3 of 9 planned runs (cut short)" in t for t in titles), titles
+
+
+def test_a_muon_records_schedule_shows_muons_own_momentum_beside_the_sgd_groups(matplotlib, cpu_records):
+    from matplotlib.figure import Figure
+
+    from speedrun.results.plots import _draw_schedule
+
+    record = copy.deepcopy(cpu_records.load("narrow"))
+    record["config"]["recipe"]["optimizer"].update(name="muon", momentum=0.85, muon_momentum=0.6)
+    fig = Figure()
+    _draw_schedule(fig, record)
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert any(label.startswith("momentum 0.85") for label in labels)
+    assert any(label.startswith("Muon momentum 0.6 (filters") for label in labels)
+    plain = copy.deepcopy(cpu_records.load("narrow"))
+    fig = Figure()
+    _draw_schedule(fig, plain)
+    assert not any("Muon" in line.get_label() for ax in fig.axes for line in ax.get_lines())
