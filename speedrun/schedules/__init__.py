@@ -37,6 +37,8 @@ from speedrun.schedules.schedule import (
                                          INTERVALS,
                                          WARMUP_MODES,
                                          Schedule,
+                                         chained_scheduler,
+                                         sequential_lr,
                                          unit_count,
                                          with_warmup,
 )
@@ -44,8 +46,8 @@ from speedrun.schedules.spec import ScheduleSpec
 
 __all__ = [
     "ANNEAL_STRATEGIES", "CYCLIC_MODES", "CYCLIC_SCALE_MODES", "INTERVALS", "SCHEDULES", "WARMUP_MODES",
-    "Schedule", "ScheduleSpec", "build_schedule", "constant_lr", "cosine_annealing_lr",
+    "Schedule", "ScheduleSpec", "build_schedule", "chained_scheduler", "constant_lr", "cosine_annealing_lr",
     "cosine_annealing_warm_restarts", "cyclic_lr", "exponential_lr", "lambda_lr", "linear_lr", "lookup_policy", "multiplicative_lr",
-    "multistep_lr", "one_cycle_lr", "piecewise_linear", "policy_parameters", "polynomial_lr", "step_lr",
+    "multistep_lr", "one_cycle_lr", "piecewise_linear", "policy_parameters", "polynomial_lr", "sequential_lr", "step_lr",
     "unit_count", "with_warmup",
 ]

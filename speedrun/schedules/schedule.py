@@ -32,7 +32,9 @@ A schedule as data (every parameter, durations in epochs, warm-up) is :class:`sp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -168,6 +170,80 @@ def build_per_step(name: str, params: dict, total_steps: int, interval: str, ste
         momentum_steps = torch.from_numpy(_per_step(momentum, total_steps, interval, steps_per_epoch).copy())
     return Schedule(lr=lr_steps, momentum=momentum_steps, name=name, params=params,
                     interval=interval, steps_per_epoch=steps_per_epoch)
+
+
+# Policies PyTorch's SequentialLR does not restart at a milestone (they continue from the rate before
+# it, or keep their cycle position), unlike every other: refused rather than silently done otherwise.
+NOT_RESTARTED = ("multiplicative_lr", "cosine_annealing_warm_restarts")
+
+
+def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> Schedule:
+    """PyTorch's SequentialLR: ``schedules[0]`` until unit ``milestones[0]``, then ``schedules[1]``
+    restarted from its own unit 0, and so on. Build every schedule for the whole run, with the
+    same interval and the same base rate (PyTorch's schedulers share the optimizer's initial lr);
+    each contributes its first units after its milestone. Momentum, where one schedule cycles
+    it, is held at its last value through a schedule that does not (as PyTorch leaves it).
+    """
+    schedules = list(schedules)
+    if not schedules or not all(isinstance(x, Schedule) for x in schedules):
+        raise ValueError("schedules must be a non-empty sequence of Schedules")
+    first = schedules[0]
+    for x in schedules[1:]:
+        if (len(x), x.interval, x.steps_per_epoch) != (len(first), first.interval, first.steps_per_epoch):
+            raise ValueError("schedules must all be built for the same run: the same steps, interval and steps_per_epoch")
+    refused = [x.name for x in schedules[1:] if x.name in NOT_RESTARTED]
+    if refused:
+        raise ValueError(f"{refused[0]} after a milestone is not restarted by PyTorch's SequentialLR; put it first")
+    milestones = [int_at_least("milestones", m, 1) for m in milestones]
+    if len(milestones) != len(schedules) - 1 or any(b <= a for a, b in itertools.pairwise(milestones)):
+        raise ValueError(f"milestones must be {len(schedules) - 1} strictly increasing unit indices, got {milestones}")
+    per_unit = first.steps_per_epoch if first.interval == "epoch" and first.steps_per_epoch else 1
+    starts = [0, *(min(m * per_unit, len(first)) for m in milestones), len(first)]
+    lr = torch.cat([x.lr[: b - a] for x, a, b in zip(schedules, starts, starts[1:])])
+    momentum = None
+    if any(x.momentum is not None for x in schedules):
+        if first.momentum is None:
+            raise ValueError("a schedule that cycles momentum must come first: the momentum before it is unknown")
+        parts, last = [], first.momentum[0]
+        for x, a, b in zip(schedules, starts, starts[1:]):
+            part = x.momentum[: b - a] if x.momentum is not None else last.expand(b - a)
+            parts.append(part)
+            last = part[-1] if len(part) else last
+        momentum = torch.cat(parts)
+    params = {"milestones": milestones, "schedules": [{"name": x.name, "params": x.params} for x in schedules]}
+    return Schedule(lr, momentum, "sequential_lr", params, first.interval, first.steps_per_epoch)
+
+
+# Policies whose PyTorch step multiplies the rate it finds, so that chained they multiply each other.
+CHAINABLE = ("constant_lr", "linear_lr", "step_lr", "multistep_lr", "exponential_lr", "polynomial_lr", "multiplicative_lr")
+
+
+def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
+    """PyTorch's ChainedScheduler: every schedule steps at every unit, each scaling the rate the one
+    before it left, so the rate is the shared base rate times the product of each schedule's factor
+    (its rate over the base). That holds for the policies whose step multiplies the current rate
+    (:data:`CHAINABLE`); the others overwrite it, and are refused. Build every schedule for the
+    whole run, with the same interval and base rate.
+    """
+    schedules = list(schedules)
+    if not schedules or not all(isinstance(x, Schedule) for x in schedules):
+        raise ValueError("schedules must be a non-empty sequence of Schedules")
+    first = schedules[0]
+    bases = {float(x.params.get("base_lr", math.nan)) for x in schedules}
+    for x in schedules:
+        if x.name not in CHAINABLE:
+            raise ValueError(f"{x.name} does not chain (its step sets the rate rather than scaling it); "
+                             f"chain {', '.join(CHAINABLE)}")
+        if (len(x), x.interval, x.steps_per_epoch) != (len(first), first.interval, first.steps_per_epoch):
+            raise ValueError("schedules must all be built for the same run: the same steps, interval and steps_per_epoch")
+    if len(bases) != 1:
+        raise ValueError(f"schedules must share one base_lr (the optimizer's), got {sorted(bases)}")
+    base = bases.pop()
+    lr = torch.full_like(first.lr, base)
+    for x in schedules:
+        lr = lr * (x.lr / base) if base > 0 else x.lr * 0
+    params = {"schedules": [{"name": x.name, "params": x.params} for x in schedules]}
+    return Schedule(lr, None, "chained_scheduler", params, first.interval, first.steps_per_epoch)
 
 
 def with_warmup(schedule: Schedule, warmup_steps: int, mode: str = "linear",
