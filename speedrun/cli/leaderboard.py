@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction, command: Command) -> argpar
         "meets the target, one table per GPU model and target. Unreadable files are skipped and named on stderr.",
     )
     p.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS), metavar="PATHS",
-                   help="record files or folders searched for *.json (default: results/)")
+                   help=f"record files or folders searched for *.json (default: {DEFAULT_RESULTS_DIR}/, where runs write; "
+                        f"results/ holds the curated ones)")
     p.set_defaults(handler=run, options=add_options(p, LeaderboardOptions, "options"))
     return p
 

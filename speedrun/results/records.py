@@ -34,7 +34,9 @@ from speedrun.outputs import write_text_atomically
 from speedrun.results.schema import Record, check_shape
 
 SCHEMA_NAME = "speedrun.record"
-DEFAULT_RESULTS_DIR = "results"    # where records go, and where the record commands look, by default
+# Where records go, and where the record commands look, by default: a folder git ignores, so scratch
+# runs never mix with the curated records committed under results/.
+DEFAULT_RESULTS_DIR = "runs"
 SCHEMA_VERSION = 2
 MAX_RECORD_BYTES = 256 * 2**20   # a 10,000-run record is a few hundred MB short of this
 SWEEP_OWNER_NAME = "sweep.json"   # a sweep folder's owner file (speedrun.sweeps.store); its logs/ is Ray Tune's
