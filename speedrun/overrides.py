@@ -22,7 +22,7 @@ from speedrun.extensions.plateau import PlateauConfig
 from speedrun.extensions.snapshots import SnapshotEnsembleConfig, cycle_ends_from_lr
 from speedrun.extensions.swa import SWAConfig
 from speedrun.flags import AUTO, Section, add_section
-from speedrun.parameters import OptimizerConfig
+from speedrun.parameters import OPTIMIZER_DEFAULTS, OptimizerConfig
 from speedrun.recipes import RECIPES, Recipe, get_recipe
 from speedrun.recipes.base import MODEL_CONFIG_TYPES
 from speedrun.schedules import ScheduleSpec, policy_parameters
@@ -196,6 +196,7 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
     if getattr(args, "no_record", False):
         options_given["out"] = None
     options = HARNESS.build(HarnessOptions, **{**recorded, **options_given})
+    base_recipe_of_run = recipe
     changes = {s.key: s.build(_replacing(getattr(recipe, s.key)), **s.given(args))
                for s in RECIPE_SECTIONS[:-1] if s.given(args)}
     recipe = _with_model_flags(recipe.replace(**changes), args)
@@ -205,6 +206,7 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
     base = recipe
     recipe = recipe.replace(schedule=_schedule(recipe, args, _STAND_IN_PEAK if auto else max_lr, auto=auto),
                             extensions=tuple(recipe.extensions) + extensions)
+    recipe = _optimizer_defaults(base_recipe_of_run, recipe, args, log)
     check_budget(recipe, options)        # every flag checked before any work (and before a range test)
     if auto and resolve_auto:
         from speedrun.bench.lr_find import resolve_auto_max_lr
@@ -213,6 +215,37 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
         recipe = recipe.replace(schedule=_schedule(base, args, peak, auto=True))
         check_budget(recipe, options)    # the schedule with its measured peak
     return TrainSettings(recipe, options)
+
+
+def _optimizer_defaults(made_for: Recipe, recipe: Recipe, args: argparse.Namespace,
+                        log: Callable[[str], None]) -> Recipe:
+    """``--optimizer`` away from the SGD (or Muon) a recipe's rates were made for: that optimizer's
+    documented peak rate and decay (:data:`OPTIMIZER_DEFAULTS`) where the command line sets
+    neither, said in one line; what was used is in the record's recipe."""
+    name, was = recipe.optimizer.name, made_for.optimizer.name
+    if name == was or name not in OPTIMIZER_DEFAULTS or was not in ("sgd", "muon"):
+        return recipe
+    peak, decay = OPTIMIZER_DEFAULTS[name]
+    rates_given = {"max_lr", "base_lr", "knots", "name"} & set(SCHEDULE.given(args))
+    said = []
+    if not rates_given:
+        recipe = recipe.replace(schedule=_peak_at(recipe.schedule, peak))
+        said.append(f"peak lr {peak:g} (--max-lr or --base-lr sets it)")
+    if "weight_decay" not in RECIPE_SECTIONS[1].given(args):
+        recipe = recipe.replace(optimizer=dataclasses.replace(recipe.optimizer, weight_decay=decay))
+        said.append(f"weight decay {decay:g} (--weight-decay sets it)")
+    if said:
+        log(f"--optimizer {name}: the recipe's rates were made for {was}, so {name}'s defaults: {'; '.join(said)}")
+    return recipe
+
+
+def _peak_at(spec: ScheduleSpec, peak: float) -> ScheduleSpec:
+    """``spec`` with its highest rate at ``peak``: its max_lr or knots (:meth:`ScheduleSpec.with_peak`), else
+    its base_lr, and eta_min scaled along."""
+    if "max_lr" in policy_parameters(spec.name) or spec.name == "piecewise_linear":
+        return spec.with_peak(peak)
+    scale = peak / spec.base_lr if spec.base_lr else 1.0
+    return dataclasses.replace(spec, base_lr=peak, eta_min=None if spec.eta_min is None else spec.eta_min * scale)
 
 
 def check_budget(recipe: Recipe, options: HarnessOptions) -> None:

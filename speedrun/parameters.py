@@ -16,6 +16,13 @@ from speedrun.settings import check, setting
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "muon")
 
+# (peak learning rate, weight decay) an optimizer gets when a recipe made for SGD (or Muon) is run
+# with it and the command line sets neither: PyTorch's default rate for it, and its decay (AdamW's
+# decoupled 0.01, none for the others). An SGD recipe's peak of 0.4 would wreck Adam in a step.
+OPTIMIZER_DEFAULTS: dict[str, tuple[float, float]] = {
+    "adam": (1e-3, 0.0), "adamw": (1e-3, 1e-2), "rmsprop": (1e-2, 0.0), "adagrad": (1e-2, 0.0), "adadelta": (1.0, 0.0),
+}
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:

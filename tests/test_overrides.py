@@ -217,3 +217,33 @@ def test_the_assignment_recipe():
     assert ASSIGNMENT.schedule.knots_as_fraction
     halved = ASSIGNMENT.schedule.build(12 * 96, 96).lr
     assert float(halved.max()) == pytest.approx(0.4) and int(halved.argmax()) == 5 * 96 // 2
+
+
+@pytest.mark.parametrize("flags, peak, decay, said", [
+    (["--optimizer", "adam"], 1e-3, 0.0, ["peak lr 0.001", "weight decay 0"]),
+    (["--optimizer", "adamw", "--recipe", "fast94"], 1e-3, 1e-2, ["peak lr 0.001", "weight decay 0.01"]),
+    (["--optimizer", "adam", "--max-lr", "0.01"], 0.01, 0.0, ["weight decay 0"]),
+    (["--optimizer", "adam", "--weight-decay", "0.1"], 1e-3, 0.1, ["peak lr 0.001"]),
+    (["--optimizer", "adam", "--max-lr", "0.01", "--weight-decay", "0.1"], 0.01, 0.1, []),
+    (["--optimizer", "sgd"], 0.4, 5e-4, []),
+])
+def test_an_optimizer_the_recipe_was_not_made_for_gets_its_own_rate_and_decay_and_says_so(flags, peak, decay, said):
+    lines: list[str] = []
+    settings = settings_from_flags(flags, resolve_auto=False, log=lines.append)
+    knots = settings.recipe.schedule.knots
+    assert max(lr for _, lr in knots) == pytest.approx(peak)
+    assert settings.recipe.optimizer.weight_decay == pytest.approx(decay)
+    if said:
+        assert len(lines) == 1 and lines[0].startswith(f"--optimizer {flags[1]}: the recipe's rates were made for sgd")
+        assert all(part in lines[0] for part in said)
+    else:
+        assert lines == []
+
+
+def test_a_base_lr_policy_is_set_at_the_optimizers_rate_with_its_floor_scaled_along():
+    settings = settings_from_flags(["--recipe", "classic", "--optimizer", "rmsprop", "--schedule", "cosine_annealing_lr",
+                                    "--base-lr", "0.4", "--eta-min", "0.04"], resolve_auto=False, log=lambda _: None)
+    assert settings.recipe.schedule.base_lr == 0.4, "a rate given on the command line is kept"
+    from speedrun.overrides import _peak_at
+    spec = _peak_at(settings.recipe.schedule, 0.01)
+    assert spec.base_lr == 0.01 and spec.eta_min == pytest.approx(0.001)
