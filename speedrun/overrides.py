@@ -214,7 +214,22 @@ def train_settings(args: argparse.Namespace, *, data: Cifar10 | None = None, res
         peak = resolve_auto_max_lr(recipe, options, data, log=log)
         recipe = recipe.replace(schedule=_schedule(base, args, peak, auto=True))
         check_budget(recipe, options)    # the schedule with its measured peak
+    if recipe.to_dict() != base_recipe_of_run.to_dict():
+        recipe = recipe.replace(description=run_description(recipe, base_recipe_of_run.name))
     return TrainSettings(recipe, options)
+
+
+def run_description(recipe: Recipe, made_from: str) -> str:
+    """The run as flags made it, in words (a record's and a DAWNBench entry's description): the
+    recipe's own text describes the recipe as shipped, not a run of 3 epochs at another batch."""
+    opt, sched, train = recipe.optimizer, recipe.schedule, recipe.train
+    rates = [lr for _, lr in sched.knots or ()] or [r for r in (sched.max_lr, sched.base_lr) if r is not None]
+    peak = f" peaking at {max(rates):.4g}" if rates else ""
+    warmup = f" after a {sched.warmup} warm-up" if sched.warmup else ""
+    extras = [type(e).__name__.removesuffix("Config") for e in recipe.extensions]
+    return (f"{made_from} as run: {train.epochs:g} epochs at batch {train.batch_size}, {opt.name} "
+            f"(weight decay {opt.weight_decay:g}), {sched.name}{peak}{warmup}"
+            + (f", with {', '.join(extras)}" if extras else ""))
 
 
 def _optimizer_defaults(made_for: Recipe, recipe: Recipe, args: argparse.Namespace,

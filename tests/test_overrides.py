@@ -247,3 +247,13 @@ def test_a_base_lr_policy_is_set_at_the_optimizers_rate_with_its_floor_scaled_al
     from speedrun.overrides import _peak_at
     spec = _peak_at(settings.recipe.schedule, 0.01)
     assert spec.base_lr == 0.01 and spec.eta_min == pytest.approx(0.001)
+
+
+def test_a_changed_recipe_is_described_as_run_and_an_unchanged_one_keeps_its_own_text():
+    changed = settings_from_flags(["--epochs", "3", "--batch-size", "128", "--schedule", "one_cycle_lr", "--max-lr", "0.4",
+                                   "--swa-epochs", "1", "--swa-lr", "0.01"], resolve_auto=False).recipe
+    assert changed.description == ("classic as run: 3 epochs at batch 128, sgd (weight decay 0.0005), one_cycle_lr "
+                                   "peaking at 0.4, with SWA")
+    assert changed.name == "classic", "still the recipe it was made from, by name"
+    same = settings_from_flags([], resolve_auto=False).recipe
+    assert same.description.startswith("Page's ResNet-9") and "24" in same.description
