@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from speedrun.analysis.flops import FlopEstimate, estimate_flops
@@ -194,10 +195,10 @@ class PreparedRun:
         """The policy and the per-step values the runs read: the device tensors, so a tail that an
         extension rewrote for every run (SWA) is in it; per-run changes (plateau) are in each
         run's epoch log."""
-        lr = compact_values(self.lr)
+        lr = compact_values(self.lr.tolist())
         return {**self.schedule.describe(), "steps_per_epoch": self.trainer.steps_per_epoch,
                 "lr_first": lr[0], "lr_peak": max(lr), "lr_last": lr[-1], "lr": lr,    # as used, SWA's tail included
-                "momentum": None if self.momentum is None else compact_values(self.momentum)}
+                "momentum": None if self.momentum is None else compact_values(self.momentum.tolist())}
 
     def dataset_record(self) -> dict:
         d = self.data
@@ -205,10 +206,10 @@ class PreparedRun:
                 "test_size": len(d.test_labels), "sha256": self.data_sha256}
 
 
-def compact_values(values: torch.Tensor) -> list[float]:
-    """A device tensor's values as the shortest decimals that give back the same float32
-    (``0.1``, not ``0.10000000149011612``): exact for the loop, short in the record."""
-    return [float(text) for text in values.detach().to("cpu", torch.float32).numpy().astype(str)]
+def compact_values(values: Sequence[float]) -> list[float]:
+    """Float32 values as the shortest decimals that give back the same float32 (``0.1``, not
+    ``0.10000000149011612``): exact for the loop, short in the record."""
+    return [float(text) for text in np.asarray(values, dtype=np.float32).astype(str)]
 
 
 def prepare_run(recipe: Recipe, options: HarnessOptions, *, data: Cifar10 | None = None,
