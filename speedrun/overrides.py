@@ -90,7 +90,8 @@ class TrainSettings:
         (seed, runs, device, where the record goes): what two command lines are compared by."""
         per_run = ("seed", "runs", "out", "record", "force", "device")
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in per_run}
-        return _flat({"recipe": self.recipe.to_dict(), "options": options})
+        recipe = {k: v for k, v in self.recipe.to_dict().items() if k != "description"}   # words derived from the rest
+        return _flat({"recipe": recipe, "options": options})
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:

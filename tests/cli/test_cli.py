@@ -133,7 +133,9 @@ def test_flags_override_only_what_they_name():
                              "--full-budget", "--optimizer-eps", "1e-6"), get_recipe("fast94")
     assert recipe.model.widths == (8, 16, 16) and recipe.model.whiten_eps == 0.001 and not recipe.model.dirac_init
     assert recipe.train.stop_at_target is False and recipe.optimizer.eps == 1e-6
-    assert recipe.replace(model=base.model, train=base.train, optimizer=base.optimizer) == base
+    assert recipe.replace(model=base.model, train=base.train, optimizer=base.optimizer,
+                          description=base.description) == base
+    assert recipe.description.startswith("fast94 as run: "), "a changed recipe is described as run"
     assert recipe_of("--recipe", "fast94") == base
     # The train command's own parser reads the same flags the same way.
     from speedrun.cli import build_parser
