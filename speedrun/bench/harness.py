@@ -58,7 +58,7 @@ class HarnessOptions:
     compile: bool | None = setting(None, "torch.compile the model (default: on CUDA only)")
     data_dir: str | None = setting(None, "folder or file holding CIFAR-10 (default: $SPEEDRUN_DATA_DIR or "
                                          "~/.cache/speedrun)")
-    download: bool = setting(True, "download CIFAR-10 where it is missing", true_flag=None)
+    download: bool = setting(True, "never download CIFAR-10 (by default it is downloaded where it is missing)", true_flag=None)
     train_subset: int | None = setting(None, "train on the first N training images", low=1, high=50_000,
                                        metavar="N")
     test_subset: int | None = setting(None, "evaluate on the first N test images", low=1, high=10_000, metavar="N")

@@ -15,16 +15,21 @@ Accepted forms, in the order a data folder is searched (the first one present wi
 The official data come before the lossy offline copy so a real copy is never shadowed.
 ``data_dir`` may also name one of these files (or any ``.npz`` with ``train_images,
 train_labels, test_images, test_labels``) or the extracted folder directly; then exactly that
-is read and no cache is written. When nothing is found, ``download=True`` and torchvision is
-importable, the official archive is downloaded into the data folder.
+is read and no cache is written. When nothing is found and ``download=True``, the official archive is
+downloaded into the data folder (standard library only) and its MD5 checked before it is kept.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
+import importlib.util
 import io
 import os
 import pickle
+import sys
 import tarfile
+import urllib.request
 import warnings
 import zipfile
 import zlib
@@ -54,6 +59,8 @@ from speedrun.data.cifar10 import (
 )
 from speedrun.errors import DatasetError
 from speedrun.outputs import write_atomically
+
+DOWNLOAD_TIMEOUT_S = 60  # per read: a stalled server fails instead of hanging the run
 
 
 def default_data_dir() -> Path:
@@ -98,8 +105,8 @@ def _load(path: Path, download: bool, expected_counts: tuple[int, int] | None, e
         found = _search_folder(path, expected_md5, expected_counts)
         if found is not None:
             return found
-    if not download or _torchvision_problem() is not None:
-        raise DatasetError(_not_found_message(path, download))
+    if not download:
+        raise DatasetError(_not_found_message(path))
     _download_archive(path, expected_md5)
     found = _search_folder(path, expected_md5, expected_counts)
     if found is None:  # the download claimed success but left no archive behind
@@ -295,41 +302,38 @@ def _md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _torchvision_problem() -> str | None:
-    """Why torchvision cannot download here (None when it can): not installed, or installed but
-    failing to import (typically a build for another torch, e.g. the CUDA wheel beside a CPU torch)."""
-    try:
-        import torchvision.datasets.utils  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name in ("torchvision", "torchvision.datasets", "torchvision.datasets.utils"):
-            return "torchvision (needed to download) is not installed: pip install 'speedrun[download]'"
-        return f"torchvision is installed but fails to import ({type(error).__name__}: {_one_line(error)})"
-    except Exception as error:
-        import torch
-
-        return (f"torchvision is installed but fails to import ({type(error).__name__}: {_one_line(error)}), "
-                f"usually because it was built for another torch than this one ({torch.__version__}): install "
-                f"the torchvision release that goes with it")
-    return None
-
-
 def _download_archive(folder: Path, expected_md5: str | None) -> None:
-    """Fetch the official archive with torchvision's downloader (it retries and checks the MD5)."""
-    from torchvision.datasets.utils import download_url
-
+    """Fetch the official archive with the standard library (torchvision's wheels are built for one
+    torch, so depending on them breaks installs), into a ``.part`` file that only a complete download
+    with the right MD5 replaces the archive with: a cut or corrupt download never leaves one behind."""
+    partial = folder / f"{ARCHIVE_NAME}.part"
+    digest = hashlib.md5(usedforsecurity=False)
+    print(f"downloading CIFAR-10 from {OFFICIAL_URL} into {folder} (about 163 MB)", file=sys.stderr, flush=True)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        download_url(OFFICIAL_URL, root=str(folder), filename=ARCHIVE_NAME, md5=expected_md5)
-    except Exception as error:  # network, HTTP, disk or checksum failure: all need the manual route
+        with urllib.request.urlopen(OFFICIAL_URL, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as file:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                file.write(block)
+        if expected_md5 is not None and digest.hexdigest() != expected_md5:
+            raise DatasetError(f"the download from {OFFICIAL_URL} has MD5 {digest.hexdigest()}, expected {expected_md5} "
+                               f"(cut short or changed on the way); {_manual_fix(folder)}")
+        os.replace(partial, folder / ARCHIVE_NAME)
+    except (OSError, ValueError, http.client.HTTPException) as error:  # network, HTTP or disk: all need the manual route
         raise DatasetError(
             f"downloading CIFAR-10 into {folder} failed ({type(error).__name__}: {_one_line(error)}); "
             f"{_manual_fix(folder)}") from None
+    finally:  # also on a wrong MD5 and Ctrl-C: only a whole, checked archive stays, and a folder made for nothing goes
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+            if created and not (folder / ARCHIVE_NAME).exists():
+                folder.rmdir()
 
 
-def _not_found_message(path: Path, download: bool) -> str:
+def _not_found_message(path: Path) -> str:
     where = f"data folder {path} does not exist" if not path.exists() else f"no CIFAR-10 found in {path}"
-    why = "download is off" if not download else _torchvision_problem() or "torchvision cannot download"
-    return f"{where} (looked for {SEARCHED_NAMES}) and {why}; {_manual_fix(path)}"
+    return f"{where} (looked for {SEARCHED_NAMES}) and download is off; {_manual_fix(path)}"
 
 
 def _manual_fix(path: Path) -> str:
@@ -349,7 +353,8 @@ def _offline_hint(path: Path) -> str:
     fallback = default_data_dir() if default_data_dir() != path else Path.home() / ".cache" / "speedrun"
     target = path if writable and not holds_pack else fallback
     packed_here = f" ({JPEG_PACK_NAME}, found here)" if holds_pack else ""
-    return f"decode the offline JPEG-q75 copy{packed_here} with: python3 {shown} {target}"
+    pillow = "" if importlib.util.find_spec("PIL") else "python3 -m pip install pillow && "
+    return f"decode the offline JPEG-q75 copy{packed_here} with: {pillow}python3 {shown} {target}"
 
 
 def _offline_unpack_script() -> Path | None:

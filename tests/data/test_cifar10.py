@@ -8,13 +8,12 @@ import os
 import pickle
 import sys
 import tarfile
-import types
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from speedrun.data import loading
 from speedrun.data.cifar10 import (
     ARCHIVE_NAME,
     CACHE_NAME,
@@ -203,44 +202,52 @@ def test_folder_with_the_packed_copy_says_to_decode_it_elsewhere(tmp_path, monke
     assert message.endswith(f"unpack.py {tmp_path / 'decoded'}")
 
 
-def test_missing_torchvision_is_named_when_download_is_wanted(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails as if absent
-    assert "torchvision" in load_error(tmp_path, download=True)
-
-
-def _fake_torchvision(monkeypatch, download_url) -> None:
-    utils = types.ModuleType("torchvision.datasets.utils")
-    utils.download_url = download_url
-    datasets = types.ModuleType("torchvision.datasets")
-    datasets.utils = utils
-    package = types.ModuleType("torchvision")
-    package.datasets = datasets
-    for name, module in (("torchvision", package), ("torchvision.datasets", datasets),
-                         ("torchvision.datasets.utils", utils)):
-        monkeypatch.setitem(sys.modules, name, module)
+def _serve(monkeypatch, url: str) -> None:
+    """Point the downloader at a local file:// address: tests never touch the network."""
+    monkeypatch.setattr(loading, "OFFICIAL_URL", url)
 
 
 def test_download_failure_names_the_manual_fix(tmp_path, monkeypatch):
-    def offline(url, root, filename=None, md5=None):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-    _fake_torchvision(monkeypatch, offline)
+    _serve(monkeypatch, (tmp_path / "nowhere" / ARCHIVE_NAME).as_uri())
     message = load_error(tmp_path / "new", download=True)
     assert "downloading CIFAR-10" in message and "URLError" in message
     assert ARCHIVE_NAME in message and "--data-dir" in message and "unpack.py" in message
+    assert not (tmp_path / "new").exists()  # neither a partial file nor the folder made for it is left
 
 
-def test_downloaded_archive_is_read_and_cached(tmp_path, monkeypatch, synthetic_cifar10):
+def test_downloaded_archive_is_read_and_cached_without_torchvision(tmp_path, monkeypatch, synthetic_cifar10, capsys):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # any import of it would fail
     source_dir = tmp_path / "server"
     source_dir.mkdir()
     archive, md5 = write_archive(synthetic_cifar10, source_dir)
-
-    def fetch(url, root, filename=None, md5=None):
-        Path(root, filename).write_bytes(archive.read_bytes())
-    _fake_torchvision(monkeypatch, fetch)
+    _serve(monkeypatch, archive.as_uri())
     target = tmp_path / "data"
     loaded = load_cifar10(target, download=True, expected_counts=(64, 32), expected_md5=md5)
     assert_same_arrays(loaded, synthetic_cifar10)
-    assert (target / CACHE_NAME).is_file()
+    assert sorted(path.name for path in target.iterdir()) == sorted([ARCHIVE_NAME, CACHE_NAME])
+    assert f"downloading CIFAR-10 from {archive.as_uri()} into {target}" in capsys.readouterr().err
+
+
+def test_a_download_with_the_wrong_md5_is_not_kept(tmp_path, monkeypatch, synthetic_cifar10):
+    archive, md5 = write_archive(synthetic_cifar10, tmp_path)
+    _serve(monkeypatch, archive.as_uri())
+    message = load_error(tmp_path / "data", download=True, expected_counts=None, expected_md5="0" * 32)
+    assert f"has MD5 {md5}, expected {'0' * 32}" in message and "unpack.py" in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_download_cut_by_ctrl_c_leaves_nothing(tmp_path, monkeypatch):
+    class Interrupted(io.BytesIO):
+        def read(self, size: int = -1) -> bytes:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loading.urllib.request, "urlopen", lambda url, timeout: Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        load_cifar10(tmp_path / "data", download=True)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        load_cifar10(tmp_path / "kept", download=True)
+    assert not (tmp_path / "data").exists() and list((tmp_path / "kept").iterdir()) == []  # a folder it found stays
 
 
 def test_truncated_archive_fails_its_md5(tmp_path, synthetic_cifar10):
@@ -332,14 +339,10 @@ def test_real_data_has_cifar10s_counts_classes_and_first_labels(real_cifar10):
     assert data.source == SOURCE_JPEG_COPY == "CIFAR-10 (JPEG-q75 copy)"
 
 
-def test_a_torchvision_that_fails_to_import_is_not_called_missing(tmp_path, monkeypatch):
-    """The CUDA torchvision wheel beside a CPU torch raises on import; say so, not "not installed"."""
-    fake = tmp_path / "site" / "torchvision"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        monkeypatch.delitem(sys.modules, name)
-    message = load_error(tmp_path / "data", download=True)
-    assert "torchvision is installed but fails to import" in message
-    assert "operator torchvision::nms does not exist" in message and "not installed" not in message
+def test_the_offline_hint_installs_pillow_where_it_is_missing(tmp_path, monkeypatch):
+    """A fresh environment has numpy (a dependency) but not Pillow, which the decoder also needs."""
+    real_find_spec = loading.importlib.util.find_spec
+    monkeypatch.setattr(loading.importlib.util, "find_spec", lambda name: None if name == "PIL" else real_find_spec(name))
+    assert "with: python3 -m pip install pillow && python3 " in load_error(tmp_path, download=False)
+    monkeypatch.setattr(loading.importlib.util, "find_spec", real_find_spec)
+    assert "pip install pillow" not in load_error(tmp_path, download=False)
