@@ -144,6 +144,14 @@ def write_new_text_file(path: str | os.PathLike, text: str, *, flag: str = "--ou
     return publish(check_output(path, force=None, flag=flag), lambda f: f.write(text), binary=False, flag=flag)
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as progress lines show it (``45s``, ``3m07s``, ``2h05m``): short, and the same in every command."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """CSV with ``header``; None cells are left empty and floats keep full precision (repr)."""
     buffer = io.StringIO()

@@ -25,7 +25,7 @@ from speedrun.errors import SpeedrunError
 from speedrun.instruments.environment import describe_environment, pick_device
 from speedrun.instruments.telemetry import NvmlSampler
 from speedrun.instruments.timing import TIMER_RULE, ProgressLog, synchronize
-from speedrun.outputs import check_output
+from speedrun.outputs import check_output, format_duration
 from speedrun.recipes import Recipe
 from speedrun.results.records import (
     DEFAULT_RESULTS_DIR,
@@ -98,16 +98,10 @@ def epoch_logger(log: Callable[[str], None], last_epoch: int, runs_after: int | 
         if runs_after is not None and (entry.epoch < last_epoch or runs_after):
             per_epoch = entry.elapsed_s / entry.epoch
             left = per_epoch * ((last_epoch - entry.epoch) + runs_after * last_epoch)
-            text += f"   about {_duration(left)} left"
+            text += f"   about {format_duration(left)} left"
         log(text)
     return line
 
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def format_extension(report: dict) -> str:

@@ -177,13 +177,8 @@ def build_per_step(name: str, params: dict, total_steps: int, interval: str, ste
 NOT_RESTARTED = ("multiplicative_lr", "cosine_annealing_warm_restarts")
 
 
-def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> Schedule:
-    """PyTorch's SequentialLR: ``schedules[0]`` until unit ``milestones[0]``, then ``schedules[1]``
-    restarted from its own unit 0, and so on. Build every schedule for the whole run, with the
-    same interval and the same base rate (PyTorch's schedulers share the optimizer's initial lr);
-    each contributes its first units after its milestone. Momentum, where one schedule cycles
-    it, is held at its last value through a schedule that does not (as PyTorch leaves it).
-    """
+def _one_run(schedules: Sequence[Schedule]) -> list[Schedule]:
+    """The schedules a composition joins, refused unless they were all built for the same run."""
     schedules = list(schedules)
     if not schedules or not all(isinstance(x, Schedule) for x in schedules):
         raise ValueError("schedules must be a non-empty sequence of Schedules")
@@ -191,6 +186,18 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
     for x in schedules[1:]:
         if (len(x), x.interval, x.steps_per_epoch) != (len(first), first.interval, first.steps_per_epoch):
             raise ValueError("schedules must all be built for the same run: the same steps, interval and steps_per_epoch")
+    return schedules
+
+
+def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> Schedule:
+    """PyTorch's SequentialLR: ``schedules[0]`` until unit ``milestones[0]``, then ``schedules[1]``
+    restarted from its own unit 0, and so on. Build every schedule for the whole run, with the
+    same interval and the same base rate (PyTorch's schedulers share the optimizer's initial lr);
+    each contributes its first units after its milestone. Momentum, where one schedule cycles
+    it, is held at its last value through a schedule that does not (as PyTorch leaves it).
+    """
+    schedules = _one_run(schedules)
+    first = schedules[0]
     refused = [x.name for x in schedules[1:] if x.name in NOT_RESTARTED]
     if refused:
         raise ValueError(f"{refused[0]} after a milestone is not restarted by PyTorch's SequentialLR; put it first")
@@ -225,17 +232,13 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
     (:data:`CHAINABLE`); the others overwrite it, and are refused. Build every schedule for the
     whole run, with the same interval and base rate.
     """
-    schedules = list(schedules)
-    if not schedules or not all(isinstance(x, Schedule) for x in schedules):
-        raise ValueError("schedules must be a non-empty sequence of Schedules")
+    schedules = _one_run(schedules)
     first = schedules[0]
+    unchained = [x.name for x in schedules if x.name not in CHAINABLE]
+    if unchained:
+        raise ValueError(f"{unchained[0]} does not chain (its step sets the rate rather than scaling it); "
+                         f"chain {', '.join(CHAINABLE)}")
     bases = {float(x.params.get("base_lr", math.nan)) for x in schedules}
-    for x in schedules:
-        if x.name not in CHAINABLE:
-            raise ValueError(f"{x.name} does not chain (its step sets the rate rather than scaling it); "
-                             f"chain {', '.join(CHAINABLE)}")
-        if (len(x), x.interval, x.steps_per_epoch) != (len(first), first.interval, first.steps_per_epoch):
-            raise ValueError("schedules must all be built for the same run: the same steps, interval and steps_per_epoch")
     if len(bases) != 1:
         raise ValueError(f"schedules must share one base_lr (the optimizer's), got {sorted(bases)}")
     base = bases.pop()

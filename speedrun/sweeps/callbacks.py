@@ -16,6 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from speedrun.outputs import format_duration
 from speedrun.sweeps.trial import ERROR_KEY, RECORD_KEY, searched_value
 
 
@@ -103,10 +104,10 @@ class Progress(Callback):
         now, per_run = time.monotonic(), self.per_run_s()
         left = self.total - self.done - len(self.running)
         line = (f"sweep: {self.done - self.failed} done, {len(self.running)} running, {self.failed} failed, "
-                f"{left} left, {_duration(now - self.start)} elapsed")
+                f"{left} left, {format_duration(now - self.start)} elapsed")
         if per_run is not None and (left or self.running):
             work = left * per_run + sum(max(0.0, per_run - (now - r["start"])) for r in self.running.values())
-            line += f", about {_duration(work / self.workers)} left"
+            line += f", about {format_duration(work / self.workers)} left"
         return line
 
     def text(self) -> str:
@@ -117,7 +118,7 @@ class Progress(Callback):
             variant, cell, seed = self.labels.get(r["key"], (_name(r["key"]), "", ""))
             acc = r.get("accuracy")
             rows.append((variant, cell or "-", seed or "-", f"{r['epoch']}/{r['epochs']}" if r.get("epochs") else "-",
-                         "-" if acc is None else f"{acc:.4f}", _duration(now - r["start"])))
+                         "-" if acc is None else f"{acc:.4f}", format_duration(now - r["start"])))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         table = ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
         return "\n".join([self.status_line(), *table] if len(rows) > 1 else [self.status_line()])
@@ -134,7 +135,3 @@ def _error_text(error: BaseException | None) -> str:
     said = [line for line in lines if "Error" in line.split(":")[0] or "died" in line]
     return (said or lines or ["unknown error"])[-1][:200]
 
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

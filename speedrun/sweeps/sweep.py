@@ -95,10 +95,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
     sweep = _Sweep(spec, options, log, command, callbacks)
     started, folder = time.monotonic(), sweep.folder
     trials_left = {a.label: sweep.trials_left(a) for a in sweep.arms}
-    if not any(trials_left.values()) and all(getattr(sweep.read(run), "finished", False)
-                                             for runs in sweep.finals().values() for run in runs):
+    pending = None if any(trials_left.values()) else sweep.pending()   # tuning would change the seeded runs
+    if pending is not None and not pending[1]:
         log(f"sweep: every run is already in {folder.root}; nothing to do")
-        sweep.train(None, {})
+        sweep.train(None, {}, pending)
         return sweep.report
     try:
         datasets = sweep.load(data)        # data problems show before Ray starts
@@ -111,7 +111,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
             for arm in sweep.arms:
                 if trials_left[arm.label]:
                     sweep.tune(arm, trials_left[arm.label], cluster, datasets)
-            sweep.train(cluster, datasets)
+            sweep.train(cluster, datasets, pending)
     except KeyboardInterrupt:
         kept = sum(1 for _ in folder.root.glob("*/*/*.run.json")) if folder.root.is_dir() else 0
         raise SweepInterrupted(f"interrupted: {kept} finished run(s) and trial(s) are kept in {folder.root}; run the "
@@ -148,6 +148,13 @@ class _Sweep:
             dup = next(x for x in labels if labels.count(x) > 1)
             raise SpecError(f"{spec.source}: two variants or grid points are both named {dup!r}; rename one")
         self.parsed = check_flags(spec, self.arms)
+        if spec.tune and spec.tune.early_stop:
+            for arm in self.arms:
+                epochs = math.ceil(self.parsed[arm.label].recipe.train.epochs)
+                if arm.search and spec.tune.grace_epochs >= epochs:
+                    raise SpecError(f"{spec.source}: [tune] grace-epochs {spec.tune.grace_epochs} leaves no epoch to stop "
+                                    f"variant {arm.label!r} at (it trains {epochs}); lower grace-epochs or set "
+                                    f"early-stop = false")
         self.owner = owner_table(self.arms, self.parsed)
         self.folder.check_owner(self.owner)
         self.report = SweepReport(self.folder.root)
@@ -180,25 +187,27 @@ class _Sweep:
             self.pieces[run.label][run.seed] = piece
         return piece
 
+    def trial_budget(self, arm: Arm) -> int:
+        """How many tuning trials ``arm`` gets: the spec's count where it has a search space, else none."""
+        return self.spec.tune.trials if self.spec.tune and arm.search else 0
+
     def trials(self, arm: Arm) -> list[TrialResult]:
         """The tuning trials the folder holds for ``arm`` (finished, stopped early, or failed)."""
-        count = self.spec.tune.trials if self.spec.tune and arm.search else 0
-        pieces = [(i, self.folder.read_piece(self.folder.trial_path(arm.label, i))) for i in range(count)]
+        pieces = [(i, self.folder.read_piece(self.folder.trial_path(arm.label, i))) for i in range(self.trial_budget(arm))]
         return [TrialResult(i, p.params, p.accuracy if p.status in ("ok", "stopped") else None, p.status)
                 for i, p in pieces if p is not None]
 
     def trials_left(self, arm: Arm) -> list[int]:
-        count = self.spec.tune.trials if self.spec.tune and arm.search else 0
-        return sorted(set(range(count)) - {t.index for t in self.trials(arm)})
+        return sorted(set(range(self.trial_budget(arm))) - {t.index for t in self.trials(arm)})
 
     def finals(self) -> dict[str, list[PlannedRun]]:
         """Each arm's seeded runs, by label; a tuned arm's once its tuning is done, with its winner's values."""
         finals: dict[str, list[PlannedRun]] = {}
         for arm in self.arms:
             extra: list[str] = []
-            if self.spec.tune and arm.search:
+            if self.trial_budget(arm):
                 result = self.report.tuned[arm.label] = best_of(arm.label, self.trials(arm))
-                if len(result.trials) < self.spec.tune.trials:
+                if len(result.trials) < self.trial_budget(arm):
                     continue
                 if result.best is None:
                     self.report.failed[f"tune:{arm.label}"] = "no tuning trial finished, so there is no configuration"
@@ -241,11 +250,18 @@ class _Sweep:
         self.log(f"sweep: {arm.label}: best of {len(result.trials)} trial(s): "
                  + ("none finished" if best is None else f"{best.value:.4f} with {' '.join(flag_words(best.params))}"))
 
-    def train(self, cluster: Cluster | None, datasets: dict[str, Cifar10]) -> None:
-        """The seeded runs the folder does not hold yet, each written as it lands; with no
-        ``cluster``, only the records and tables of what the folder holds."""
-        finals, report = self.finals(), self.report
-        todo = {run.run_id: run for runs in finals.values() for run in runs if not getattr(self.read(run), "finished", 0)}
+    def pending(self) -> tuple[dict[str, list[PlannedRun]], dict[str, PlannedRun]]:
+        """Each arm's seeded runs, and those of them the folder does not hold finished, by run id
+        (every run file read once)."""
+        finals = self.finals()
+        return finals, {run.run_id: run for runs in finals.values() for run in runs
+                        if not getattr(self.read(run), "finished", False)}
+
+    def train(self, cluster: Cluster | None, datasets: dict[str, Cifar10],
+              pending: tuple[dict[str, list[PlannedRun]], dict[str, PlannedRun]] | None = None) -> None:
+        """The seeded runs the folder does not hold yet (``pending``, else read now), each written as it
+        lands; with no ``cluster``, only the records and tables of what the folder holds."""
+        (finals, todo), report = pending or self.pending(), self.report
         report.skipped = sum(len(runs) for runs in finals.values()) - len(todo)
         if report.skipped and todo:
             self.log(f"sweep: {report.skipped} run(s) already in {self.folder.root}, skipped; {len(todo)} to run")

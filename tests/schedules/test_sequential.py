@@ -121,6 +121,9 @@ def test_a_chained_multiplicative_lr_multiplies_in():
     (lambda: S.chained_scheduler([S.step_lr(10, 0.1, 3), S.cosine_annealing_lr(10, 0.1)]), "cosine_annealing_lr does not chain"),
     (lambda: S.chained_scheduler([S.step_lr(10, 0.1, 3), S.step_lr(10, 0.2, 3)]), "share one base_lr"),
     (lambda: S.chained_scheduler([]), "non-empty"),
+    (lambda: S.chained_scheduler([S.step_lr(10, 0.1, 3), S.step_lr(12, 0.1, 3)]), "the same run"),
+    (lambda: S.chained_scheduler([S.step_lr(10, 0.1, 3), S.step_lr(10, 0.1, 3, interval="epoch", steps_per_epoch=2)]),
+     "the same run"),
 ])
 def test_what_chained_scheduler_refuses(make, says):
     with pytest.raises(ValueError, match=says):

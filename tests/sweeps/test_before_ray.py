@@ -132,3 +132,12 @@ def test_every_bad_variant_is_named_at_once(no_ray, tmp_path):
     text = str(refused.value)
     assert "(2 problems)" in text and "variant 'a'" in text and "variant 'c'" in text and "'b'" not in text
     assert "\n" not in text
+
+
+def test_grace_epochs_that_leave_no_epoch_to_stop_at_are_refused(no_ray, tmp_path):
+    spec = parse_spec({"name": "s", "seeds": 1, "base": {**BASE, "epochs": 3},
+                       "variants": {"a": {"search": {"max-lr": {"low": 0.1, "high": 1.0}}}},
+                       "tune": {"trials": 2, "early-stop": True, "grace-epochs": 3}}, source="s.toml")
+    with pytest.raises(SpecError, match=r"s.toml: \[tune\] grace-epochs 3 leaves no epoch to stop variant 'a' at \(it trains 3\)"):
+        run_sweep(spec, SweepOptions(str(tmp_path / "out")), data=make_synthetic(train=256, test=64))
+    assert not (tmp_path / "out").exists()

@@ -80,12 +80,22 @@ def test_no_variants_means_the_base_alone_and_seeds_may_be_listed():
     ("[tune]\ntrials = 1\n[variants.a.search]\nm = {low = 0, high = 1, log = true}", "a log range needs low > 0"),
     ("[tune]\ntrials = 1\n[variants.a.search]\nm = {low = 0, high = 1, step = 2}", "unknown key 'step'"),
     ("[tune]\ntrials = 1\n[variants.a.search]\nm = {choices = []}", "choices must be a non-empty list"),
+    ("[tune]\ntrials = 2\nreduction-factor = 1\n[variants.a.search]\nm = {low = 1, high = 2}", "reduction-factor must be"),
+    ("[tune]\ntrials = 2\ngrace-epochs = 0\n[variants.a.search]\nm = {low = 1, high = 2}", "grace-epochs must be"),
+    ("[tune]\ntrials = 2\nearly-stop = 'yes'\n[variants.a.search]\nm = {low = 1, high = 2}", "early-stop"),
+    ("[tune]\ntrials = 2\npatience = 2\n[variants.a.search]\nm = {low = 1, high = 2}", "patience"),
 ])
 def test_a_malformed_spec_is_one_line_naming_the_spec_and_the_place(tmp_path, text, says):
     with pytest.raises(SpecError) as caught:
         load_spec(write(tmp_path, text))
     message = str(caught.value)
     assert says in message and "\n" not in message and str(tmp_path / "spec.toml") in message
+
+
+def test_the_early_stopping_keys_are_read():
+    spec = parse_spec({"base": {}, "variants": {"a": {"search": {"max-lr": {"low": 0.1, "high": 1.0}}}},
+                       "tune": {"trials": 6, "early-stop": True, "grace-epochs": 2, "reduction-factor": 3}})
+    assert spec.tune is not None and (spec.tune.early_stop, spec.tune.grace_epochs, spec.tune.reduction_factor) == (True, 2, 3)
 
 
 def test_a_missing_spec_says_so(tmp_path):

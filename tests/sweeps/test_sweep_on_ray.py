@@ -4,6 +4,7 @@ dies every time), a variant's seeds reuse its prepared trainer, and tuning with 
 gives every variant the same number of trials."""
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -22,6 +23,7 @@ from speedrun.results.render import render  # noqa: E402
 from speedrun.sweeps import sweep as sweep_module  # noqa: E402
 from speedrun.sweeps.execution import RayOptions  # noqa: E402
 from speedrun.sweeps.spec import parse_spec  # noqa: E402
+from speedrun.sweeps.store import SweepFolder  # noqa: E402
 from speedrun.sweeps.summary import summary_markdown  # noqa: E402
 from speedrun.sweeps.sweep import SweepOptions, run_sweep  # noqa: E402
 from tests.support.synthetic import make_synthetic  # noqa: E402
@@ -89,8 +91,12 @@ def test_two_variants_by_two_cells_by_two_seeds_are_named_everywhere_and_a_secon
     def no_ray(*args, **kwargs):
         pytest.fail("Ray was started with nothing to do")
     monkeypatch.setattr(sweep_module, "ray_cluster", no_ray)
+    reads: collections.Counter = collections.Counter()
+    read_piece = SweepFolder.read_piece
+    monkeypatch.setattr(SweepFolder, "read_piece", lambda folder, path: reads.update([path]) or read_piece(folder, path))
     again, lines = sweep(spec, tmp_path, data)
     assert again.ran == 0 and again.skipped == 8 and any("nothing to do" in line for line in lines)
+    assert len(reads) == 8 and set(reads.values()) == {1}, "each run file is read once at start-up"
 
     monkeypatch.undo()
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.run.json")}
