@@ -268,6 +268,9 @@ def check_budget(recipe: Recipe, options: HarnessOptions) -> None:
     """Build the schedule and check the extensions against the run's length, before any work."""
     steps_per_epoch = max(1, (options.train_subset or CIFAR10_TRAIN_IMAGES) // recipe.train.batch_size)
     epochs = recipe.train.epochs
+    if recipe.train.input_kernel and recipe.augment.jitter:
+        raise SpeedrunError("--input-kernel builds batches without colour jitter; turn off --input-kernel or set "
+                            "--brightness 0 --contrast 0")
     for ext in recipe.extensions:
         if isinstance(ext, SWAConfig) and (ext.epochs > epochs or not float(epochs).is_integer()):
             raise SpeedrunError(f"--swa-epochs {ext.epochs} needs a whole --epochs of at least that many "

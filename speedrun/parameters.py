@@ -44,6 +44,8 @@ class OptimizerConfig:
     muon_renormalize: bool = setting(True, "Muon: keep each filter's norm at sqrt(out_channels)")
     muon_renormalize_every: int = setting(1, "Muon: renormalize the filters on every N-th step only (1: every step)",
                                          low=1)
+    muon_fp16_momentum: bool = setting(False, "Muon: keep the filters' momentum buffers in float16 (the public "
+                                              "record's; half the memory traffic)")
     muon_batched: bool = setting(True, "Muon: orthogonalize same-shape filters in one batched Newton-Schulz, "
                                        "renormalize and update all filters in one foreach op each")
 

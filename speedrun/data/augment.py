@@ -1,4 +1,4 @@
-"""Batched, device-side CIFAR-10 augmentation: random crop, horizontal flip, cutout.
+"""Batched, device-side CIFAR-10 augmentation: random crop, horizontal flip, cutout, colour jitter.
 
 The whole dataset lives on the device as uint8 NCHW, so augmentation runs on whole batches
 with index arithmetic and masks: no per-image Python loop and no host sync. Sampling is kept
@@ -25,6 +25,7 @@ __all__ = [
     "augment_batch",
     "batch_order",
     "iterate_batches",
+    "jitter_colour",
     "normalize",
     "sample_augment_params",
 ]
@@ -44,9 +45,18 @@ class AugmentConfig:
     pad_mode: str = setting("reflect", "what the crop sees beyond the border", choices=PAD_MODES)
     flip: bool = setting(True, "random horizontal flip with p=1/2")
     cutout_size: int = setting(8, "side of the zeroed cutout square; 0 disables", flag="--cutout", low=0, high=32)
+    brightness: float = setting(0.0, "colour jitter: each image's normalized pixels shifted by a uniform draw in "
+                                     "+-this (the public record's 0.14); 0 disables", low=0, high=10)
+    contrast: float = setting(0.0, "colour jitter: each image's normalized pixels then scaled by 1 + a uniform "
+                                   "draw in +-this (the record's 0.13); 0 disables", low=0, high=1, high_open=True)
 
     def __post_init__(self) -> None:
         check(self)
+
+    @property
+    def jitter(self) -> bool:
+        """Whether colour jitter runs (it draws two more numbers per image when it does)."""
+        return self.brightness > 0 or self.contrast > 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class AugmentParams:
     flip: Tensor  # bool: mirror this image horizontally (after the crop)
     cutout_y: Tensor  # top row of the unclipped cutout window (= centre - size//2; may be < 0)
     cutout_x: Tensor  # left column of the unclipped cutout window
+    brightness: Tensor | None = None  # float32 u in [0, 1): adds (2u - 1) x the config's brightness (jitter on only)
+    contrast: Tensor | None = None  # float32 u in [0, 1): multiplies by 1 + (2u - 1) x the config's contrast
 
 
 def sample_augment_params(
@@ -77,6 +89,7 @@ def sample_augment_params(
     CPU generator give identical batches on any hardware). All five draws are always made, in a
     fixed order, so switching one augmentation off does not reshuffle the others. Padding 0 gives
     offsets 0 and flip off gives an all-False mask; cutout corners are drawn even when unused.
+    Colour jitter's two draws per image come after them, and only when it is on.
     """
     _check_padding(cfg, image_size, image_size)
     source = generator.device
@@ -91,7 +104,10 @@ def sample_augment_params(
     cutout_y, cutout_x = draw(image_size) - half, draw(image_size) - half
     if not cfg.flip:
         flip = torch.zeros_like(flip)
-    params = AugmentParams(crop_y, crop_x, flip, cutout_y, cutout_x)
+    jitter = {}
+    if cfg.jitter:  # drawn last and only when on, so the other draws (and every recipe without jitter) are unchanged
+        jitter = {name: torch.rand(batch_size, generator=generator, device=source) for name in ("brightness", "contrast")}
+    params = AugmentParams(crop_y, crop_x, flip, cutout_y, cutout_x, **jitter)
     target = torch.device(device) if device is not None else source
     return params if target == source else _params_to(params, target)
 
@@ -126,6 +142,20 @@ def augment_batch(images: Tensor, cfg: AugmentConfig, generator: torch.Generator
     batch, size = images.shape[0], images.shape[-1]
     params = sample_augment_params(batch, cfg, generator, image_size=size, device=images.device)
     return apply_augment(images, params, cfg)
+
+
+def jitter_colour(x: Tensor, params: AugmentParams, cfg: AugmentConfig) -> Tensor:
+    """Colour jitter on a normalized batch, as the public record does it: each image's pixels
+    shifted by its brightness draw, then scaled about the dataset mean (0 here) by its contrast draw.
+    Elementwise on the device, so it fuses into the step's graph; ``x`` is returned when jitter is off."""
+    if not cfg.jitter:
+        return x
+    if params.brightness is None or params.contrast is None:
+        raise ValueError("colour jitter is on but these AugmentParams hold no brightness/contrast draws")
+    # The draws' map to [-1, 1) happens here, in the graph, not as launches of its own.
+    shift = ((2 * params.brightness - 1) * cfg.brightness).view(-1, 1, 1, 1).to(x.dtype)
+    scale = (1 + (2 * params.contrast - 1) * cfg.contrast).view(-1, 1, 1, 1).to(x.dtype)
+    return (x + shift) * scale
 
 
 def normalize(
@@ -249,6 +279,10 @@ def _check_batch(images: Tensor, params: AugmentParams) -> None:
             raise ValueError(f"AugmentParams.{name} has shape {tuple(draw.shape)}, expected ({batch},)")
     if params.flip.dtype != torch.bool:
         raise ValueError(f"AugmentParams.flip must be a bool tensor, got {params.flip.dtype}")
+    for name in ("brightness", "contrast"):
+        draw = getattr(params, name)
+        if draw is not None and draw.shape != (batch,):
+            raise ValueError(f"AugmentParams.{name} has shape {tuple(draw.shape)}, expected ({batch},)")
 
 
 def _check_padding(cfg: AugmentConfig, height: int, width: int) -> None:
@@ -261,8 +295,9 @@ def _check_padding(cfg: AugmentConfig, height: int, width: int) -> None:
 
 
 def _params_to(params: AugmentParams, device: torch.device) -> AugmentParams:
-    names = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x")
-    return AugmentParams(*(_to_device(getattr(params, name), device) for name in names))
+    names = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x", "brightness", "contrast")
+    return AugmentParams(*(None if getattr(params, name) is None else _to_device(getattr(params, name), device)
+                           for name in names))
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:

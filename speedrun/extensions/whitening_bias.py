@@ -29,9 +29,10 @@ SHAPES = ("hold", "linear")
 
 @dataclass(frozen=True)
 class WhiteningBiasSchedule:
-    """Train the stem's bias for the first ``epochs`` epochs only (module docstring)."""
+    """Train the stem's bias for the first ``epochs`` epochs only, a fraction allowed (module docstring)."""
 
-    epochs: int = setting(3, "epochs the stem's bias trains", low=1, high=10_000)
+    epochs: float = setting(3.0, "epochs the stem's bias trains (a fraction ends it inside an epoch, at the step "
+                                 "nearest below)", low=0, low_open=True, high=10_000)
     shape: str = setting("hold", "how its rate ends", choices=SHAPES)
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class WhiteningBiasSchedule:
             raise ValueError("the whitening bias schedule needs the stem's bias in a parameter group of its own")
         schedule = optimizer.lr_schedule * optimizer.lr_scales[index]
         steps = torch.arange(len(schedule), device=schedule.device, dtype=schedule.dtype)
-        stop = self.epochs * trainer.steps_per_epoch
+        stop = max(1, int(self.epochs * trainer.steps_per_epoch))
         if self.shape == "hold":
             own = torch.where(steps < stop, schedule, torch.zeros_like(schedule))
         else:

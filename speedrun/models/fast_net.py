@@ -4,7 +4,7 @@ The network (:class:`FastNet`), for 32x32 inputs::
 
     stem   2x2 conv, 3 -> 24 channels, no padding (32 -> 31 px), bias; activation
     block  3x3 conv -> 2x2 max-pool -> BN -> act -> 3x3 conv -> BN -> act   (x3: 64, 256, 256 wide)
-    head   global max-pool -> linear (no bias) -> logits x 1/9
+    head   global max-pool (or airbench's 3x3 window) -> linear (no bias) -> logits x 1/9
 
 Choices and why:
 
@@ -37,7 +37,7 @@ Choices and why:
   everything else, and the decay does not pass through momentum. With the switch off, the same
   average strength is given as coupled L2 (``wd * (1 - momentum) / lr_scale`` per group, which
   Nesterov momentum amplifies by ``1 / (1 - momentum)``): the form airbench uses.
-* GELU activations (``activation``), max-pooling before BN (normalising a quarter of the pixels
+* GELU activations (``activation``; SiLU, as the public record uses, or ReLU), max-pooling before BN (normalising a quarter of the pixels
   is cheaper and trains the same), and logits scaled by 1/9 so the softmax does not saturate early.
 """
 from __future__ import annotations
@@ -52,11 +52,12 @@ from torch import Tensor, nn
 from speedrun.checks import positive_ints
 from speedrun.models.protocol import bn_momentum_setting, logit_scale_setting, num_classes_setting, widths_setting
 from speedrun.models.resnet9 import LogitScale
-from speedrun.models.whitening import patch_whitening, sample_images
+from speedrun.models.whitening import WHITEN_METHODS, patch_whitening, sample_images
 from speedrun.parameters import OptimizerConfig, ParamGroup
 from speedrun.settings import check, setting
 
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "relu", "silu")
+HEAD_POOLS = ("global", "window3")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class FastNetConfig:
     num_classes: int = num_classes_setting()
     logit_scale: float = logit_scale_setting(1 / 9)
     activation: str = setting("gelu", "activation function", choices=ACTIVATIONS)
+    head_pool: str = setting("global", "the head's pooling of block 3's 4x4 map: its max (global), or airbench's "
+                                       "MaxPool2d(3), the max of its top-left 3x3 window (window3)", choices=HEAD_POOLS)
     bn_momentum: float = bn_momentum_setting(0.4)
     bn_eps: float = setting(1e-12, "batch-norm epsilon", low=0, low_open=True, high=1)
     frozen_bn_scale: bool = setting(True, "batch-norm scales fixed at 1 (only the shifts train)")
@@ -77,6 +80,9 @@ class FastNetConfig:
                                 low=0, low_open=True)
     whiten_samples: int = setting(5000, "training images (drawn with the run's seed) the whitening uses", low=1,
                                   high=50_000)
+    whiten_method: str = setting("eigh", "how the whitening is computed: the float64 covariance's eigenvectors (eigh) "
+                                         "or the float32 SVD of the patches (svd: no float64, for few images)",
+                                 choices=WHITEN_METHODS)
     whiten_frozen: bool = setting(True, "the whitening filters do not train")
     whiten_bias_trainable: bool = setting(True, "the stem's bias trains")
     bias_lr_scale: float = setting(64.0, "learning-rate multiplier of the batch-norm shifts", low=0, low_open=True)
@@ -116,7 +122,7 @@ class FastNetConfig:
                         dirac_(conv.weight)
             if self.whiten:
                 weight, bias, _ = patch_whitening(sample_images(train_images, self.whiten_samples, seed),
-                                                  self.whiten_patch, self.whiten_eps)
+                                                  self.whiten_patch, self.whiten_eps, method=self.whiten_method)
                 stem = model.get_submodule("stem")
                 assert isinstance(stem, nn.Conv2d) and stem.bias is not None
                 stem.weight.copy_(weight.to(stem.weight.dtype))
@@ -189,7 +195,7 @@ class FastNet(nn.Sequential):
             ("block1", ConvBlock(config.stem_width, w1, config)),
             ("block2", ConvBlock(w1, w2, config)),
             ("block3", ConvBlock(w2, w3, config)),
-            ("pool", nn.AdaptiveMaxPool2d(1)),
+            ("pool", nn.AdaptiveMaxPool2d(1) if config.head_pool == "global" else nn.MaxPool2d(3)),
             ("flatten", nn.Flatten()),
             ("fc", nn.Linear(w3, config.num_classes, bias=False)),
             ("scale", LogitScale(config.logit_scale)),
@@ -203,7 +209,9 @@ def _batch_norm(channels: int, config: FastNetConfig) -> nn.BatchNorm2d:
 
 
 def _activation(name: str) -> nn.Module:
-    return nn.GELU() if name == "gelu" else nn.ReLU(inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    return nn.SiLU() if name == "silu" else nn.GELU()
 
 
 def _blocks(model: nn.Module) -> list[ConvBlock]:

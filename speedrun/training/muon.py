@@ -84,17 +84,18 @@ class TensorMuon(_TensorHyperparameterOptimizer):
     """Muon on the groups marked ``orthogonalize``, momentum SGD on the others (module docstring).
 
     Every group has a tensor ``lr`` (the schedule's), a float ``momentum``, ``nesterov`` and
-    ``weight_decay`` (L2, SGD groups only); Muon groups also ``renormalize`` and
-    ``newton_schulz_steps``.
+    ``weight_decay`` (L2, SGD groups only); Muon groups also ``renormalize``,
+    ``newton_schulz_steps`` and ``fp16_momentum`` (their momentum buffers kept in float16).
     """
 
     def __init__(self, params: Iterable[Any], lr: Tensor, momentum: float = 0.6, nesterov: bool = True,
                  weight_decay: float = 0.0, orthogonalize: bool = False, renormalize: bool = True,
-                 newton_schulz_steps: int = 3, batch_same_shapes: bool = True, renormalize_every: int = 1) -> None:
+                 newton_schulz_steps: int = 3, batch_same_shapes: bool = True, renormalize_every: int = 1,
+                 fp16_momentum: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       orthogonalize=orthogonalize, renormalize=renormalize,
                                       newton_schulz_steps=newton_schulz_steps, batch_same_shapes=batch_same_shapes,
-                                      renormalize_every=renormalize_every))
+                                      renormalize_every=renormalize_every, fp16_momentum=fp16_momentum))
         self.steps_taken = 0
 
     @torch.no_grad()
@@ -104,7 +105,10 @@ class TensorMuon(_TensorHyperparameterOptimizer):
             momentum, lr = group["momentum"], group["lr"]
             if not group["orthogonalize"]:
                 grads = self._with_l2(grads, params, group["weight_decay"])
-            bufs = self._state(params, "momentum_buffer")
+            # fp16 filter buffers (the public record's) halve their memory traffic; Newton-Schulz
+            # normalizes the direction, so their rounding barely reaches the update.
+            half = group["orthogonalize"] and group["fp16_momentum"]
+            bufs = self._state(params, "momentum_buffer", torch.float16 if half else None)
             torch._foreach_mul_(bufs, momentum)
             torch._foreach_add_(bufs, grads)
             directions = (list(torch._foreach_add(grads, torch._foreach_mul(bufs, momentum))) if group["nesterov"]

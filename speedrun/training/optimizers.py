@@ -192,7 +192,8 @@ _BUILDERS: dict[str, Callable[[list[dict], _Build], torch.optim.Optimizer]] = {
                                          renormalize=b.config.muon_renormalize,
                                          newton_schulz_steps=b.config.newton_schulz_steps,
                                          batch_same_shapes=b.config.muon_batched,
-                                         renormalize_every=b.config.muon_renormalize_every),
+                                         renormalize_every=b.config.muon_renormalize_every,
+                                         fp16_momentum=b.config.muon_fp16_momentum),
 }
 
 

@@ -28,12 +28,12 @@ class _TensorHyperparameterOptimizer(torch.optim.Optimizer):
             if params:
                 yield group, params, [cast(Tensor, p.grad) for p in params]
 
-    def _state(self, params: Sequence[Tensor], name: str) -> list[Tensor]:
+    def _state(self, params: Sequence[Tensor], name: str, dtype: torch.dtype | None = None) -> list[Tensor]:
         buffers = []
         for p in params:
             state = self.state[p]
             if name not in state:
-                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state[name] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
             buffers.append(state[name])
         return buffers
 

@@ -29,6 +29,7 @@ from speedrun.data.augment import (
     AugmentParams,
     apply_augment,
     batch_order,
+    jitter_colour,
     normalize,
     normalize_by,
     normalize_constants,
@@ -185,7 +186,8 @@ class Trainer:
         if self.config.input_kernel:
             dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32  # autocast runs bf16 anyway
             return augment_normalize(source, indices, params, self.augment, CIFAR10_MEAN, CIFAR10_STD, dtype=dtype)
-        return normalize(apply_augment(source[indices], params, self.augment), CIFAR10_MEAN, CIFAR10_STD)
+        return jitter_colour(normalize(apply_augment(source[indices], params, self.augment), CIFAR10_MEAN, CIFAR10_STD),
+                             params, self.augment)
 
     def step_input(self, source: Tensor, indices: Tensor, params: AugmentParams) -> tuple[Tensor, AugmentParams | None]:
         """What :meth:`batch_loss` takes: the gathered uint8 batch and its draws, or, with the
@@ -197,7 +199,11 @@ class Trainer:
     def _batch_loss(self, batch: Tensor, labels: Tensor, params: AugmentParams | None) -> tuple[Tensor, Tensor | None]:
         """Augment and normalize ``batch`` (unless ``params`` is None: it is ready), forward, loss;
         returns (loss, correct count, None when not counted). Compiled as one graph where the model is."""
-        x = batch if params is None else normalize_by(apply_augment(batch, params, self.augment), self._scale, self._shift)
+        if params is not None:
+            x = jitter_colour(normalize_by(apply_augment(batch, params, self.augment), self._scale, self._shift),
+                              params, self.augment)
+        else:
+            x = batch
         with autocast_for(self.device, self.config.amp_dtype):
             logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)

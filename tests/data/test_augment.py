@@ -18,6 +18,7 @@ from speedrun.data.augment import (
     augment_batch,
     batch_order,
     iterate_batches,
+    jitter_colour,
     normalize,
     sample_augment_params,
 )
@@ -405,3 +406,39 @@ def test_cuda_step_never_syncs_with_the_host():
                 normalize(out, CIFAR10_MEAN, CIFAR10_STD, dtype=torch.bfloat16)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+# --- colour jitter ------------------------------------------------------------------------------
+
+JITTER = AugmentConfig(brightness=0.14, contrast=0.13)
+
+
+def test_colour_jitter_draws_come_last_and_leave_the_other_draws_alone():
+    plain = sample_augment_params(64, AugmentConfig(), torch.Generator().manual_seed(3))
+    jittered = sample_augment_params(64, JITTER, torch.Generator().manual_seed(3))
+    for name in ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x"):
+        assert torch.equal(getattr(plain, name), getattr(jittered, name)), name
+    assert plain.brightness is None and plain.contrast is None, "no draws when jitter is off"
+    for draw in (jittered.brightness, jittered.contrast):
+        assert draw.dtype == torch.float32 and draw.shape == (64,) and bool(((draw >= 0) & (draw < 1)).all())
+    again = sample_augment_params(64, JITTER, torch.Generator().manual_seed(3))
+    assert torch.equal(again.brightness, jittered.brightness) and torch.equal(again.contrast, jittered.contrast)
+
+
+def test_colour_jitter_shifts_then_scales_each_image_by_its_own_draws():
+    x = torch.randn(4, 3, 8, 8)
+    # uniform draws u map to 2u - 1: 1 -> +1, 0 -> -1, 0.5 -> 0, 0.75 -> 0.5
+    params = dataclasses.replace(make_params(4), brightness=torch.tensor([1.0, 0.0, 0.5, 0.75]),
+                                 contrast=torch.tensor([0.5, 1.0, 0.0, 0.75]))
+    out = jitter_colour(x, params, JITTER)
+    for i, (b, c) in enumerate([(0.14, 1.0), (-0.14, 1.13), (0.0, 0.87), (0.07, 1.065)]):
+        torch.testing.assert_close(out[i], (x[i] + b) * c)
+    assert jitter_colour(x, make_params(4), AugmentConfig()) is x, "off: the batch itself"
+    with pytest.raises(ValueError, match="no brightness/contrast draws"):
+        jitter_colour(x, make_params(4), JITTER)
+
+
+@pytest.mark.parametrize("changes, flag", [({"brightness": -0.1}, "brightness"), ({"contrast": 1.0}, "contrast")])
+def test_colour_jitter_amounts_are_checked(changes, flag):
+    with pytest.raises(ValueError, match=flag):
+        AugmentConfig(**changes)

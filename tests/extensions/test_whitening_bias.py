@@ -54,6 +54,13 @@ def test_linear_decays_from_the_first_lr_to_zero_over_its_epochs(trainer):
     assert bias == pytest.approx([0.5 * scale * f for f in (1.0, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0, 0.0)])
 
 
+@pytest.mark.parametrize("epochs, trained_steps", [(1.5, 3), (0.25, 1), (0.75, 1), (2.99, 5)])
+def test_a_fraction_of_an_epoch_ends_at_the_step_nearest_below(trainer, epochs, trained_steps):
+    lr = torch.full((8,), 0.5)
+    bias, _, scale = bias_lrs(trainer, WhiteningBiasSchedule(epochs=epochs, shape="hold"), lr)
+    assert bias == pytest.approx([0.5 * scale] * trained_steps + [0.0] * (8 - trained_steps))
+
+
 def test_the_schedule_steps_without_reading_the_host(trainer, monkeypatch):
     groups = trainer.param_groups()
     opt = build_optimizer(groups, trainer.optimizer_config, torch.linspace(1.0, 0.0, 6))
@@ -86,7 +93,8 @@ def test_a_frozen_bias_leaves_every_group_on_the_schedule(make_synthetic_cifar10
     assert [float(g["lr"]) for g in opt.optimizer.param_groups] == pytest.approx([g.lr_scale for g in groups])
 
 
-@pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"), ({"shape": "cosine"}, "shape")])
+@pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"), ({"epochs": -0.5}, "epochs"),
+                                           ({"shape": "cosine"}, "shape")])
 def test_bad_settings_are_refused_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WhiteningBiasSchedule(**kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -19,10 +20,11 @@ from tests.support.fast94 import (
 )
 
 
-def test_whitening_filters_give_identity_covariance_on_the_patches(make_synthetic_cifar10):
+@pytest.mark.parametrize("method", ["eigh", "svd"])
+def test_whitening_filters_give_identity_covariance_on_the_patches(make_synthetic_cifar10, method):
     images = torch.from_numpy(make_synthetic_cifar10(train=96, test=10).train_images).permute(0, 3, 1, 2)
     eps = 1e-9
-    weight, bias, eigenvalues = patch_whitening(images, patch=2, eps=eps, chunk=40)
+    weight, bias, eigenvalues = patch_whitening(images, patch=2, eps=eps, chunk=40, method=method)
     assert weight.shape == (24, 3, 2, 2) and bias.shape == (24,)
     assert torch.all(eigenvalues[:-1] >= eigenvalues[1:]), "largest eigenvalue first"
 
@@ -34,6 +36,18 @@ def test_whitening_filters_give_identity_covariance_on_the_patches(make_syntheti
     assert first.mean(0).abs().max() < 1e-4, "the bias centres the outputs"
     covariance = first.T @ first / len(first)
     assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=2e-3)
+
+
+def test_svd_whitening_is_the_same_map_as_eigh_whitening(make_synthetic_cifar10):
+    """Filters may differ by sign or by a rotation inside a repeated eigenvalue; the map they
+    make, sum_k v_k v_k^T / (lam_k + eps) = (C + eps I)^-1, and the eigenvalues may not."""
+    images = torch.from_numpy(make_synthetic_cifar10(train=96, test=10).train_images).permute(0, 3, 1, 2)
+    (w_eigh, b_eigh, lam_eigh), (w_svd, b_svd, lam_svd) = (patch_whitening(images, 2, 5e-4, method=m) for m in ("eigh", "svd"))
+    gram = [w[:12].flatten(1).double().T @ w[:12].flatten(1).double() for w in (w_eigh, w_svd)]
+    assert torch.allclose(gram[0], gram[1], rtol=1e-3, atol=1e-3 * float(gram[0].abs().max()))
+    assert torch.allclose(lam_eigh, lam_svd, rtol=1e-4, atol=1e-9)
+    with pytest.raises(ValueError, match="method must be one of eigh, svd"):
+        patch_whitening(images, 2, 5e-4, method="qr")
 
 
 def test_whitening_eps_damps_each_direction_by_lam_over_lam_plus_eps(make_synthetic_cifar10):
@@ -119,3 +133,24 @@ def test_head_unit_std_starts_the_head_at_standard_deviation_one(make_synthetic_
     plain = make_trainer(tiny(fast94_recipe()), make_synthetic_cifar10())
     plain.initialize(0)
     assert plain.model.fc.weight.std().item() < 0.5, "off by default: PyTorch's init"
+
+
+@pytest.mark.parametrize("activation, module", [("gelu", torch.nn.GELU), ("silu", torch.nn.SiLU), ("relu", torch.nn.ReLU)])
+def test_the_activation_is_the_one_named_everywhere(activation, module):
+    model = fast94_recipe().model
+    net = dataclasses.replace(model, activation=activation).build()
+    activations = [m for m in net.modules() if isinstance(m, (torch.nn.GELU, torch.nn.SiLU, torch.nn.ReLU))]
+    assert len(activations) == 4 and all(isinstance(m, module) for m in activations)   # the stem's, and one per block
+
+
+def test_airbench_head_pooling_takes_the_top_left_three_by_three_window():
+    """airbench's MaxPool2d(3) over block 3's 4x4 map sees rows and columns 0-2 only; global sees all 16."""
+    config = dataclasses.replace(fast94_recipe().model, widths=(8, 8, 8))
+    feature = torch.zeros(2, 8, 4, 4)
+    feature[:, :, 3, 3] = 5.0                    # outside the window
+    feature[:, :, 1, 2] = 2.0                    # inside it
+    window, whole = (dataclasses.replace(config, head_pool=p).build().pool for p in ("window3", "global"))
+    assert torch.equal(window(feature).flatten(1), torch.full((2, 8), 2.0))
+    assert torch.equal(whole(feature).flatten(1), torch.full((2, 8), 5.0))
+    net = dataclasses.replace(config, head_pool="window3").build()
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)

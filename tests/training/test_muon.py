@@ -139,3 +139,29 @@ def test_renormalizing_every_third_step_renormalizes_on_steps_one_four_seven_onl
 def test_renormalize_every_must_be_a_whole_number_of_steps():
     with pytest.raises(ValueError, match="muon_renormalize_every"):
         OptimizerConfig(name="muon", muon_renormalize_every=0)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_fp16_momentum_keeps_the_filters_buffers_in_half_and_tracks_the_float32_run(batched):
+    torch.manual_seed(5)
+    start = [torch.randn(*shape) for shape in FILTER_SHAPES]
+    grads = [[torch.randn(*shape) for shape in FILTER_SHAPES] for _ in range(6)]
+    runs = {}
+    for fp16 in (False, True):
+        filters = [torch.nn.Parameter(s.clone()) for s in start]
+        bias = torch.nn.Parameter(torch.zeros(8))
+        cfg = OptimizerConfig(name="muon", muon_fp16_momentum=fp16, muon_batched=batched)
+        opt = build_optimizer([ParamGroup(filters, orthogonalize=True), ParamGroup([bias])], cfg, torch.full((6,), 0.1))
+        with HostSyncCounter() as counter:
+            for step in grads:
+                for f, g in zip(filters, step):
+                    f.grad = g.clone()
+                bias.grad = torch.ones(8)
+                opt.step()
+        assert counter.syncs == [], counter.report()
+        buffers = opt.optimizer.state
+        assert {buffers[f]["momentum_buffer"].dtype for f in filters} == {torch.float16 if fp16 else torch.float32}
+        assert buffers[bias]["momentum_buffer"].dtype == torch.float32, "only the filters' buffers"
+        runs[fp16] = [f.detach().clone() for f in filters]
+    for full, half in zip(runs[False], runs[True]):
+        torch.testing.assert_close(half, full, rtol=0, atol=5e-3 * float(full.abs().max()))
