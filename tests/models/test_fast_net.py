@@ -42,7 +42,7 @@ def test_svd_whitening_is_the_same_map_as_eigh_whitening(make_synthetic_cifar10)
     """Filters may differ by sign or by a rotation inside a repeated eigenvalue; the map they
     make, sum_k v_k v_k^T / (lam_k + eps) = (C + eps I)^-1, and the eigenvalues may not."""
     images = torch.from_numpy(make_synthetic_cifar10(train=96, test=10).train_images).permute(0, 3, 1, 2)
-    (w_eigh, b_eigh, lam_eigh), (w_svd, b_svd, lam_svd) = (patch_whitening(images, 2, 5e-4, method=m) for m in ("eigh", "svd"))
+    (w_eigh, _, lam_eigh), (w_svd, _, lam_svd) = (patch_whitening(images, 2, 5e-4, method=m) for m in ("eigh", "svd"))
     gram = [w[:12].flatten(1).double().T @ w[:12].flatten(1).double() for w in (w_eigh, w_svd)]
     assert torch.allclose(gram[0], gram[1], rtol=1e-3, atol=1e-3 * float(gram[0].abs().max()))
     assert torch.allclose(lam_eigh, lam_svd, rtol=1e-4, atol=1e-9)
