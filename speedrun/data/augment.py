@@ -7,6 +7,7 @@ the exact same random draws; a seeded ``torch.Generator`` makes every batch repr
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -295,9 +296,8 @@ def _check_padding(cfg: AugmentConfig, height: int, width: int) -> None:
 
 
 def _params_to(params: AugmentParams, device: torch.device) -> AugmentParams:
-    names = ("crop_y", "crop_x", "flip", "cutout_y", "cutout_x", "brightness", "contrast")
-    return AugmentParams(*(None if getattr(params, name) is None else _to_device(getattr(params, name), device)
-                           for name in names))
+    return dataclasses.replace(params, **{field.name: _to_device(value, device) for field in dataclasses.fields(params)
+                                          if (value := getattr(params, field.name)) is not None})
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
