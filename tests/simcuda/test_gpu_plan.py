@@ -27,7 +27,8 @@ from tests.support.simcuda_python import REPORTS_ENV, write_wrapper
 from tests.support.simcuda_session import airbench_installed
 
 # What each speedrun step of the first plan writes (a record, or for the profile its table).
-RECORDS = {"anchor": "anchor.json", "anchor-muon": "anchor-muon.json", "anchor-cuda-graph": "anchor-cuda-graph.json",
+RECORDS = {"anchor": "anchor.json", "anchor-muon": "anchor-muon.json", "anchor-record": "anchor-record.json",
+           "anchor-cuda-graph": "anchor-cuda-graph.json",
            "anchor-autotune": "anchor-autotune.json", "curve": "fast94-curve.json"}
 PROFILE = {"profile": "profile-fast94.md"}
 NOT_SPEEDRUN = {"versions", "gpu-tests"}
@@ -101,7 +102,7 @@ def test_a_dry_run_of_the_first_plan_on_a_simulated_h200(clean_copy, tmp_path, r
     for name, report in reports.items():
         assert report["exit"] == 0 and report["engine_runs_cuda"], (name, report)
         assert set(report["host_reads"]) <= OURS_READS, (name, report["host_reads"])
-    for step in ("anchor", "anchor-muon", "anchor-cuda-graph", "anchor-autotune"):
+    for step in ("anchor", "anchor-muon", "anchor-record", "anchor-cuda-graph", "anchor-autotune"):
         record, airbench = read_record(out / RECORDS[step]), reports[RECORDS[step]]["airbench"]
         ours = record["sides"][0]["runs"]
         assert reports[RECORDS[step]]["host_reads"]["training/trainer.py:read_epoch"] == sum(len(r["epochs"]) for r in ours)

@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PLAN_PATH = Path("scripts") / "gpu_session.sh"
 STEPS = {
-    "first": ("versions", "anchor", "anchor-muon", "anchor-cuda-graph", "anchor-autotune", "gpu-tests", "curve",
+    "first": ("versions", "anchor", "anchor-muon", "anchor-record", "anchor-cuda-graph", "anchor-autotune", "gpu-tests", "curve",
               "profile"),
     "second": ("versions", "gpu-tests-rest", "classic", "anchor-25", "anchor-fp16", "gates", "benchmarks",
                "one-cycle", "one-cycle-swa", "triangular", "sgdr", "multistep", "cosine"),
