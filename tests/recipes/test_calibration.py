@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from speedrun.data.cifar10 import SOURCE_JPEG_COPY
-from speedrun.recipes import fast94, fast94_muon, get_recipe
+from speedrun.recipes import fast94, fast94_muon, fast94_record, get_recipe
 from speedrun.recipes.base import calibration_rule
 from speedrun.results.records import read_record
 from speedrun.results.run_values import finished_runs
@@ -26,7 +26,8 @@ def calibration_records(recipe: str) -> list[tuple[Path, dict]]:
 
 
 @pytest.mark.parametrize("recipe, calibrated", [("fast94", fast94.JPEG_COPY_TARGET),
-                                                ("fast94-muon", fast94_muon.JPEG_COPY_TARGET)])
+                                                ("fast94-muon", fast94_muon.JPEG_COPY_TARGET),
+                                                ("fast94-record", fast94_record.JPEG_COPY_TARGET)])
 def test_a_copy_target_is_the_rule_applied_to_its_calibration_records(recipe, calibrated):
     records = calibration_records(recipe)
     if not records:
