@@ -115,10 +115,11 @@ def comparability_warnings(a: dict, b: dict) -> list[str]:
     out += _dataset_differences(a.get("dataset") or {}, b.get("dataset") or {})
     if not math.isclose(float(a["target"]), float(b["target"]), abs_tol=1e-12):
         out.append(f"A's target is {100 * a['target']:.2f}% and B's {100 * b['target']:.2f}%, so times measure different goals")
-    for name, record in (("A", a), ("B", b)):
-        if times_taken_concurrently(record):
-            out.append(f"{name}'s times were taken side by side with other runs (a sweep on CPUs), "
-                       f"so they measure the sharing as much as the recipe")
+    shared = [name for name, record in (("A", a), ("B", b)) if times_taken_concurrently(record)]
+    if shared:
+        whose = "both sides'" if len(shared) == 2 else f"{shared[0]}'s"
+        out.append(f"{whose} times were taken side by side with other runs (a sweep on CPUs), "
+                   f"so they measure the sharing as much as the recipe")
     for name, record in (("A", a), ("B", b)):
         note = completeness_note(record)
         if note:

@@ -75,7 +75,8 @@ class Cluster:
 
     @property
     def concurrent_times(self) -> bool:
-        return self.gpus == 0
+        """Whether runs share the machine's CPUs with each other: on CPUs, when more than one runs at a time."""
+        return self.gpus == 0 and self.size > 1
 
 
 @contextlib.contextmanager

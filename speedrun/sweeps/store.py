@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speedrun.bench.harness import summarize_run_dicts
+from speedrun.bench.harness import compact_values, summarize_run_dicts
 from speedrun.errors import SpeedrunError
 from speedrun.outputs import check_output, csv_text, publish
 from speedrun.results.records import RUN_PIECE_SUFFIX, record_text, utc_now, validate_record
@@ -43,11 +43,18 @@ class Piece:
         return self.record is not None
 
     def row(self) -> dict:
-        """Its columns in the sweep's tables."""
+        """Its columns in the sweep's tables: the accuracy as its shortest float32 decimals (``0.378``,
+        not ``0.3779999911785126``), times to the millisecond."""
         run = (self.record or {"runs": [{}]})["runs"][0]
-        return {"status": self.status, "accuracy": self.accuracy, "train_time_s": run.get("train_time_s"),
-                "time_to_target_s": run.get("time_to_target_s"), "reached_target": run.get("reached_target"),
-                "attempts": self.attempts, "error": self.error, "file": str(self.path)}
+
+        def seconds(key: str) -> float | None:
+            value = run.get(key)
+            return None if value is None else round(value, 3)
+
+        return {"status": self.status, "accuracy": None if self.accuracy is None else compact_values([self.accuracy])[0],
+                "train_time_s": seconds("train_time_s"), "time_to_target_s": seconds("time_to_target_s"),
+                "reached_target": run.get("reached_target"), "attempts": self.attempts, "error": self.error,
+                "file": str(self.path)}
 
 
 class SweepFolder:

@@ -105,9 +105,13 @@ def run_sweep(spec: SweepSpec, options: SweepOptions, *, log: Callable[[str], No
         with ray_cluster(options.ray) as cluster:
             folder.claim(spec.name, spec.source, sweep.owner)
             sweep.report.concurrent_times = cluster.concurrent_times
-            log(f"sweep: {cluster.size} GPU(s), one run each at a time" if cluster.gpus else
-                f"sweep: no GPU in the Ray cluster: {cluster.size} run(s) side by side on CPUs; the records say "
-                f"their times were taken so (they rank nothing)")
+            if cluster.gpus:
+                log(f"sweep: {cluster.size} GPU(s), one run each at a time")
+            elif cluster.concurrent_times:
+                log(f"sweep: no GPU in the Ray cluster: {cluster.size} run(s) side by side on CPUs; the records say "
+                    f"their times were taken so (they rank nothing)")
+            else:
+                log("sweep: no GPU in the Ray cluster: one run at a time on CPUs")
             for arm in sweep.arms:
                 if trials_left[arm.label]:
                     sweep.tune(arm, trials_left[arm.label], cluster, datasets)
@@ -331,7 +335,7 @@ class _Sweep:
             for seed, piece in sorted(self.pieces[arm.label].items()):
                 runs.append({"run_id": f"{arm.label}/seed-{seed}", "variant": arm.variant.name, **grid, "seed": seed,
                              **piece.row()})
-            for index in range(self.spec.tune.trials if self.spec.tune and arm.search else 0):
+            for index in range(self.trial_budget(arm)):
                 if (trial := self.folder.read_piece(self.folder.trial_path(arm.label, index))) is not None:
                     trials.append({"variant": arm.variant.name, **grid, "trial": index,
                                    **{f"tried {k}": v for k, v in trial.params.items()}, **trial.row()})

@@ -213,3 +213,12 @@ def test_an_incomplete_record_is_compared_with_a_warning(cpu_records, tmp_path):
     assert "B is an incomplete record: 3 of 5 planned runs (cut short), so it holds only the runs it finished" \
         in comparison.warnings
     assert "3 of 5 planned runs (cut short)" in comparison.verdict
+
+
+@pytest.mark.parametrize("shared, says", [("A", "A's times were taken side by side"),
+                                          ("AB", "both sides' times were taken side by side")])
+def test_times_taken_side_by_side_are_warned_of_once(cpu_records, shared, says):
+    a, b = cpu_records.load("wide"), cpu_records.load("narrow")
+    a, b = ({**r, "sweep": {"name": "s", "concurrent_times": True}} if side in shared else r for side, r in (("A", a), ("B", b)))
+    warnings = [w for w in compare_records(a, b).warnings if "side by side" in w]
+    assert len(warnings) == 1 and warnings[0].startswith(says), warnings

@@ -141,3 +141,9 @@ def test_grace_epochs_that_leave_no_epoch_to_stop_at_are_refused(no_ray, tmp_pat
     with pytest.raises(SpecError, match=r"s.toml: \[tune\] grace-epochs 3 leaves no epoch to stop variant 'a' at \(it trains 3\)"):
         run_sweep(spec, SweepOptions(str(tmp_path / "out")), data=make_synthetic(train=256, test=64))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("gpus, size, shared", [(0, 1, False), (0, 2, True), (4, 4, False)])
+def test_times_count_as_shared_only_where_runs_share_the_cpus(gpus, size, shared):
+    from speedrun.sweeps.execution import Cluster
+    assert Cluster(gpus, size).concurrent_times is shared

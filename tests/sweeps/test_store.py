@@ -8,7 +8,7 @@ import pytest
 from speedrun.errors import SpeedrunError
 from speedrun.results.leaderboard import CONCURRENT_NOTE, build_leaderboard, load_records
 from speedrun.results.records import read_record, validate_record, write_record
-from speedrun.sweeps.store import SweepFolder, merge_runs, write_merged
+from speedrun.sweeps.store import Piece, SweepFolder, merge_runs, write_merged
 
 
 def one_run(record: dict, index: int, *, gpu: str | None = None, concurrent: bool = False) -> dict:
@@ -96,3 +96,10 @@ def test_an_unreadable_piece_counts_as_not_run(tmp_path):
 def test_a_record_path_is_refused_as_a_sweep_folder(tmp_path):
     with pytest.raises(SpeedrunError, match="a sweep writes a folder"):
         SweepFolder(tmp_path / "x.json")
+
+
+def test_a_table_row_shows_the_accuracy_as_float32_decimals_and_times_to_the_millisecond(tmp_path):
+    record = {"runs": [{"train_time_s": 14.529870230988308, "time_to_target_s": None, "reached_target": False}]}
+    row = Piece(tmp_path / "seed-0.run.json", record, status="ok", accuracy=0.3779999911785126).row()
+    assert (row["accuracy"], row["train_time_s"], row["time_to_target_s"]) == (0.378, 14.53, None)
+    assert Piece(tmp_path / "seed-1.run.json", error="killed").row()["accuracy"] is None
