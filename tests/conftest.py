@@ -22,6 +22,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -118,3 +120,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never reach the internet: an http(s) download fails at once, as it does offline (a test
+    that downloads serves its file from a file:// address)."""
+    real = urllib.request.urlopen
+
+    def refuse(url, *args, **kwargs):
+        if str(getattr(url, "full_url", url)).startswith(("http://", "https://")):
+            raise urllib.error.URLError("the tests do not reach the network")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)

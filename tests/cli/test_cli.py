@@ -65,7 +65,7 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--max-lr", "auto", "--schedule", "cosine_annealing_lr"], "--max-lr is not a parameter of schedule"),
     (["--swa-epochs", "3"], "--swa-lr"),
     (["--schedule", "nope"], "nope"),
-    (["--data-dir", "/definitely/not/here"], "/definitely/not/here"),
+    (["--no-download", "--data-dir", "/definitely/not/here"], "/definitely/not/here"),
     (["--train-subset", "100000"], "--train-subset"),
     (["--width", "-1"], "--width"),
     (["--tta", "all"], "--tta: must be one of none, flip, multi, selective; got 'all'"),

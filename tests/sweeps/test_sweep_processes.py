@@ -91,7 +91,10 @@ def pieces(out: Path) -> dict[Path, int]:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_a_stopped_driver_keeps_every_finished_run_and_the_next_start_does_only_the_rest(spec, tmp_path, root, stop):
+def test_a_stopped_driver_keeps_every_finished_run_and_the_next_start_does_only_the_rest(tmp_path, root, stop, real_cifar10):
+    # Twelve runs of under a second each: when the first lands, enough are left that the stop lands mid-sweep.
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(seeds=6, data=real_cifar10.origin))
     out = tmp_path / "out"
     first = Sweep(spec, out, root, "--num-cpus", "2")
     first.wait_for(": ok, test accuracy")
@@ -107,10 +110,10 @@ def test_a_stopped_driver_keeps_every_finished_run_and_the_next_start_does_only_
 
     second = Sweep(spec, out, root, "--num-cpus", "2")
     assert second.finish() == 0, second.output
-    assert f"{len(kept)} run(s) already in {out}, skipped; {6 - len(kept)} to run" in second.output
+    assert f"{len(kept)} run(s) already in {out}, skipped; {12 - len(kept)} to run" in second.output
     assert {p: t for p, t in pieces(out).items() if p in kept} == kept, "a kept run is never run or written again"
     rows = list(csv.DictReader((out / "runs.csv").open()))
-    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
     assert wait_gone(root) == [], "a sweep that ends stops the Ray it started"
 
 
