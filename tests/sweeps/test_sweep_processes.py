@@ -63,7 +63,10 @@ class Sweep:
         env = {**os.environ, "RAY_TMPDIR": str(root), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "speedrun", "sweep", str(spec), "--out", str(out), "--progress-every", "1", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            # Ctrl-C as a terminal delivers it, even where these tests run with SIGINT ignored (a shell's
+            # background job inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),
                                         daemon=True)
