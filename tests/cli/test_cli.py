@@ -86,6 +86,9 @@ def test_schedule_flags_choose_the_policy(npz_dataset, tmp_path):
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
     (["--compile-mode", "reduce-overhead"], "--compile-mode: must be one of default, max-autotune-no-cudagraphs; got 'reduce-overhead'"),
+    (["--input-kernel", "--brightness", "0.14"], "--input-kernel builds batches without colour jitter"),
+    (["--contrast", "1"], "--contrast"),
+    (["--recipe", "fast94", "--head-pool", "mean"], "--head-pool"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, npz_dataset, tmp_path, capsys):
     argv = argv if "--data-dir" in argv else ["--data-dir", str(npz_dataset), *argv]
