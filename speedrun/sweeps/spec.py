@@ -170,6 +170,10 @@ def _flag_value(value: Any, where: str, fail) -> FlagValue:
     scalar = (str, int, float)
     if isinstance(value, list) and value and all(isinstance(v, scalar) and not isinstance(v, bool) for v in value):
         value = tuple(value)
+    elif isinstance(value, dict):
+        # TOML reads a dot in a table's name as nesting: [variants.lr-0.2] is variant "lr-0" holding table "2".
+        raise fail(where, "is a table, not a flag's value; a name with a dot needs quotes, as in "
+                          '[variants."lr-0.2"]')
     elif not isinstance(value, scalar):          # bool is an int
         raise fail(where, f"must be a string, a number, a boolean or a list of them, got {value!r}")
     if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):

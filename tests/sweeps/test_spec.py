@@ -64,7 +64,9 @@ def test_no_variants_means_the_base_alone_and_seeds_may_be_listed():
     ("colour = 1", "'colour' is not a spec key"),
     ("[base]\nseed = 3", "set by the sweep itself"),
     ("[base]\nout = 'x'", "set by the sweep itself"),
-    ("[base]\nepochs = {a = 1}", "must be a string, a number"),
+    ("[base]\nepochs = {a = 1}", "is a table, not a flag's value"),
+    ("[base]\nepochs = 2020-01-01", "must be a string, a number"),
+    ("[variants.lr-0.2]\nmax-lr = 0.2", '[variants.lr-0] 2 is a table, not a flag\'s value; a name with a dot needs quotes'),
     ("[variants]", "[variants] is empty"),
     ("[variants.a]\nx = 1\n[variants.a]\ny = 2", "not valid TOML"),     # a variant named twice
     ("[variants.'a b']\nx = 1", "needs a plain name"),
