@@ -1,0 +1,48 @@
+"""The fast94-record recipe: the public record's rates in this loop's conventions, its settings, and it learns."""
+from __future__ import annotations
+
+import math
+
+from speedrun.bench.harness import HarnessOptions, run_benchmark
+from speedrun.recipes import get_recipe
+from speedrun.recipes.fast94_record import BATCH_SIZE, EPOCHS
+from tests.support.fast94 import make_trainer, tiny
+
+
+def test_the_groups_take_the_records_rates_per_image_and_its_decay_per_step(make_synthetic_cifar10):
+    recipe = get_recipe("fast94-record")
+    trainer = make_trainer(tiny(recipe, batch_size=32), make_synthetic_cifar10())
+    peak = recipe.schedule.build(8, 1).lr[0].item()
+    filters, shifts, head, stem_bias = trainer.param_groups()
+    assert math.isclose(peak, 0.205, rel_tol=1e-6) and filters.orthogonalize
+    assert math.isclose(peak * shifts.lr_scale, 0.0573 * BATCH_SIZE, rel_tol=1e-6)
+    assert math.isclose(peak * head.lr_scale, 0.5415 * BATCH_SIZE, rel_tol=1e-6)
+    assert math.isclose(peak * stem_bias.lr_scale, 0.0573 * BATCH_SIZE, rel_tol=1e-6)
+    for g in (shifts, head, stem_bias):
+        # coupled L2: one step's decay of the weights, lr * L2, is 1.04e-6 per image of the batch
+        assert math.isclose(peak * g.lr_scale * g.weight_decay, 1.04e-6 * BATCH_SIZE, rel_tol=1e-6)
+
+
+def test_it_sets_the_records_changes_on_fast94_muon():
+    record, muon = get_recipe("fast94-record"), get_recipe("fast94-muon")
+    assert (record.train.batch_size, record.train.epochs) == (1536, 7.59) == (BATCH_SIZE, EPOCHS)
+    assert record.model.widths == muon.model.widths
+    # the record's colour jitter cost accuracy on the copy (results/ablations/*-fast94-record-jitter-*): left out
+    assert record.augment == muon.augment and (record.augment.brightness, record.augment.contrast) == (0, 0)
+    assert (record.model.activation, record.model.head_pool, record.model.whiten_method,
+            record.model.whiten_samples) == ("silu", "window3", "svd", 960)
+    assert (record.optimizer.muon_momentum, record.optimizer.momentum, record.optimizer.muon_fp16_momentum,
+            record.optimizer.muon_renormalize_every) == (0.655, 0.825, True, 4)
+    assert (record.train.label_smoothing, record.train.tta) == (0.09, "selective")
+    (bias,) = record.extensions
+    assert bias.epochs == 0.19
+    assert type(record).from_dict(record.to_dict()) == record
+
+
+def test_fast94_record_learns_a_small_problem_through_the_harness(make_synthetic_cifar10):
+    recipe = tiny(get_recipe("fast94-record"), batch_size=32, epochs=4, widths=(16, 32, 32))
+    record = run_benchmark(recipe, HarnessOptions(device="cpu", compile=False, out=None, target=0.99),
+                           data=make_synthetic_cifar10(train=256, test=64), log=lambda _: None, command=[])
+    (run,) = record["runs"]
+    assert run["status"] == "ok"
+    assert run["final_test_acc"] >= 0.5, run["final_test_acc"]   # chance 0.1
