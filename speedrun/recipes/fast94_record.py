@@ -48,7 +48,7 @@ WHITEN_BIAS_EPOCHS = 0.19
 JPEG_COPY_TARGET = CalibratedTarget(
     SOURCE_JPEG_COPY, 0.900,
     "fast94-record reached 0.9059 and 0.9067 test accuracy at its full 7.59-epoch budget (seeds 0 and 1, CPU fp32, "
-    "commit 6e998c2, run as the then recipe with --brightness 0 --contrast 0, which is the recipe now; "
+    "commits 19167f9 and 4f025ea, run as the then recipe with --brightness 0 --contrast 0, which is the recipe now; "
     "results/calibration/20261205T092857Z-train-fast94-record-no-jitter-cpu-full-budget-seed0.json and "
     "results/calibration/20261205T112152Z-train-fast94-record-no-jitter-cpu-full-budget-seed1.json); the target is "
     "their mean less 0.005, rounded down to a multiple of 0.005 (speedrun.recipes.base.calibration_rule)")

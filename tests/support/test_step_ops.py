@@ -59,7 +59,7 @@ def test_the_parts_add_up_and_name_every_op():
 # them); Newton-Schulz batched over same-shape filters: fast94-muon 217. Then the augmentation,
 # normalization and loss went into the step's graph: outside it, classic 17, fast94 25.6,
 # fast94-muon 166 (its optimizer's 153). A change that adds launches fails here.
-@pytest.mark.parametrize("name, most", [("classic", 17), ("fast94", 25.6), ("fast94-muon", 166), ("fast94-record", 164.8)])
+@pytest.mark.parametrize("name, most", [("classic", 17), ("fast94", 25.6), ("fast94-muon", 166), ("fast94-record", 162.8)])
 def test_a_step_launches_no_more_ops_outside_the_model_than_counted(name, most):
     assert step_ops(name).outside <= most + 1e-9
 
