@@ -1,6 +1,7 @@
 """The fast94-record recipe: the public record's rates in this loop's conventions, its settings, and it learns."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from speedrun.bench.harness import HarnessOptions, run_benchmark
@@ -46,3 +47,21 @@ def test_fast94_record_learns_a_small_problem_through_the_harness(make_synthetic
     (run,) = record["runs"]
     assert run["status"] == "ok"
     assert run["final_test_acc"] >= 0.5, run["final_test_acc"]   # chance 0.1
+
+
+def test_an_epoch_with_every_record_setting_reads_nothing_back_to_the_host(make_synthetic_cifar10):
+    """Jitter, SiLU, the window-3 head, fp16 Muon momentum, renormalizing every 4th step and the bias's
+    fractional epochs: an epoch of all of them (and its evaluation's selective TTA) never waits on the host."""
+    from tests.support.host_sync import HostSyncCounter
+
+    recipe = tiny(get_recipe("fast94-record"), batch_size=32, epochs=2, widths=(16, 32, 32))
+    recipe = recipe.replace(augment=dataclasses.replace(recipe.augment, brightness=0.14, contrast=0.13))
+    trainer = make_trainer(recipe, make_synthetic_cifar10(train=256, test=64))
+    schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
+    trainer.initialize(0)
+    run = trainer.start_run(0, schedule.lr.float(), None if schedule.momentum is None else schedule.momentum.float())
+    with HostSyncCounter() as counter:
+        trainer.train_epoch(run, 1)
+        trainer.evaluate()
+    assert counter.syncs == [], counter.report()
+    assert trainer.steps_per_epoch == 8 and 0 < recipe.extensions[0].epochs < 1, "the bias stops inside epoch 1"
