@@ -1,29 +1,18 @@
 """The fast94-muon recipe: airbench94_muon's rates in this loop's conventions, and it learns."""
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.recipes import get_recipe
 from speedrun.recipes.fast94_muon import fast94_muon_recipe
-from tests.support.fast94 import make_trainer, tiny
+from tests.support.fast94 import assert_muon_recipe_rates, tiny
 
 
 def test_the_sgd_groups_take_airbench_rates_and_decay_per_summed_loss(make_synthetic_cifar10):
     for batch in (2000, 500):
-        recipe = fast94_muon_recipe(batch_size=batch)
-        trainer = make_trainer(tiny(recipe, batch_size=32), make_synthetic_cifar10())
-        peak = recipe.schedule.build(8, 1).lr[0].item()
-        filters, shifts, head, stem_bias = trainer.param_groups()
-        assert math.isclose(peak, 0.24, rel_tol=1e-6) and filters.orthogonalize
-        assert math.isclose(peak * shifts.lr_scale, 0.053 * batch, rel_tol=1e-6)
-        assert math.isclose(peak * head.lr_scale, 0.67 * batch, rel_tol=1e-6)
-        assert math.isclose(peak * stem_bias.lr_scale, 0.053 * batch, rel_tol=1e-6)
-        for g in (shifts, head, stem_bias):
-            # coupled L2: one step's decay of the weights, lr * L2, is 2e-6 per image in the batch
-            assert math.isclose(peak * g.lr_scale * g.weight_decay, 2e-6 * batch, rel_tol=1e-6)
+        assert_muon_recipe_rates(fast94_muon_recipe(batch_size=batch), make_synthetic_cifar10(), peak=0.24,
+                                 bias=0.053, head=0.67, decay=2e-6)
 
 
 def test_it_is_registered_and_rebuilds_from_its_record_form():

@@ -2,26 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.recipes import get_recipe
 from speedrun.recipes.fast94_record import BATCH_SIZE, EPOCHS
-from tests.support.fast94 import make_trainer, tiny
+from tests.support.fast94 import assert_muon_recipe_rates, make_trainer, tiny
 
 
 def test_the_groups_take_the_records_rates_per_image_and_its_decay_per_step(make_synthetic_cifar10):
-    recipe = get_recipe("fast94-record")
-    trainer = make_trainer(tiny(recipe, batch_size=32), make_synthetic_cifar10())
-    peak = recipe.schedule.build(8, 1).lr[0].item()
-    filters, shifts, head, stem_bias = trainer.param_groups()
-    assert math.isclose(peak, 0.205, rel_tol=1e-6) and filters.orthogonalize
-    assert math.isclose(peak * shifts.lr_scale, 0.0573 * BATCH_SIZE, rel_tol=1e-6)
-    assert math.isclose(peak * head.lr_scale, 0.5415 * BATCH_SIZE, rel_tol=1e-6)
-    assert math.isclose(peak * stem_bias.lr_scale, 0.0573 * BATCH_SIZE, rel_tol=1e-6)
-    for g in (shifts, head, stem_bias):
-        # coupled L2: one step's decay of the weights, lr * L2, is 1.04e-6 per image of the batch
-        assert math.isclose(peak * g.lr_scale * g.weight_decay, 1.04e-6 * BATCH_SIZE, rel_tol=1e-6)
+    assert_muon_recipe_rates(get_recipe("fast94-record"), make_synthetic_cifar10(), peak=0.205, bias=0.0573,
+                             head=0.5415, decay=1.04e-6)
 
 
 def test_it_sets_the_records_changes_on_fast94_muon():

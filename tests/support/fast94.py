@@ -26,6 +26,22 @@ def make_trainer(recipe, data) -> Trainer:
                    extensions=recipe.extensions)
 
 
+def assert_muon_recipe_rates(recipe, data, *, peak: float, bias: float, head: float, decay: float) -> None:
+    """A Muon recipe's rates in airbench's terms: the filters' peak lr, and per image of the batch the
+    SGD groups' lr (BN shifts and stem bias ``bias``, head ``head``) and one step's coupled L2 decay."""
+    import math
+
+    batch = recipe.train.batch_size
+    trainer = make_trainer(tiny(recipe, batch_size=32), data)
+    lr = recipe.schedule.build(8, 1).lr[0].item()
+    filters, shifts, head_group, stem_bias = trainer.param_groups()
+    assert math.isclose(lr, peak, rel_tol=1e-6) and filters.orthogonalize
+    for group, per_image in ((shifts, bias), (head_group, head), (stem_bias, bias)):
+        assert math.isclose(lr * group.lr_scale, per_image * batch, rel_tol=1e-6)
+        # coupled L2: one step's decay of the weights, lr * L2, is ``decay`` per image of the batch
+        assert math.isclose(lr * group.lr_scale * group.weight_decay, decay * batch, rel_tol=1e-6)
+
+
 def lr_tensor(trainer, recipe) -> torch.Tensor:
     steps = trainer.total_steps
     return recipe.schedule.build(steps, trainer.steps_per_epoch).lr.float()
