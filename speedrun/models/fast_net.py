@@ -68,8 +68,9 @@ class FastNetConfig:
     num_classes: int = num_classes_setting()
     logit_scale: float = logit_scale_setting(1 / 9)
     activation: str = setting("gelu", "activation function", choices=ACTIVATIONS)
-    head_pool: str = setting("global", "the head's pooling of block 3's 4x4 map: its max (global), or airbench's "
-                                       "MaxPool2d(3), the max of its top-left 3x3 window (window3)", choices=HEAD_POOLS)
+    head_pool: str = setting("global", "the head's pooling of block 3's map: its max (global), or airbench's "
+                                       "MaxPool2d(3), the max of its top-left 3x3 window (window3); on 32 px images "
+                                       "the map is 3x3 and the two agree", choices=HEAD_POOLS)
     bn_momentum: float = bn_momentum_setting(0.4)
     bn_eps: float = setting(1e-12, "batch-norm epsilon", low=0, low_open=True, high=1)
     frozen_bn_scale: bool = setting(True, "batch-norm scales fixed at 1 (only the shifts train)")

@@ -11,8 +11,8 @@ default elsewhere:
 * the filters' Muon momentum buffers in float16 (``muon_fp16_momentum``), renormalized every 4th
   step only (``muon_renormalize_every=4``);
 * label smoothing 0.09; the stem's bias trained (decaying linearly) for the first 0.19 epochs;
-* airbench's head pooling (``head_pool="window3"``: MaxPool2d(3), the top-left 3x3 window of
-  block 3's 4x4 map);
+* airbench's head pooling (``head_pool="window3"``: MaxPool2d(3)); on CIFAR's 32 px images block 3's
+  map is 3x3, so it is the global max that fast94-muon takes, and changes nothing;
 * selective TTA: one plain pass, then every view for the least confident tenth of each batch;
 * its own rates: Muon lr 0.205 and momentum 0.655 on the filters; Nesterov SGD 0.825 on the BN
   shifts and stem bias (0.0573 per image of the batch) and the head (0.5415 per image); decay

@@ -144,7 +144,7 @@ def test_the_activation_is_the_one_named_everywhere(activation, module):
 
 
 def test_airbench_head_pooling_takes_the_top_left_three_by_three_window():
-    """airbench's MaxPool2d(3) over block 3's 4x4 map sees rows and columns 0-2 only; global sees all 16."""
+    """On a map larger than 3x3, airbench's MaxPool2d(3) sees rows and columns 0-2 only; global sees all."""
     config = dataclasses.replace(fast94_recipe().model, widths=(8, 8, 8))
     feature = torch.zeros(2, 8, 4, 4)
     feature[:, :, 3, 3] = 5.0                    # outside the window
@@ -152,5 +152,24 @@ def test_airbench_head_pooling_takes_the_top_left_three_by_three_window():
     window, whole = (dataclasses.replace(config, head_pool=p).build().pool for p in ("window3", "global"))
     assert torch.equal(window(feature).flatten(1), torch.full((2, 8), 2.0))
     assert torch.equal(whole(feature).flatten(1), torch.full((2, 8), 5.0))
-    net = dataclasses.replace(config, head_pool="window3").build()
-    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_on_cifar_images_block3s_map_is_three_by_three_so_both_head_poolings_agree():
+    """32 px, the unpadded 2x2 stem (31) and three 2x2 pools (15, 7, 3): MaxPool2d(3) is the global max there.
+    On 40 px images (a 4x4 map) the two differ."""
+    config = dataclasses.replace(fast94_recipe().model, widths=(8, 8, 8))
+    torch.manual_seed(0)
+    whole = dataclasses.replace(config, head_pool="global").build().eval()
+    window = dataclasses.replace(config, head_pool="window3").build().eval()
+    window.load_state_dict(whole.state_dict())
+    def block3_map(x):
+        for name, module in whole.named_children():
+            if name == "pool":
+                return x
+            x = module(x)
+
+    x = torch.randn(4, 3, 32, 32)
+    assert block3_map(x).shape[-2:] == (3, 3)
+    assert torch.equal(window(x), whole(x))
+    big = torch.randn(4, 3, 40, 40)
+    assert block3_map(big).shape[-2:] == (4, 4) and not torch.equal(window(big), whole(big))
