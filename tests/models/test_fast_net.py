@@ -162,6 +162,7 @@ def test_on_cifar_images_block3s_map_is_three_by_three_so_both_head_poolings_agr
     whole = dataclasses.replace(config, head_pool="global").build().eval()
     window = dataclasses.replace(config, head_pool="window3").build().eval()
     window.load_state_dict(whole.state_dict())
+
     def block3_map(x):
         for name, module in whole.named_children():
             if name == "pool":

@@ -6,7 +6,7 @@ import dataclasses
 from speedrun.bench.harness import HarnessOptions, run_benchmark
 from speedrun.recipes import get_recipe
 from speedrun.recipes.fast94_record import BATCH_SIZE, EPOCHS
-from tests.support.fast94 import assert_muon_recipe_rates, make_trainer, tiny
+from tests.support.fast94 import assert_muon_recipe_rates, lr_tensor, make_trainer, tiny
 
 
 def test_the_groups_take_the_records_rates_per_image_and_its_decay_per_step(make_synthetic_cifar10):
@@ -47,9 +47,9 @@ def test_an_epoch_with_every_record_setting_reads_nothing_back_to_the_host(make_
     recipe = tiny(get_recipe("fast94-record"), batch_size=32, epochs=2, widths=(16, 32, 32))
     recipe = recipe.replace(augment=dataclasses.replace(recipe.augment, brightness=0.14, contrast=0.13))
     trainer = make_trainer(recipe, make_synthetic_cifar10(train=256, test=64))
-    schedule = recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch)
+    assert recipe.schedule.build(trainer.total_steps, trainer.steps_per_epoch).momentum is None
     trainer.initialize(0)
-    run = trainer.start_run(0, schedule.lr.float(), None if schedule.momentum is None else schedule.momentum.float())
+    run = trainer.start_run(0, lr_tensor(trainer, recipe))
     with HostSyncCounter() as counter:
         trainer.train_epoch(run, 1)
         trainer.evaluate()

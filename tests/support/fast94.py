@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -29,8 +30,6 @@ def make_trainer(recipe, data) -> Trainer:
 def assert_muon_recipe_rates(recipe, data, *, peak: float, bias: float, head: float, decay: float) -> None:
     """A Muon recipe's rates in airbench's terms: the filters' peak lr, and per image of the batch the
     SGD groups' lr (BN shifts and stem bias ``bias``, head ``head``) and one step's coupled L2 decay."""
-    import math
-
     batch = recipe.train.batch_size
     trainer = make_trainer(tiny(recipe, batch_size=32), data)
     lr = recipe.schedule.build(8, 1).lr[0].item()
